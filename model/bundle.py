@@ -1,0 +1,119 @@
+"""Load a bundle, verify it, and score with onnxruntime (torch-free).
+
+This is the one scoring path: the service and `afm-eval` both go through `Bundle.run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pydantic import ValidationError
+
+from model.features import FeatureSpace
+from model.manifest import INPUT_NAMES, MANIFEST_FILE, OUTPUT_NAMES, Manifest, sha256_file
+
+
+class BundleError(Exception):
+    """A bundle that cannot be served; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    score: np.ndarray  # (B,) raw model output
+    attention: np.ndarray  # (B, P)
+    contributions: np.ndarray  # (B, P)
+    field_linear: np.ndarray  # (B, F)
+
+
+class Bundle:
+    def __init__(self, directory: Path, manifest: Manifest, session: ort.InferenceSession) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.features: FeatureSpace = manifest.feature_space()
+        self._session = session
+
+    @classmethod
+    def load(cls, directory: str | Path, intra_op_threads: int = 1) -> Bundle:
+        directory = Path(directory)
+        manifest = _read_manifest(directory)
+        onnx_path = directory / manifest.onnx_file
+        if not onnx_path.is_file():
+            raise BundleError(f"bundle {directory}: {manifest.onnx_file} is missing")
+        actual = sha256_file(onnx_path)
+        if actual != manifest.onnx_sha256:
+            raise BundleError(
+                f"bundle {directory}: {manifest.onnx_file} sha256 {actual[:12]}... does not match "
+                f"the manifest's {manifest.onnx_sha256[:12]}..."
+            )
+        session = _session(onnx_path, intra_op_threads)
+        _check_signature(session, manifest)
+        return cls(directory, manifest, session)
+
+    def run(self, indices: np.ndarray, weights: np.ndarray) -> Scores:
+        """(B, F, L) int64 indices and float32 weights -> scores and explanations."""
+        score, attention, contributions, field_linear = self._session.run(
+            list(OUTPUT_NAMES), {"indices": indices, "weights": weights}
+        )
+        return Scores(score, attention, contributions, field_linear)
+
+    def check_indices(self, indices: np.ndarray) -> None:
+        """Raw tensors (the Open Inference Protocol path) must index inside the table."""
+        if indices.size and (indices.min() < 0 or indices.max() >= self.features.num_features):
+            raise ValueError(
+                f"indices must lie in [0, {self.features.num_features}), "
+                f"got [{indices.min()}, {indices.max()}]"
+            )
+
+    def prediction(self, score: np.ndarray) -> np.ndarray:
+        """What the score means to a user: a probability (binary) or the clipped rating."""
+        if self.manifest.task == "binary":
+            return 1.0 / (1.0 + np.exp(-score))
+        low, high = self.manifest.label_range
+        return np.clip(score, low, high)
+
+
+def _read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise BundleError(f"bundle {directory}: {MANIFEST_FILE} is missing")
+    try:
+        return Manifest.read(directory)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "manifest"
+        raise BundleError(f"bundle {directory}: invalid {MANIFEST_FILE}: {where}: {first['msg']}") from e
+    except (OSError, ValueError) as e:
+        raise BundleError(f"bundle {directory}: unreadable {MANIFEST_FILE}: {e}") from e
+
+
+def _session(onnx_path: Path, intra_op_threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    # Spinning idle threads burn the CPU that other workers need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
+        raise BundleError(f"bundle {onnx_path.parent}: onnxruntime cannot load the model: {e}") from e
+
+
+def _check_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    if tuple(sorted(inputs)) != tuple(sorted(INPUT_NAMES)) or tuple(outputs) != OUTPUT_NAMES:
+        raise BundleError(
+            f"ONNX signature {sorted(inputs)} -> {outputs} is not {INPUT_NAMES} -> {OUTPUT_NAMES}"
+        )
+    fields, entries = inputs["indices"][1], inputs["indices"][2]
+    if (fields, entries) != (len(manifest.fields), manifest.max_entries):
+        raise BundleError(
+            f"ONNX takes {fields} fields x {entries} entries but the manifest declares "
+            f"{len(manifest.fields)} x {manifest.max_entries}"
+        )

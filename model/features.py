@@ -1,0 +1,220 @@
+"""The feature space shared by training and serving (torch-free).
+
+Every kind of field becomes the same thing: up to L (index, weight) entries into one
+feature table. Categorical: one entry, weight 1. Multi-valued: one entry per value,
+weights 1 (sum) or 1/n (mean). Numeric: the field's own index, weight = the normalised
+value. Bucketised: a numeric value mapped to a categorical bucket.
+
+Layout of the table: index 0 is padding (weight 0); each categorical, multi-valued or
+bucketised field owns an out-of-vocabulary index followed by its vocabulary; a numeric
+field owns one index.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PADDING_INDEX = 0
+
+
+class FieldKind(StrEnum):
+    CATEGORICAL = "categorical"
+    MULTI = "multi"
+    NUMERIC = "numeric"
+    BUCKETIZED = "bucketized"
+
+
+class FeatureError(ValueError):
+    """An instance does not fit the feature space (unknown field, wrong type, ...)."""
+
+
+class FieldSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: FieldKind
+    vocabulary: list[str] = Field(default_factory=list)
+    """Known values (categorical, multi); bucket labels are derived for bucketised fields."""
+    max_entries: int = Field(default=1, ge=1)
+    """L: how many values a multi-valued field may hold."""
+    pooling: Literal["mean", "sum"] = "mean"
+    """How a multi-valued field combines its values' embeddings."""
+    center: float = 0.0
+    scale: float = 1.0
+    """Numeric fields: weight = (value - center) / scale, fitted on the training data."""
+    boundaries: list[float] = Field(default_factory=list)
+    """Bucketised fields: sorted bucket edges; bucket k holds boundaries[k-1] <= v < boundaries[k]."""
+
+    @model_validator(mode="after")
+    def _check(self) -> FieldSpec:
+        if self.kind != FieldKind.MULTI and self.max_entries != 1:
+            raise ValueError(f"field {self.name!r}: only multi-valued fields take max_entries > 1")
+        if self.kind == FieldKind.NUMERIC and (self.scale == 0 or not math.isfinite(self.scale)):
+            raise ValueError(f"field {self.name!r}: scale must be finite and non-zero, got {self.scale}")
+        if self.kind == FieldKind.BUCKETIZED and self.boundaries != sorted(self.boundaries):
+            raise ValueError(f"field {self.name!r}: boundaries must be sorted, got {self.boundaries}")
+        if len(set(self.vocabulary)) != len(self.vocabulary):
+            raise ValueError(f"field {self.name!r}: vocabulary has duplicate values")
+        return self
+
+    @property
+    def values(self) -> list[str]:
+        """The field's known values in table order (bucket labels for bucketised fields)."""
+        if self.kind == FieldKind.BUCKETIZED:
+            return bucket_labels(self.boundaries)
+        return self.vocabulary
+
+    @property
+    def table_size(self) -> int:
+        return 1 if self.kind == FieldKind.NUMERIC else 1 + len(self.values)
+
+
+def bucket_labels(boundaries: Sequence[float]) -> list[str]:
+    edges = ["-inf", *(f"{b:g}" for b in boundaries), "inf"]
+    return [f"[{lo},{hi})" for lo, hi in zip(edges, edges[1:], strict=False)]
+
+
+@dataclass
+class Encoded:
+    """A batch in model input form, plus the values that were out of vocabulary."""
+
+    indices: np.ndarray  # (B, F, L) int64
+    weights: np.ndarray  # (B, F, L) float32
+    oov: list[tuple[int, str, str]] = field(default_factory=list)  # (row, field, value)
+
+
+class FeatureSpace:
+    """Maps raw instances ({field: value}) to (indices, weights) and back to names."""
+
+    def __init__(self, fields: Sequence[FieldSpec]) -> None:
+        if len(fields) < 2:
+            raise ValueError(f"a feature space needs at least 2 fields, got {len(fields)}")
+        names = [f.name for f in fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"field names must be unique, got {names}")
+        self.fields = list(fields)
+        self.offsets: list[int] = []
+        next_index = PADDING_INDEX + 1
+        for spec in self.fields:
+            self.offsets.append(next_index)
+            next_index += spec.table_size
+        self.num_features = next_index
+        self.max_entries = max(f.max_entries for f in self.fields)
+        self._position = {name: i for i, name in enumerate(names)}
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.fields)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @cached_property
+    def pairs(self) -> list[tuple[int, int]]:
+        """Field pairs i < j in the model's order (row-major upper triangle)."""
+        n = self.num_fields
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+    @cached_property
+    def _lookup(self) -> list[dict[str, int]]:
+        return [
+            {value: offset + 1 + k for k, value in enumerate(spec.values)}
+            for spec, offset in zip(self.fields, self.offsets, strict=True)
+        ]
+
+    def oov_index(self, position: int) -> int:
+        return self.offsets[position]
+
+    def index_of(self, position: int, value: str) -> int | None:
+        """Table index of a known value of a categorical/multi/bucketised field, else None."""
+        return self._lookup[position].get(value)
+
+    def encode(self, instances: Sequence[Mapping[str, Any]]) -> Encoded:
+        """Encode raw instances. A missing field is an empty field; an unknown value maps to
+        the field's out-of-vocabulary index and is reported, never an error."""
+        batch = len(instances)
+        indices = np.zeros((batch, self.num_fields, self.max_entries), dtype=np.int64)
+        weights = np.zeros((batch, self.num_fields, self.max_entries), dtype=np.float32)
+        encoded = Encoded(indices, weights)
+        for row, instance in enumerate(instances):
+            if not isinstance(instance, Mapping):
+                raise FeatureError(f"instance {row} must be an object of field: value")
+            for name, value in instance.items():
+                position = self._position.get(name)
+                if position is None:
+                    raise FeatureError(f"instance {row}: unknown field {name!r}")
+                if value is None:
+                    continue
+                self._encode_field(encoded, row, position, value)
+        return encoded
+
+    def _encode_field(self, out: Encoded, row: int, position: int, value: Any) -> None:
+        spec = self.fields[position]
+        if spec.kind == FieldKind.NUMERIC:
+            number = _number(spec.name, value)
+            out.indices[row, position, 0] = self.offsets[position]
+            out.weights[row, position, 0] = (number - spec.center) / spec.scale
+            return
+        if spec.kind == FieldKind.MULTI:
+            if not isinstance(value, list):
+                value = [value]
+            if len(value) > spec.max_entries:
+                raise FeatureError(
+                    f"field {spec.name!r} holds at most {spec.max_entries} values, got {len(value)}"
+                )
+            tokens = [_token(spec.name, v) for v in value]
+        elif spec.kind == FieldKind.BUCKETIZED:
+            number = _number(spec.name, value)
+            tokens = [spec.values[bisect.bisect_right(spec.boundaries, number)]]
+        else:
+            tokens = [_token(spec.name, value)]
+        if not tokens:
+            return
+        weight = 1.0 / len(tokens) if spec.pooling == "mean" else 1.0
+        for slot, token in enumerate(tokens):
+            index = self._lookup[position].get(token)
+            if index is None:
+                index = self.oov_index(position)
+                out.oov.append((row, spec.name, token))
+            out.indices[row, position, slot] = index
+            out.weights[row, position, slot] = weight
+
+    def describe(self, position: int, indices: np.ndarray, weights: np.ndarray) -> str | list[str]:
+        """The human-readable value(s) of one field of one encoded instance."""
+        spec = self.fields[position]
+        if spec.kind == FieldKind.NUMERIC:
+            return f"{float(weights[0]) * spec.scale + spec.center:g}" if weights[0] else ""
+        names = []
+        for index, weight in zip(indices, weights, strict=True):
+            if weight == 0:
+                continue
+            k = int(index) - self.offsets[position] - 1
+            names.append(spec.values[k] if k >= 0 else "<oov>")
+        return names if spec.kind == FieldKind.MULTI else (names[0] if names else "")
+
+
+def _token(field_name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise FeatureError(
+            f"field {field_name!r} takes a string or an integer, got {type(value).__name__}"
+        )
+    return str(value)
+
+
+def _number(field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FeatureError(f"field {field_name!r} takes a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise FeatureError(f"field {field_name!r} takes a finite number, got {value}")
+    return number

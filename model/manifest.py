@@ -1,0 +1,95 @@
+"""`manifest.json`: what a bundle is, so that a server needs nothing but the bundle.
+
+A bundle is a directory with `model.onnx` and this manifest. The ONNX graph takes
+`indices` int64 (B, F, L) and `weights` float32 (B, F, L) and returns `score` (B,),
+`attention` (B, P), `contributions` (B, P) and `field_linear` (B, F).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model.features import FeatureSpace, FieldSpec
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+ONNX_FILE = "model.onnx"
+INPUT_NAMES = ("indices", "weights")
+OUTPUT_NAMES = ("score", "attention", "contributions", "field_linear")
+
+Task = Literal["regression", "binary"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class PairImportance(_Strict):
+    fields: tuple[str, str]
+    mean_attention: float
+    mean_abs_contribution: float
+
+
+class DataFingerprint(_Strict):
+    path: str
+    sha256: str
+    rows: int
+
+
+class Manifest(_Strict):
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    version: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    kind: Literal["afm", "fm"]
+    task: Task
+    bias: float
+    """w0: score = bias + sum(field_linear) + sum(contributions)."""
+    label_range: tuple[float, float]
+    """Predictions are clipped to this range for regression metrics, as in the paper."""
+    fields: list[FieldSpec]
+    max_entries: int
+    pairs: list[tuple[str, str]]
+    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    onnx_file: str = ONNX_FILE
+    training: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, DataFingerprint] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    importance: list[PairImportance] = Field(default_factory=list)
+    created_at: datetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        space = FeatureSpace(self.fields)
+        expected = [(space.field_names[i], space.field_names[j]) for i, j in space.pairs]
+        if [tuple(p) for p in self.pairs] != expected:
+            raise ValueError("pairs do not match the fields (expected every i < j in field order)")
+        if self.max_entries != space.max_entries:
+            raise ValueError(f"max_entries {self.max_entries} != fields' {space.max_entries}")
+        if self.label_range[0] >= self.label_range[1]:
+            raise ValueError(f"label_range must be increasing, got {self.label_range}")
+        return self
+
+    def feature_space(self) -> FeatureSpace:
+        return FeatureSpace(self.fields)
+
+    def write(self, directory: Path) -> Path:
+        path = directory / MANIFEST_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        return cls.model_validate_json((directory / MANIFEST_FILE).read_bytes())
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,56 @@
+"""Datasets in model input form, and vocabularies built from training data."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.manifest import DataFingerprint, Task
+
+
+@dataclass
+class Dataset:
+    indices: np.ndarray  # (N, F, L) int64
+    weights: np.ndarray  # (N, F, L) float32
+    labels: np.ndarray  # (N,) float32: the target (regression) or 0/1 (binary)
+    oov: int = 0  # how many values mapped to an out-of-vocabulary index
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.indices.shape[0] != n or self.weights.shape != self.indices.shape:
+            raise ValueError(
+                f"inconsistent dataset: indices {self.indices.shape}, "
+                f"weights {self.weights.shape}, labels {self.labels.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    validation: Dataset
+    fingerprints: dict[str, DataFingerprint]
+
+
+def binary_labels(labels: np.ndarray, task: Task) -> np.ndarray:
+    """Binary tasks learn 1 for a positive label (libFM's 1 against -1), else 0."""
+    return (labels > 0).astype(np.float32) if task == "binary" else labels.astype(np.float32)
+
+
+def build_vocabulary(values: Iterable[str], min_count: int = 1) -> list[str]:
+    """Values seen at least `min_count` times, most frequent first (ties by value)."""
+    counts = Counter(values)
+    kept = [(value, n) for value, n in counts.items() if n >= min_count]
+    return [value for value, _ in sorted(kept, key=lambda item: (-item[1], item[0]))]
+
+
+def fingerprint(path: str | Path, rows: int) -> DataFingerprint:
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return DataFingerprint(path=str(path), sha256=digest, rows=rows)

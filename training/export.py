@@ -1,0 +1,133 @@
+"""Export a trained model as a bundle: `model.onnx` (one file) and `manifest.json`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from model.afm import PairModel
+from model.features import FeatureSpace
+from model.manifest import (
+    INPUT_NAMES,
+    ONNX_FILE,
+    OUTPUT_NAMES,
+    DataFingerprint,
+    Manifest,
+    PairImportance,
+    Task,
+    sha256_file,
+)
+from training.data import Dataset
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+class _Explaining(nn.Module):
+    """The graph that is served: score and every explanation in one run."""
+
+    def __init__(self, model: PairModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, indices: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model.explain(indices, weights))
+
+
+def export_onnx(model: PairModel, space: FeatureSpace, path: Path) -> None:
+    model.eval()
+    example = (
+        torch.ones(2, space.num_fields, space.max_entries, dtype=torch.int64),
+        torch.ones(2, space.num_fields, space.max_entries, dtype=torch.float32),
+    )
+    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
+    torch.onnx.export(
+        _Explaining(model),
+        example,
+        str(path),
+        input_names=list(INPUT_NAMES),
+        output_names=list(OUTPUT_NAMES),
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        dynamo=False,
+        external_data=False,
+    )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+@torch.no_grad()
+def pair_importance(
+    model: PairModel, space: FeatureSpace, data: Dataset, batch_size: int = 16384
+) -> list[PairImportance]:
+    """Mean attention and mean |contribution| per field pair, over the instances holding it."""
+    model.eval()
+    attention_sum = np.zeros(len(space.pairs))
+    contribution_sum = np.zeros(len(space.pairs))
+    count = np.zeros(len(space.pairs))
+    for start in range(0, len(data), batch_size):
+        indices = torch.from_numpy(data.indices[start : start + batch_size])
+        weights = torch.from_numpy(data.weights[start : start + batch_size])
+        explanation = model.explain(indices, weights)
+        present = (weights != 0).any(dim=2)
+        rows, cols = model.pairs.rows, model.pairs.cols
+        pair_present = (present[:, rows] & present[:, cols]).numpy()
+        attention_sum += (explanation.attention.numpy() * pair_present).sum(axis=0)
+        contribution_sum += (np.abs(explanation.contributions.numpy()) * pair_present).sum(axis=0)
+        count += pair_present.sum(axis=0)
+    count = np.maximum(count, 1)
+    names = space.field_names
+    return [
+        PairImportance(
+            fields=(names[i], names[j]),
+            mean_attention=float(attention_sum[p] / count[p]),
+            mean_abs_contribution=float(contribution_sum[p] / count[p]),
+        )
+        for p, (i, j) in enumerate(space.pairs)
+    ]
+
+
+def write_bundle(
+    directory: Path,
+    model: PairModel,
+    space: FeatureSpace,
+    *,
+    name: str,
+    version: str,
+    task: Task,
+    label_range: tuple[float, float],
+    validation: Dataset,
+    training: dict[str, Any],
+    data: dict[str, DataFingerprint],
+    metrics: dict[str, float],
+) -> Manifest:
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_path = directory / ONNX_FILE
+    export_onnx(model, space, onnx_path)
+    names = space.field_names
+    manifest = Manifest(
+        name=name,
+        version=version,
+        kind=model.config.kind,
+        task=task,
+        bias=float(model.linear.bias.detach()),
+        label_range=label_range,
+        fields=space.fields,
+        max_entries=space.max_entries,
+        pairs=[(names[i], names[j]) for i, j in space.pairs],
+        onnx_sha256=sha256_file(onnx_path),
+        training=training,
+        data=data,
+        metrics=metrics,
+        importance=pair_importance(model, space, validation),
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    manifest.write(directory)
+    log.info("bundle written to %s (onnx %.1f MB)", directory, onnx_path.stat().st_size / 1e6)
+    return manifest
