@@ -21,6 +21,8 @@ class DataConfig(_Section):
     """Training file (libfm) or the tabular schema file (tabular)."""
     validation: str = ""
     """Validation file (libfm); tabular schemas split the data themselves."""
+    root: str = ""
+    """Tabular: the folder of the schema's files, overriding the schema's `root`."""
     fields: list[str] = Field(default_factory=list)
     """libFM: a name per position in the row (default field0, field1, ...)."""
     task: Task = "regression"
