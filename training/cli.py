@@ -50,6 +50,10 @@ def load_eval_data(bundle: Bundle, path: str, fmt: str) -> Dataset:
         encoded = bundle.features.encode([r["instance"] for r in records])
         labels = binary_labels(np.array([r["label"] for r in records], dtype=np.float32), task)
         return Dataset(encoded.indices, encoded.weights, labels, len(encoded.oov))
+    if fmt == "tabular":
+        from training import tabular
+
+        return tabular.evaluation_data(path, bundle.features, task)
     raise ValueError(f"unknown data format {fmt!r}")
 
 
@@ -67,8 +71,10 @@ def eval_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="bundle directory")
     parser.add_argument("--data", required=True, help="any labelled file, e.g. a held-out test split")
-    parser.add_argument("--format", default="libfm", choices=["libfm", "jsonl"],
-                        help="libfm rows, or JSON lines of {\"instance\": {...}, \"label\": y}")
+    parser.add_argument("--format", default="libfm", choices=["libfm", "jsonl", "tabular"],
+                        help="libfm rows, JSON lines of {\"instance\": {...}, \"label\": y}, or "
+                        "a tabular schema file (its validation split, or all rows with "
+                        "split.method = 'none')")
     parser.add_argument("--scores", help="also write one raw score per line to this file")
     args = parser.parse_args(argv)
     bundle = Bundle.load(args.model)
