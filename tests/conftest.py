@@ -1,0 +1,23 @@
+"""Fixtures shared across the suite: real bundles trained on built-in data, once per session."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import train_bundle
+
+
+@pytest.fixture(scope="session")
+def synthetic_afm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The main job's default model, trained as the README's command trains it."""
+    out = tmp_path_factory.mktemp("synthetic-afm")
+    train_bundle("synthetic-afm.toml", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_fm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic-fm")
+    train_bundle("synthetic-fm.toml", out)
+    return out
+

@@ -1,0 +1,101 @@
+"""The feature space: every field kind, OOV, and input errors."""
+
+import numpy as np
+import pytest
+
+from model.features import FeatureError, FeatureSpace, FieldKind, FieldSpec
+
+
+@pytest.fixture
+def space() -> FeatureSpace:
+    return FeatureSpace([
+        FieldSpec(name="user", kind=FieldKind.CATEGORICAL, vocabulary=["u1", "u2"]),
+        FieldSpec(name="genres", kind=FieldKind.MULTI, vocabulary=["drama", "comedy", "horror"],
+                  max_entries=3, pooling="mean"),
+        FieldSpec(name="tags", kind=FieldKind.MULTI, vocabulary=["a", "b"], max_entries=2,
+                  pooling="sum"),
+        FieldSpec(name="price", kind=FieldKind.NUMERIC, center=10.0, scale=5.0),
+        FieldSpec(name="age", kind=FieldKind.BUCKETIZED, boundaries=[18, 35]),
+    ])
+
+
+def test_layout_reserves_padding_and_one_oov_per_field(space: FeatureSpace) -> None:
+    # padding, user: oov+2, genres: oov+3, tags: oov+2, price: 1, age: oov+3 buckets
+    assert space.offsets == [1, 4, 8, 11, 12]
+    assert space.num_features == 16
+    assert space.max_entries == 3
+    assert space.pairs[:2] == [(0, 1), (0, 2)] and len(space.pairs) == 10
+
+
+def test_every_kind_encodes(space: FeatureSpace) -> None:
+    encoded = space.encode([
+        {"user": "u2", "genres": ["drama", "horror"], "tags": ["a", "b"], "price": 20, "age": 40}
+    ])
+    idx, w = encoded.indices[0], encoded.weights[0]
+    assert (idx[0, 0], w[0, 0]) == (3, 1.0)
+    assert list(idx[1, :2]) == [5, 7] and list(w[1]) == [0.5, 0.5, 0.0]
+    assert list(w[2, :2]) == [1.0, 1.0]
+    assert (idx[3, 0], w[3, 0]) == (11, 2.0)
+    assert idx[4, 0] == 12 + 1 + 2  # third bucket, [35, inf)
+    assert encoded.oov == []
+
+
+def test_bucket_edges_are_left_closed(space: FeatureSpace) -> None:
+    idx = space.encode([{"age": 17.9}, {"age": 18}, {"age": 35}]).indices[:, 4, 0]
+    assert list(idx - 13) == [0, 1, 2]
+
+
+def test_unknown_value_maps_to_oov_and_is_reported(space: FeatureSpace) -> None:
+    encoded = space.encode([{"user": "stranger", "genres": ["drama", "western"]}])
+    assert encoded.indices[0, 0, 0] == space.oov_index(0)
+    assert encoded.indices[0, 1, 1] == space.oov_index(1)
+    assert encoded.oov == [(0, "user", "stranger"), (0, "genres", "western")]
+
+
+def test_missing_or_null_field_is_empty(space: FeatureSpace) -> None:
+    encoded = space.encode([{"user": "u1", "price": None}])
+    assert np.count_nonzero(encoded.weights[0, 1:]) == 0
+
+
+def test_integers_are_categorical_values() -> None:
+    space = FeatureSpace([FieldSpec(name=n, kind=FieldKind.CATEGORICAL, vocabulary=["7"])
+                          for n in ("a", "b")])
+    assert space.encode([{"a": 7}]).indices[0, 0, 0] == space.index_of(0, "7")
+
+
+@pytest.mark.parametrize(
+    ("instance", "message"),
+    [
+        ({"nope": "x"}, "unknown field 'nope'"),
+        ({"user": 1.5}, "string or an integer"),
+        ({"user": True}, "string or an integer"),
+        ({"price": "cheap"}, "takes a number"),
+        ({"price": float("nan")}, "finite"),
+        ({"age": float("inf")}, "finite"),
+        ({"genres": ["drama"] * 4}, "at most 3 values"),
+        ({"genres": [{"x": 1}]}, "string or an integer"),
+    ],
+)
+def test_bad_values_raise_feature_error(space: FeatureSpace, instance: dict, message: str) -> None:
+    with pytest.raises(FeatureError, match=message):
+        space.encode([instance])
+
+
+def test_describe_round_trips_values(space: FeatureSpace) -> None:
+    encoded = space.encode([{"user": "u1", "genres": ["comedy"], "price": 12.5, "age": 20}])
+    described = [space.describe(f, encoded.indices[0, f], encoded.weights[0, f]) for f in range(5)]
+    assert described == ["u1", ["comedy"], [], "12.5", "[18,35)"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"name": "x", "kind": "categorical", "max_entries": 2}, "only multi-valued"),
+        ({"name": "x", "kind": "numeric", "scale": 0.0}, "scale"),
+        ({"name": "x", "kind": "bucketized", "boundaries": [3, 1]}, "sorted"),
+        ({"name": "x", "kind": "categorical", "vocabulary": ["a", "a"]}, "duplicate"),
+    ],
+)
+def test_invalid_field_specs_are_refused(spec: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FieldSpec.model_validate(spec)
