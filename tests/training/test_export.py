@@ -11,9 +11,9 @@ from model.bundle import Bundle, BundleError
 from model.manifest import Manifest
 from tests.helpers import FRAPPE, needs_frappe, train_bundle
 from training import libfm
+from training.config import load_config
 from training.data import Dataset
 from training.run import load_checkpoint, prepare_data
-from training.config import load_config
 
 
 def _assert_parity(bundle_dir: Path, data: Dataset) -> None:
