@@ -1,0 +1,72 @@
+"""`create_app(settings, registry)`: everything passed in, the model loaded in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+
+from service.errors import install_handlers
+from service.logs import configure_logging
+from service.metrics import Metrics, multiprocess_dir, reap_dead_workers
+from service.middleware import RequestMiddleware
+from service.responses import ORJSONResponse
+from service.routes import oip, ops, predict
+from service.routes.oip import server_version
+from service.runtime import Runtime
+from service.settings import Settings
+
+DESCRIPTION = (
+    "Attentional Factorization Machines (Xiao et al., IJCAI 2017) served with onnxruntime: "
+    "predictions with each score explained by the model's own attention over field pairs, "
+    "the Open Inference Protocol (V2), health, Prometheus metrics and hot reload."
+)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    runtime = Runtime(settings, metrics)
+    multiproc = multiprocess_dir()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if multiproc is not None:
+            reap_dead_workers(multiproc)
+        await runtime.start()
+        yield
+        await runtime.stop()
+
+    app = FastAPI(
+        title="AFM serving", version=server_version(), description=DESCRIPTION,
+        lifespan=lifespan, default_response_class=ORJSONResponse,
+    )
+    app.state.runtime = runtime
+    app.state.metrics = metrics
+    install_handlers(app)
+    app.include_router(predict.router(runtime))
+    app.include_router(oip.router(runtime, settings.max_instances))
+    app.include_router(ops.router(runtime, registry, multiproc))
+    if settings.admin_token is not None:
+        app.include_router(ops.admin_router(runtime, settings.admin_token.get_secret_value()))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    # Added last, so outermost: it sees every request, CORS preflights included.
+    app.add_middleware(
+        RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory each worker process calls: settings from AFM_* variables."""
+    settings = Settings()  # type: ignore[call-arg]  # model_dir comes from the environment
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

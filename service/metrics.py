@@ -1,0 +1,145 @@
+"""Every Prometheus metric of the service, registered on the registry the app is given.
+
+With more than one worker process, prometheus_client's multiprocess mode is used: each
+worker writes its values to memory-mapped files in PROMETHEUS_MULTIPROC_DIR and a scrape,
+whichever worker answers it, reads and sums the files of all workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+from model.manifest import Manifest
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+SCORE_BUCKETS = (-10.0, -5.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # process-wide: `_created` series only clutter scrapes
+        self.requests = Counter(
+            "afm_requests", "HTTP requests by route template, method and status.",
+            ["route", "method", "status"], registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "afm_request_duration_seconds", "HTTP request latency by route template.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.in_flight = Gauge(
+            "afm_requests_in_flight", "HTTP requests being served.",
+            registry=registry, multiprocess_mode="livesum",
+        )
+        self.run_seconds = Histogram(
+            "afm_model_run_duration_seconds", "Latency of one onnxruntime run.",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.batch_size = Histogram(
+            "afm_batch_size", "Instances per onnxruntime run.",
+            buckets=BATCH_BUCKETS, registry=registry,
+        )
+        self.instances = Counter(
+            "afm_instances_scored", "Instances scored.", registry=registry
+        )
+        self.oov = Counter(
+            "afm_oov_values", "Values out of vocabulary, by field.", ["field"], registry=registry
+        )
+        self.scores = Histogram(
+            "afm_predicted_score", "Raw model scores (logits for binary tasks), to watch drift.",
+            buckets=SCORE_BUCKETS, registry=registry,
+        )
+        self.model_info = Gauge(
+            "afm_model_info", "The model being served (1) and models served before (0).",
+            ["name", "version", "sha256"], registry=registry, multiprocess_mode="livemax",
+        )
+        self.reloads = Counter(
+            "afm_reloads", "Model reloads by outcome.", ["outcome"], registry=registry
+        )
+
+    def observe_run(self, seconds: float, rows: int) -> None:
+        self.run_seconds.observe(seconds)
+        self.batch_size.observe(rows)
+
+    def observe_scored(self, scores: np.ndarray, oov: Iterable[tuple[int, str, str]]) -> None:
+        self.instances.inc(len(scores))
+        observe_many(self.scores, scores)
+        for _, field, _ in oov:
+            self.oov.labels(field).inc()
+
+    def serving(self, manifest: Manifest, before: Manifest | None) -> None:
+        if before is not None:
+            self.model_info.labels(before.name, before.version, before.onnx_sha256).set(0)
+        self.model_info.labels(manifest.name, manifest.version, manifest.onnx_sha256).set(1)
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """Observe a batch of values at the cost of a few increments, not one observe each.
+
+    Relies on prometheus_client's Histogram layout (per-bucket counts in `_buckets`,
+    `_sum`), which `tests/service/test_metrics.py` checks against plain `observe`.
+    """
+    if len(values) <= 4:
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    bounds: Sequence[float] = histogram._upper_bounds  # type: ignore[attr-defined]
+    # observe() puts v in the first bucket with v <= bound, i.e. searchsorted side="left".
+    slots = np.searchsorted(np.asarray(bounds[:-1]), values, side="left")
+    counts = np.bincount(slots, minlength=len(bounds))
+    histogram._sum.inc(float(values.sum()))  # type: ignore[attr-defined]
+    for slot in np.flatnonzero(counts).tolist():
+        histogram._buckets[slot].inc(int(counts[slot]))  # type: ignore[attr-defined]
+
+
+def multiprocess_dir() -> Path | None:
+    """The multiprocess directory if this process runs in multiprocess mode (read at start-up)."""
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+def reap_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that died without cleaning up (e.g. SIGKILL)."""
+    for path in directory.glob("gauge_live*_*.db"):
+        match = _LIVE_GAUGE_FILE.search(path.name)
+        if match and not _alive(int(match.group(1))):
+            multiprocess.mark_process_dead(int(match.group(1)), str(directory))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exposition(registry: CollectorRegistry, directory: Path | None) -> bytes:
+    """The text format for a scrape: this registry, or the sum of every worker's files."""
+    if directory is None:
+        return generate_latest(registry)
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged, str(directory))
+    return generate_latest(merged)

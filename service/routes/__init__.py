@@ -1,0 +1,1 @@
+"""Thin route modules: validate, delegate to the runtime, render."""

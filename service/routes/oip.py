@@ -1,0 +1,150 @@
+"""Open Inference Protocol (KServe V2) REST: server and model health, metadata, infer.
+
+Health endpoints answer with the status code and an empty body, as the protocol says.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from model.manifest import INPUT_NAMES, OUTPUT_NAMES
+from service.describe import DATATYPES, output_shapes
+from service.errors import ERROR_RESPONSES, InvalidInput, NotFound, PayloadTooLarge
+from service.responses import ORJSONResponse
+from service.runtime import LoadedModel, Runtime
+from service.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    OIPModelMetadata,
+    RequestInput,
+    ServerMetadata,
+)
+
+SERVER_NAME = "afm-serving"
+EMPTY_OK = {200: {"description": "True (an empty body)"}, 503: ERROR_RESPONSES[503]}
+
+
+def server_version() -> str:
+    try:
+        return version(SERVER_NAME)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def router(runtime: Runtime, max_instances: int) -> APIRouter:
+    api = APIRouter(prefix="/v2", tags=["open inference protocol"])
+    server = {"name": SERVER_NAME, "version": server_version(), "extensions": []}
+
+    def served(name: str, model_version: str | None) -> LoadedModel:
+        model = runtime.model
+        if name != model.ref["name"] or model_version not in (None, model.ref["version"]):
+            wanted = name if model_version is None else f"{name} version {model_version}"
+            raise NotFound(f"model {wanted} is not served")
+        return model
+
+    @api.get("", response_model=ServerMetadata)
+    async def server_metadata() -> Response:
+        return ORJSONResponse(server)
+
+    @api.get("/health/live", responses={200: EMPTY_OK[200]})
+    async def live() -> Response:
+        return Response(status_code=200)
+
+    @api.get("/health/ready", responses=EMPTY_OK)
+    async def ready() -> Response:
+        runtime.model  # noqa: B018 (raises NotReady -> 503)
+        return Response(status_code=200)
+
+    @api.get("/models/{name}", response_model=OIPModelMetadata, responses=ERROR_RESPONSES)
+    @api.get("/models/{name}/versions/{model_version}", response_model=OIPModelMetadata,
+             responses=ERROR_RESPONSES)
+    async def model_metadata(name: str, model_version: str | None = None) -> Response:
+        return ORJSONResponse(served(name, model_version).oip_metadata)
+
+    @api.get("/models/{name}/ready", responses={**EMPTY_OK, 404: ERROR_RESPONSES[404]})
+    @api.get("/models/{name}/versions/{model_version}/ready",
+             responses={**EMPTY_OK, 404: ERROR_RESPONSES[404]})
+    async def model_ready(name: str, model_version: str | None = None) -> Response:
+        served(name, model_version)
+        return Response(status_code=200)
+
+    @api.post("/models/{name}/infer", response_model=InferenceResponse, responses=ERROR_RESPONSES)
+    @api.post("/models/{name}/versions/{model_version}/infer", response_model=InferenceResponse,
+              responses=ERROR_RESPONSES)
+    async def infer(body: InferenceRequest, name: str, model_version: str | None = None) -> Response:
+        """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L]."""
+        model = served(name, model_version)
+        space = model.bundle.features
+        limit = max_instances * space.num_fields * space.max_entries
+        indices, weights = input_tensors(body.inputs, limit)
+        wanted = requested_outputs(body)
+        model, scores = await runtime.infer(indices, weights)
+        shapes = output_shapes(model.bundle)
+        outputs = []
+        for name_ in wanted:
+            data = np.ascontiguousarray(getattr(scores, name_)).ravel()
+            shape = [len(indices), *shapes[name_][1:]]
+            outputs.append({"name": name_, "shape": shape, "datatype": "FP32", "data": data})
+        return ORJSONResponse({
+            "model_name": model.ref["name"], "model_version": model.ref["version"],
+            "id": body.id, "outputs": outputs,
+        })
+
+    return api
+
+
+def input_tensors(inputs: list[RequestInput], limit: int) -> tuple[np.ndarray, np.ndarray]:
+    given: dict[str, np.ndarray] = {}
+    for tensor in inputs:
+        if tensor.name not in DATATYPES:
+            raise InvalidInput(f"unknown input {tensor.name!r}: the model takes {list(INPUT_NAMES)}")
+        if tensor.name in given:
+            raise InvalidInput(f"input {tensor.name!r} given twice")
+        given[tensor.name] = tensor_array(tensor, limit)
+    missing = [name for name in INPUT_NAMES if name not in given]
+    if missing:
+        raise InvalidInput(f"missing input(s) {missing}")
+    return given["indices"], given["weights"]
+
+
+def tensor_array(tensor: RequestInput, limit: int) -> np.ndarray:
+    """Check datatype, shape against data length, and element types; -> the typed array."""
+    expected = DATATYPES[tensor.name]
+    if tensor.datatype != expected:
+        raise InvalidInput(f"input {tensor.name!r} must be {expected}, got {tensor.datatype!r}")
+    size = math.prod(tensor.shape)
+    if size > limit:
+        raise PayloadTooLarge(f"input {tensor.name!r} of shape {tensor.shape} is over the limit")
+    try:
+        data = np.asarray(tensor.data)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InvalidInput(f"input {tensor.name!r}: data is not a regular array of numbers") from e
+    kinds = "iu" if expected == "INT64" else "iuf"
+    if data.dtype.kind not in kinds:
+        what = "integers" if expected == "INT64" else "numbers"
+        raise InvalidInput(f"input {tensor.name!r}: {expected} data must be {what}")
+    if data.size != size:
+        raise InvalidInput(
+            f"input {tensor.name!r}: shape {tensor.shape} holds {size} values, data has {data.size}"
+        )
+    dtype = np.int64 if expected == "INT64" else np.float32
+    try:
+        return data.reshape(tensor.shape).astype(dtype, casting="same_kind" if
+                                                 expected == "FP32" else "safe")
+    except TypeError as e:
+        raise InvalidInput(f"input {tensor.name!r}: values do not fit {expected}") from e
+
+
+def requested_outputs(body: InferenceRequest) -> list[str]:
+    if not body.outputs:
+        return list(OUTPUT_NAMES)
+    names = [output.name for output in body.outputs]
+    unknown = [name for name in names if name not in OUTPUT_NAMES]
+    if unknown:
+        raise InvalidInput(f"unknown output(s) {unknown}: the model gives {list(OUTPUT_NAMES)}")
+    return list(dict.fromkeys(names))

@@ -1,0 +1,71 @@
+"""Operations: /healthz, /readyz, /metrics, /metadata and POST /admin/reload."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from prometheus_client import CollectorRegistry
+from starlette.responses import Response
+
+from service.errors import ERROR_RESPONSES, Forbidden, Unauthorized
+from service.metrics import CONTENT_TYPE, exposition
+from service.responses import ORJSONResponse
+from service.runtime import Runtime
+from service.schemas import ModelMetadata, ReadyStatus, ReloadRequest, ReloadResponse, Status
+
+
+def router(runtime: Runtime, registry: CollectorRegistry, multiproc: Path | None) -> APIRouter:
+    api = APIRouter(tags=["operations"])
+
+    @api.get("/healthz", response_model=Status)
+    async def healthz() -> Response:
+        """Alive: the process answers."""
+        return ORJSONResponse({"status": "ok"})
+
+    @api.get("/readyz", response_model=ReadyStatus, responses={503: ERROR_RESPONSES[503]})
+    async def readyz() -> Response:
+        """Ready: a model is loaded, verified and warmed up."""
+        return ORJSONResponse({"ready": True, "model": runtime.model.ref})
+
+    @api.get("/metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}})
+    async def metrics() -> Response:
+        """Prometheus text format; with several workers, the sum over all of them."""
+        return Response(exposition(registry, multiproc), media_type=CONTENT_TYPE)
+
+    @api.get("/metadata", response_model=ModelMetadata, responses={503: ERROR_RESPONSES[503]})
+    async def metadata() -> Response:
+        """The model served: fields, kinds, vocabulary sizes, task, metrics, version, sha256."""
+        return ORJSONResponse(runtime.model.metadata)
+
+    return api
+
+
+def admin_router(runtime: Runtime, token: str) -> APIRouter:
+    """Only mounted when AFM_ADMIN_TOKEN is set; otherwise the route does not exist (404)."""
+    expected = token.encode()
+
+    def bearer(request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise Unauthorized("a bearer token is required")
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            raise Forbidden("wrong bearer token")
+
+    api = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(bearer)])
+
+    @api.post("/reload", response_model=ReloadResponse, responses={
+        s: ERROR_RESPONSES[s] for s in (400, 401, 403, 404, 413, 422, 503)
+    })
+    async def reload(body: ReloadRequest | None = None) -> Response:
+        """Load, verify and warm up a bundle beside the current one, then swap atomically.
+        Requests already running finish on the old model; a refused bundle changes nothing."""
+        before, after = await runtime.reload(body.model_dir if body else None)
+        return ORJSONResponse({
+            "model": after.ref, "sha256": after.bundle.manifest.onnx_sha256,
+            "previous": before.ref,
+        })
+
+    return api

@@ -1,0 +1,87 @@
+"""POST /predict and GET /explain."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from model.features import FeatureSpace, FieldKind
+from service.errors import ERROR_RESPONSES, InvalidInput
+from service.responses import ORJSONResponse
+from service.runtime import Runtime
+from service.schemas import (
+    ExplainOptions,
+    ExplainResponse,
+    ImportanceResponse,
+    PredictRequest,
+    PredictResponse,
+)
+
+MAX_QUERY_BYTES = 8192
+ERRORS = {status: ERROR_RESPONSES[status] for status in (400, 413, 422, 503)}
+
+
+def router(runtime: Runtime) -> APIRouter:
+    api = APIRouter(tags=["predict"])
+
+    @api.post("/predict", response_model=PredictResponse, responses=ERRORS)
+    async def predict(body: PredictRequest) -> Response:
+        """Score instances; with `explain`, each pair's attention and signed contribution."""
+        top_k = body.explain.top_k if isinstance(body.explain, ExplainOptions) else None
+        result = await runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k)
+        return ORJSONResponse(result)
+
+    @api.get(
+        "/explain",
+        response_model=ExplainResponse | ImportanceResponse,
+        responses=ERRORS,
+        openapi_extra={"parameters": [{
+            "name": "field", "in": "query", "required": False, "style": "form", "explode": True,
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            "description": "Any number of `<field>=<value>` pairs (repeat a multi-valued "
+                           "field's name for each value).",
+        }]},
+    )
+    async def explain(request: Request) -> Response:
+        """With `field=value` query parameters: that one instance explained with all its
+        pairs. Without: the model's global field-pair importance from its manifest."""
+        if len(request.scope["query_string"]) > MAX_QUERY_BYTES:
+            raise InvalidInput(f"query string longer than {MAX_QUERY_BYTES} bytes")
+        items = request.query_params.multi_items()
+        if not items:
+            return ORJSONResponse(runtime.importance())
+        instance = instance_from_query(runtime.model.bundle.features, items)
+        return ORJSONResponse(await runtime.explain(instance))
+
+    return api
+
+
+def instance_from_query(space: FeatureSpace, items: list[tuple[str, str]]) -> dict[str, Any]:
+    """Query strings carry text: numbers for numeric fields, lists for multi-valued ones."""
+    kinds = {spec.name: spec.kind for spec in space.fields}
+    instance: dict[str, Any] = {}
+    for name, text in items:
+        kind = kinds.get(name)
+        if kind is None:
+            raise InvalidInput(f"unknown field {name!r}")
+        if kind == FieldKind.MULTI:
+            instance.setdefault(name, []).append(text)
+            continue
+        if name in instance:
+            raise InvalidInput(f"field {name!r} given more than once")
+        instance[name] = _number(name, text) if kind in (FieldKind.NUMERIC,
+                                                         FieldKind.BUCKETIZED) else text
+    return instance
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise InvalidInput(f"field {name!r} takes a number, got {text[:64]!r}") from e
+    if not math.isfinite(value):
+        raise InvalidInput(f"field {name!r} takes a finite number, got {text[:64]!r}")
+    return value

@@ -1,0 +1,212 @@
+"""The serving runtime, free of HTTP: load, verify, warm up, predict, explain, reload.
+
+A request takes the current `LoadedModel` once and uses it to the end, so a reload (which
+loads, verifies and warms up the new bundle beside the old, then swaps one reference)
+never changes the model under a request that is running. A bundle that fails any step
+is refused and the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.bundle import Bundle, BundleError, Scores
+from model.features import FeatureError
+from service import describe
+from service.batcher import Batcher
+from service.errors import Forbidden, InvalidInput, NotFound, NotReady, PayloadTooLarge, ReloadRefused
+from service.explain import Explainer
+from service.metrics import Metrics
+from service.settings import Settings
+
+log = logging.getLogger("service.runtime")
+BIAS_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    bundle: Bundle
+    directory: Path
+    explainer: Explainer
+    ref: dict[str, str]
+    metadata: dict[str, Any]
+    oip_metadata: dict[str, Any]
+
+
+def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
+    """Load and verify a bundle (Bundle.load), warm it up, precompute what requests reuse."""
+    bundle = Bundle.load(directory, threads)
+    warm_up(bundle, warm_rows)
+    manifest = bundle.manifest
+    return LoadedModel(
+        bundle=bundle,
+        directory=directory,
+        explainer=Explainer(bundle),
+        ref={"name": manifest.name, "version": manifest.version},
+        metadata=describe.metadata(bundle),
+        oip_metadata=describe.oip_metadata(bundle),
+    )
+
+
+def warm_up(bundle: Bundle, rows: int) -> None:
+    """Run the model once per batch size it will see first; an empty instance must score
+    exactly the manifest's bias, which catches a manifest paired with the wrong graph."""
+    space = bundle.features
+    for batch in (1, rows):
+        shape = (batch, space.num_fields, space.max_entries)
+        scores = bundle.run(np.zeros(shape, np.int64), np.zeros(shape, np.float32))
+        if not np.all(np.abs(scores.score - bundle.manifest.bias) <= BIAS_TOLERANCE):
+            raise BundleError(
+                f"warm-up: an empty instance scores {float(scores.score[0]):.6g}, "
+                f"not the manifest's bias {bundle.manifest.bias:.6g}"
+            )
+    space.encode([{}])
+
+
+class Runtime:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._model: LoadedModel | None = None
+        self._ready = False
+        self._reload_lock = asyncio.Lock()
+        self._batcher = Batcher(
+            self._timed_run, settings.batch_max_size, settings.batch_max_wait_s
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self._model is not None
+
+    @property
+    def model(self) -> LoadedModel:
+        if self._model is None or not self._ready:
+            raise NotReady("the model is not loaded yet")
+        return self._model
+
+    async def start(self) -> None:
+        model = await asyncio.to_thread(self._load, self._settings.model_dir)
+        self._install(model)
+        self._ready = True
+        log.info("serving %s version %s", model.ref["name"], model.ref["version"])
+
+    async def stop(self) -> None:
+        """Stop reporting ready and run whatever the batcher still holds."""
+        self._ready = False
+        self._batcher.close()
+
+    async def predict(
+        self, instances: Sequence[Mapping[str, Any]], explain: bool, top_k: int | None = None
+    ) -> dict[str, Any]:
+        model = self.model
+        self._check_batch(len(instances))
+        try:
+            encoded = model.bundle.features.encode(instances)
+        except FeatureError as e:
+            raise InvalidInput(str(e)) from e
+        scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
+        self._metrics.observe_scored(scores.score, encoded.oov)
+        results = model.explainer.predictions(encoded, scores, explain, top_k)
+        return {"model": model.ref, "predictions": results}
+
+    async def explain(self, instance: Mapping[str, Any]) -> dict[str, Any]:
+        """One instance with every pair it holds."""
+        result = await self.predict([instance], explain=True)
+        return {"model": result["model"], **result["predictions"][0]}
+
+    def importance(self) -> dict[str, Any]:
+        model = self.model
+        return {"model": model.ref, "importance": model.explainer.importance()}
+
+    async def infer(self, indices: np.ndarray, weights: np.ndarray) -> tuple[LoadedModel, Scores]:
+        """Raw tensors (B, F, L), as the Open Inference Protocol sends them."""
+        model = self.model
+        space = model.bundle.features
+        expected = (space.num_fields, space.max_entries)
+        if indices.ndim != 3 or indices.shape[1:] != expected or indices.shape != weights.shape:
+            raise InvalidInput(
+                f"indices and weights must both have shape [B, {expected[0]}, {expected[1]}], "
+                f"got {list(indices.shape)} and {list(weights.shape)}"
+            )
+        self._check_batch(len(indices))
+        try:
+            model.bundle.check_indices(indices)
+        except ValueError as e:
+            raise InvalidInput(str(e)) from e
+        if not np.isfinite(weights).all():
+            raise InvalidInput("weights must be finite numbers")
+        scores = await self._batcher.run(model.bundle, indices, weights)
+        self._metrics.observe_scored(scores.score, ())
+        return model, scores
+
+    async def reload(self, requested: str | None) -> tuple[LoadedModel, LoadedModel]:
+        """-> (previous, new). Refuses the bundle (ReloadRefused) and keeps serving on failure."""
+        async with self._reload_lock:
+            before = self.model
+            directory = resolve_bundle(requested, before.directory, self._settings.models_root)
+            try:
+                model = await asyncio.to_thread(self._load, directory)
+            except Exception as e:
+                self._metrics.reloads.labels("refused").inc()
+                reason = _public_reason(e, directory, requested or before.ref["name"])
+                log.warning("reload refused: %s", reason, exc_info=not isinstance(e, BundleError))
+                raise ReloadRefused(f"reload refused, still serving version "
+                                    f"{before.ref['version']}: {reason}") from e
+            self._install(model, before)
+            self._metrics.reloads.labels("success").inc()
+            log.info("reloaded: %s version %s (was %s)", model.ref["name"],
+                     model.ref["version"], before.ref["version"])
+            return before, model
+
+    def _load(self, directory: Path) -> LoadedModel:
+        return load_model(directory, self._settings.ort_threads, self._settings.batch_max_size)
+
+    def _install(self, model: LoadedModel, before: LoadedModel | None = None) -> None:
+        self._model = model  # one reference swap: requests already running keep `before`
+        self._metrics.serving(model.bundle.manifest, before.bundle.manifest if before else None)
+
+    def _timed_run(self, bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:
+        start = time.perf_counter()
+        scores = bundle.run(indices, weights)
+        self._metrics.observe_run(time.perf_counter() - start, len(indices))
+        return scores
+
+    def _check_batch(self, count: int) -> None:
+        if count > self._settings.max_instances:
+            raise PayloadTooLarge(
+                f"at most {self._settings.max_instances} instances per request, got {count}"
+            )
+        if count == 0:
+            raise InvalidInput("no instances given")
+
+
+def resolve_bundle(requested: str | None, current: Path, root: Path | None) -> Path:
+    """The bundle directory a reload names, confined to the models root."""
+    if requested is None:
+        return current
+    if root is None:
+        raise Forbidden("reloading another bundle needs AFM_MODELS_ROOT to be set")
+    try:
+        candidate = (root / requested).resolve()
+    except (OSError, ValueError) as e:
+        raise InvalidInput(f"model_dir {requested!r} is not a usable path") from e
+    if not candidate.is_relative_to(root):
+        raise Forbidden("model_dir must lie inside the models root")
+    if not candidate.is_dir():
+        raise NotFound(f"model_dir {requested!r} is not a directory in the models root")
+    return candidate
+
+
+def _public_reason(error: Exception, directory: Path, label: str) -> str:
+    """The reason without server paths or internals."""
+    if isinstance(error, BundleError):
+        return str(error).replace(str(directory), label)
+    return f"unexpected {type(error).__name__} while loading the bundle"

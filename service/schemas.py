@@ -1,0 +1,284 @@
+"""Protocol types: the request and response bodies of every route, with OpenAPI examples.
+
+Requests are validated against these once. Responses are built as plain dicts on the
+request path (a pydantic round trip per response would cost more than the model run);
+these models document them, type the client, and tests check responses against them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    WithJsonSchema,
+)
+
+Token = StrictStr | StrictInt
+# Documented precisely, validated by the model's feature space, which knows each field's
+# kind and names the field in its errors.
+FieldValue = Annotated[
+    Any,
+    WithJsonSchema(TypeAdapter(Token | StrictFloat | list[Token] | None).json_schema()),
+]
+Shown = str | list[str]
+
+EXAMPLE_INSTANCE = {"f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4"}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# --- /predict and /explain -------------------------------------------------------------
+
+
+class ExplainOptions(_Body):
+    top_k: int = Field(ge=1, le=100_000, description="Only the k pairs of largest |contribution|.")
+
+
+class PredictRequest(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"instances": [EXAMPLE_INSTANCE]},
+                {"instances": [EXAMPLE_INSTANCE], "explain": {"top_k": 3}},
+            ]
+        }
+    )
+
+    instances: list[dict[str, FieldValue]] = Field(
+        min_length=1,
+        description="Raw instances, field name to value: a string or integer for a categorical "
+        "field, a list for a multi-valued field, a number for a numeric or bucketised field. "
+        "A missing field (or null) is an empty field.",
+    )
+    explain: bool | ExplainOptions = Field(
+        default=False, description="true: every pair; {\"top_k\": n}: the n largest pairs."
+    )
+
+
+class ModelRef(_Body):
+    name: str
+    version: str
+
+
+class OOVValue(_Body):
+    field: str
+    value: str
+
+
+class LinearTerm(_Body):
+    field: str
+    value: Shown
+    weight: float = Field(description="The field's first-order term w_i x_i.")
+
+
+class PairTerm(_Body):
+    fields: tuple[str, str]
+    values: tuple[Shown, Shown]
+    attention: float = Field(description="a_ij; sums to 1 over the instance's pairs.")
+    contribution: float = Field(description="a_ij p^T (v_i * v_j) x_i x_j, signed.")
+
+
+class Explanation(_Body):
+    bias: float
+    linear: list[LinearTerm]
+    interaction: float = Field(description="Sum of every pair's contribution, listed or not.")
+    pairs: list[PairTerm] = Field(description="Pairs present, largest |contribution| first.")
+    pairs_omitted: int = Field(description="Present pairs left out by top_k.")
+
+
+class Prediction(_Body):
+    score: float = Field(description="bias + sum(linear) + interaction.")
+    probability: float | None = Field(default=None, description="Binary tasks: sigmoid(score).")
+    prediction: float | None = Field(
+        default=None, description="Regression tasks: the score clipped to the label range."
+    )
+    oov: list[OOVValue] = Field(description="Values out of vocabulary (scored as unknown).")
+    explanation: Explanation | None = None
+
+
+PREDICTION_EXAMPLE = {
+    "score": 1.87, "prediction": 1.87, "oov": [],
+    "explanation": {
+        "bias": -0.02, "interaction": 1.71, "pairs_omitted": 14,
+        "linear": [{"field": "f0", "value": "v3", "weight": 0.03}],
+        "pairs": [{"fields": ["f2", "f3"], "values": ["v0", "v9"], "attention": 0.41,
+                   "contribution": 1.52}],
+    },
+}
+
+
+class PredictResponse(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": {"name": "synthetic-afm", "version": "1"},
+                          "predictions": [PREDICTION_EXAMPLE]}]
+        }
+    )
+
+    model: ModelRef
+    predictions: list[Prediction]
+
+
+class ExplainResponse(Prediction):
+    model: ModelRef
+
+
+class PairImportance(_Body):
+    fields: tuple[str, str]
+    mean_attention: float
+    mean_abs_contribution: float
+
+
+class ImportanceResponse(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": {"name": "synthetic-afm", "version": "1"}, "importance": [
+                {"fields": ["f2", "f3"], "mean_attention": 0.41, "mean_abs_contribution": 0.70}
+            ]}]
+        }
+    )
+
+    model: ModelRef
+    importance: list[PairImportance] = Field(
+        description="Field pairs on the validation data, largest mean |contribution| first."
+    )
+
+
+# --- metadata, health, admin -------------------------------------------------------------
+
+
+class FieldInfo(_Body):
+    name: str
+    kind: Literal["categorical", "multi", "numeric", "bucketized"]
+    vocabulary_size: int = Field(description="Known values (bucket count when bucketised).")
+    max_entries: int
+
+
+class ModelMetadata(_Body):
+    name: str
+    version: str
+    kind: Literal["afm", "fm"]
+    task: Literal["regression", "binary"]
+    sha256: str = Field(description="sha256 of model.onnx, verified at load.")
+    created_at: str
+    label_range: tuple[float, float]
+    fields: list[FieldInfo]
+    pairs: list[tuple[str, str]]
+    metrics: dict[str, float] = Field(description="Validation metrics from training.")
+
+
+class Status(_Body):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyStatus(_Body):
+    ready: bool
+    model: ModelRef | None = None
+
+
+class ReloadRequest(_Body):
+    model_dir: str | None = Field(
+        default=None, max_length=4096,
+        description="A bundle directory inside AFM_MODELS_ROOT (relative to it, or absolute); "
+        "omitted: reload the bundle being served from disk.",
+    )
+
+
+class ReloadResponse(_Body):
+    model: ModelRef
+    sha256: str
+    previous: ModelRef
+
+
+class ErrorBody(_Body):
+    error: str
+
+
+# --- Open Inference Protocol (V2) ---------------------------------------------------------
+
+
+class ServerMetadata(_Body):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(_Body):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class OIPModelMetadata(_Body):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ModelReady(_Body):
+    name: str
+    ready: bool
+
+
+Parameters = dict[str, str | int | float | bool]
+
+
+class RequestInput(_Body):
+    name: str
+    shape: list[Annotated[int, Field(ge=0)]] = Field(max_length=8)
+    datatype: str
+    parameters: Parameters | None = None
+    data: list[Any] = Field(description="Row-major tensor contents, flat or nested.")
+
+
+class RequestOutput(_Body):
+    name: str
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{
+                "id": "42",
+                "inputs": [
+                    {"name": "indices", "shape": [1, 6, 1], "datatype": "INT64",
+                     "data": [4, 48, 63, 103, 145, 161]},
+                    {"name": "weights", "shape": [1, 6, 1], "datatype": "FP32",
+                     "data": [1, 1, 1, 1, 1, 1]},
+                ],
+            }]
+        }
+    )
+
+    id: str | None = Field(default=None, max_length=256)
+    parameters: Parameters | None = None
+    inputs: list[RequestInput] = Field(min_length=1, max_length=8)
+    outputs: list[RequestOutput] | None = Field(default=None, max_length=8)
+
+
+class ResponseOutput(_Body):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: Parameters | None = None
+    data: list[float]
+
+
+class InferenceResponse(_Body):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]

@@ -1,0 +1,88 @@
+"""Service settings: environment variables with the prefix `AFM_`, read once and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_TOKEN_CHARS = 16
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AFM_", frozen=True, extra="forbid", protected_namespaces=()
+    )
+
+    model_dir: Path
+    """The bundle served at start-up (a directory with model.onnx and manifest.json)."""
+    models_root: Path | None = None
+    """Reloads may only name bundles inside this directory; unset: only model_dir reloads."""
+    host: str = "127.0.0.1"
+    """Interface to bind; 0.0.0.0 exposes the service on every interface."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """TCP port to listen on."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes; more than one needs PROMETHEUS_MULTIPROC_DIR (afm-serve sets it)."""
+    ort_threads: int = Field(default=1, ge=1, le=64)
+    """onnxruntime intra-op threads per worker; 1 is fastest for small batches."""
+    batch_max_size: int = Field(default=256, ge=1, le=65536)
+    """Most instances coalesced into one onnxruntime run."""
+    batch_max_wait_us: int = Field(default=0, ge=0, le=1_000_000)
+    """How long the first request of a batch waits for others, in microseconds; 0 = off."""
+    max_instances: int = Field(default=1024, ge=1, le=1_000_000)
+    """Most instances in one request (predict and infer)."""
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    """Larger request bodies get 413 before they are read."""
+    admin_token: SecretStr | None = None
+    """Bearer token for POST /admin/reload; unset disables the route."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Level of the service's logs."""
+    log_format: Literal["json", "text"] = "json"
+    """json: one object per line (request logs included); text: for humans."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins allowed by CORS, comma-separated; empty turns CORS off."""
+
+    @field_validator("model_dir")
+    @classmethod
+    def _bundle_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"AFM_MODEL_DIR={value} is not a directory")
+        return value.resolve()
+
+    @field_validator("models_root")
+    @classmethod
+    def _root_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"AFM_MODELS_ROOT={value} is not a directory")
+        return None if value is None else value.resolve()
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"AFM_ADMIN_TOKEN must have at least {MIN_TOKEN_CHARS} characters")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"AFM_CORS_ORIGINS entry {origin!r} is not * or an http(s) origin")
+        return value
+
+    @property
+    def batch_max_wait_s(self) -> float:
+        return self.batch_max_wait_us / 1e6
