@@ -1,0 +1,100 @@
+"""`afm-serve`: check the bundle, then run uvicorn with one or more worker processes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from model.bundle import BundleError
+from service.logs import configure_logging
+from service.metrics import MULTIPROC_ENV
+from service.runtime import load_model
+from service.settings import Settings
+
+log = logging.getLogger("service.cli")
+GRACEFUL_SHUTDOWN_S = 30
+FLAGS = {"model_dir": "AFM_MODEL_DIR", "host": "AFM_HOST", "port": "AFM_PORT",
+         "workers": "AFM_WORKERS"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="afm-serve",
+        description="Serve an AFM/FM bundle over HTTP. Settings come from AFM_* environment "
+        "variables; these flags override them.",
+    )
+    parser.add_argument("--model-dir", help="bundle directory (AFM_MODEL_DIR)")
+    parser.add_argument("--host", help="interface to bind (AFM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (AFM_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (AFM_WORKERS, default 1)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        for error in e.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            print(f"afm-serve: invalid setting {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:  # fail here, once, with one line, rather than in every worker with a traceback
+        load_model(settings.model_dir, settings.ort_threads, settings.batch_max_size)
+    except BundleError as e:
+        print(f"afm-serve: cannot serve: {e}", file=sys.stderr)
+        return 1
+    for key, env in FLAGS.items():  # worker processes read their settings from the environment
+        if key in overrides:
+            os.environ[env] = str(getattr(settings, key))
+    metrics_dir = _metrics_dir(settings.workers)
+    try:
+        _serve(settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _metrics_dir(workers: int) -> Path | None:
+    """Several workers share metrics through files: clear the caller's directory, or make
+    (and later remove) one of our own."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    if workers == 1:
+        return None
+    made = Path(tempfile.mkdtemp(prefix="afm-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(made)
+    return made
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "service.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

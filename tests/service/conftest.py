@@ -1,0 +1,131 @@
+"""Service fixtures: real bundles trained in the test session (no network, no prior state)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from service.app import create_app
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "test-admin-token-0123456789"
+INSTANCE = {"f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4"}
+
+MIXED_SCHEMA = """
+main = "clicks.tsv"
+target = "click"
+
+[split]
+method = "random"
+fraction = 0.2
+
+[[fields]]
+name = "user"
+kind = "categorical"
+
+[[fields]]
+name = "tags"
+kind = "multi"
+pooling = "mean"
+
+[[fields]]
+name = "price"
+kind = "numeric"
+
+[[fields]]
+name = "age"
+kind = "bucketized"
+boundaries = [18, 35, 56]
+"""
+
+
+def train(config: str | Path, out: Path, overrides: list[str]) -> Path:
+    from training.config import load_config
+    from training.run import run
+
+    run(load_config(config, overrides), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default synthetic AFM (regression), trained briefly: 6 categorical fields."""
+    out = tmp_path_factory.mktemp("models") / "synthetic"
+    return train(REPO / "configs" / "synthetic-afm.toml", out,
+                 ["train.epochs=3", "data.synthetic.rows=4000"])
+
+
+@pytest.fixture(scope="session")
+def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A binary AFM over every field kind: categorical, multi-valued, numeric, bucketised."""
+    data = tmp_path_factory.mktemp("mixed-data")
+    rng = np.random.default_rng(3)
+    lines = ["user\ttags\tprice\tage\tclick"]
+    for _ in range(400):
+        tags = " ".join(rng.choice(list("abcdef"), size=rng.integers(0, 4), replace=False))
+        user, price, age = f"u{rng.integers(0, 12)}", rng.normal(50, 20), rng.integers(10, 80)
+        click = int(("a" in tags) ^ (age > 40) ^ (price > 60))
+        lines.append(f"{user}\t{tags}\t{price:.2f}\t{age}\t{click}")
+    (data / "clicks.tsv").write_text("\n".join(lines) + "\n")
+    (data / "schema.toml").write_text(MIXED_SCHEMA)
+    config = data / "mixed.toml"
+    config.write_text(
+        f'name = "mixed-afm"\n[data]\nformat = "tabular"\ntrain = "{data / "schema.toml"}"\n'
+        'task = "binary"\n[model]\nkind = "afm"\nembed_dim = 4\nattention_dim = 4\n'
+        "pair_dropout = 0.0\n[train]\noptimizer = \"adam\"\nlr = 0.05\nbatch_size = 64\n"
+        "epochs = 2\n"
+    )
+    return train(config, tmp_path_factory.mktemp("models") / "mixed", [])
+
+
+def copy_bundle(source: Path, target: Path, **manifest_changes: Any) -> Path:
+    """A bundle's two files copied, with manifest fields changed (e.g. version="2")."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "model.onnx", target / "model.onnx")
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest.update(manifest_changes)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+@pytest.fixture
+def models_root(tmp_path: Path, bundle_dir: Path) -> Path:
+    """v1 and v2 of the synthetic model side by side, as a models root."""
+    copy_bundle(bundle_dir, tmp_path / "v1")
+    copy_bundle(bundle_dir, tmp_path / "v2", version="2")
+    return tmp_path
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(bundle_dir: Path) -> SettingsFactory:
+    def make(**changes: Any) -> Settings:
+        values: dict[str, Any] = {"model_dir": bundle_dir, "log_format": "json"}
+        values.update(changes)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def client(make_settings: SettingsFactory) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(), registry=CollectorRegistry())) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def mixed_client(make_settings: SettingsFactory, mixed_dir: Path) -> Iterator[TestClient]:
+    app = create_app(make_settings(model_dir=mixed_dir), registry=CollectorRegistry())
+    with TestClient(app) as test_client:
+        yield test_client

@@ -1,0 +1,140 @@
+"""POST /predict and GET /explain on real bundles: the same scores as afm-eval, and
+explanations that add up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from model.bundle import Bundle
+from service.schemas import ExplainResponse, ImportanceResponse, PredictResponse
+from tests.service.conftest import INSTANCE
+from training.cli import eval_main
+from training.synthetic import SyntheticSpec, generate
+
+
+def rows(count: int) -> list[dict[str, str]]:
+    instances, _ = generate(SyntheticSpec(rows=max(count, 10), seed=11))
+    return instances[:count]
+
+
+def test_scores_over_http_equal_afm_eval(client: TestClient, bundle_dir: Path,
+                                         tmp_path: Path) -> None:
+    instances = rows(50)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"instance": i, "label": 0.0}) + "\n" for i in instances))
+    assert eval_main(["--model", str(bundle_dir), "--data", str(data), "--format", "jsonl",
+                      "--scores", str(tmp_path / "scores.txt")]) == 0
+    expected = np.loadtxt(tmp_path / "scores.txt")
+
+    response = client.post("/predict", json={"instances": instances})
+    assert response.status_code == 200
+    served = [p["score"] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+
+
+def test_scores_equal_bundle_run_one_request_at_a_time(client: TestClient, bundle_dir: Path) -> None:
+    bundle = Bundle.load(bundle_dir)
+    instances = rows(5)
+    encoded = bundle.features.encode(instances)
+    expected = bundle.run(encoded.indices, encoded.weights).score
+    served = [client.post("/predict", json={"instances": [i]}).json()["predictions"][0]["score"]
+              for i in instances]
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+
+
+def test_response_names_the_model_and_matches_its_schema(client: TestClient) -> None:
+    body = client.post("/predict", json={"instances": [INSTANCE], "explain": True}).json()
+    parsed = PredictResponse.model_validate(body)
+    assert (parsed.model.name, parsed.model.version) == ("synthetic-afm", "1")
+    prediction = parsed.predictions[0]
+    assert prediction.prediction is not None and prediction.probability is None
+    assert prediction.explanation is not None
+
+
+def test_explanation_decomposes_the_score_exactly(client: TestClient) -> None:
+    body = client.post("/predict", json={"instances": rows(20), "explain": True}).json()
+    for prediction in body["predictions"]:
+        explanation = prediction["explanation"]
+        pairs = explanation["pairs"]
+        assert len(pairs) == 15 and explanation["pairs_omitted"] == 0
+        assert sum(p["attention"] for p in pairs) == pytest.approx(1.0, abs=1e-5)
+        contributions = sum(p["contribution"] for p in pairs)
+        assert contributions == pytest.approx(explanation["interaction"], abs=1e-6)
+        linear = sum(term["weight"] for term in explanation["linear"])
+        total = explanation["bias"] + linear + explanation["interaction"]
+        assert total == pytest.approx(prediction["score"], abs=1e-5)
+
+
+def test_pairs_are_ordered_by_absolute_contribution_and_cut_by_top_k(client: TestClient) -> None:
+    full = client.post("/predict", json={"instances": [INSTANCE], "explain": True}).json()
+    top = client.post("/predict", json={"instances": [INSTANCE], "explain": {"top_k": 3}}).json()
+    pairs = full["predictions"][0]["explanation"]["pairs"]
+    sizes = [abs(p["contribution"]) for p in pairs]
+    assert sizes == sorted(sizes, reverse=True)
+    explanation = top["predictions"][0]["explanation"]
+    assert explanation["pairs"] == pairs[:3]
+    assert explanation["pairs_omitted"] == 12
+    assert explanation["interaction"] == full["predictions"][0]["explanation"]["interaction"]
+    assert pairs[0]["values"] == [INSTANCE[pairs[0]["fields"][0]], INSTANCE[pairs[0]["fields"][1]]]
+
+
+def test_no_explanation_unless_asked(client: TestClient) -> None:
+    body = client.post("/predict", json={"instances": [INSTANCE]}).json()
+    assert "explanation" not in body["predictions"][0]
+
+
+def test_missing_fields_and_unknown_values(client: TestClient) -> None:
+    instance = {"f0": "v1", "f1": "never-seen", "f2": None}
+    body = client.post("/predict", json={"instances": [instance], "explain": True}).json()
+    prediction = body["predictions"][0]
+    assert prediction["oov"] == [{"field": "f1", "value": "never-seen"}]
+    explanation = prediction["explanation"]
+    assert [p["fields"] for p in explanation["pairs"]] == [["f0", "f1"]]
+    assert explanation["pairs"][0]["attention"] == pytest.approx(1.0)
+    assert explanation["pairs"][0]["values"] == ["v1", "<oov>"]
+    assert [t["field"] for t in explanation["linear"]] == ["f0", "f1"]
+
+
+def test_binary_model_gives_probabilities_over_every_field_kind(mixed_client: TestClient,
+                                                                 mixed_dir: Path) -> None:
+    instance = {"user": "u3", "tags": ["a", "c", "zz"], "price": 72.5, "age": 44}
+    body = mixed_client.post("/predict", json={"instances": [instance], "explain": True}).json()
+    prediction = PredictResponse.model_validate(body).predictions[0]
+    assert prediction.probability == pytest.approx(1 / (1 + np.exp(-prediction.score)), abs=1e-6)
+    assert prediction.prediction is None
+    assert [(o.field, o.value) for o in prediction.oov] == [("tags", "zz")]
+    assert prediction.explanation is not None
+    shown = {t.field: t.value for t in prediction.explanation.linear}
+    assert shown == {"user": "u3", "tags": ["a", "c", "<oov>"], "price": "72.5", "age": "[35,56)"}
+    bundle = Bundle.load(mixed_dir)
+    encoded = bundle.features.encode([instance])
+    expected = bundle.run(encoded.indices, encoded.weights).score[0]
+    assert prediction.score == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_explain_one_instance_from_query_parameters(mixed_client: TestClient) -> None:
+    response = mixed_client.get("/explain?user=u3&tags=a&tags=c&price=72.5&age=44")
+    assert response.status_code == 200
+    explained = ExplainResponse.model_validate(response.json())
+    posted = mixed_client.post("/predict", json={
+        "instances": [{"user": "u3", "tags": ["a", "c"], "price": 72.5, "age": 44}],
+        "explain": True,
+    }).json()["predictions"][0]
+    assert explained.score == posted["score"]
+    assert explained.explanation is not None
+    assert len(explained.explanation.pairs) == 6
+    assert sum(p.attention for p in explained.explanation.pairs) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_explain_without_parameters_gives_global_importance(client: TestClient,
+                                                            bundle_dir: Path) -> None:
+    body = ImportanceResponse.model_validate(client.get("/explain").json())
+    manifest = Bundle.load(bundle_dir).manifest
+    assert len(body.importance) == len(manifest.importance) == 15
+    sizes = [p.mean_abs_contribution for p in body.importance]
+    assert sizes == sorted(sizes, reverse=True)
