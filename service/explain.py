@@ -27,8 +27,8 @@ class Explainer:
         self._bias = bundle.manifest.bias
         self._label = "probability" if bundle.manifest.task == "binary" else "prediction"
         self._names = space.field_names
-        self._pairs = [(self._names[i], self._names[j]) for i, j in space.pairs]
-        self._positions = list(space.pairs)
+        self._pair_names = np.empty(len(space.pairs), dtype=object)
+        self._pair_names[:] = [[self._names[i], self._names[j]] for i, j in space.pairs]
         self._rows = np.array([i for i, _ in space.pairs], dtype=np.int64)
         self._cols = np.array([j for _, j in space.pairs], dtype=np.int64)
         self._single = [spec.kind in (FieldKind.CATEGORICAL, FieldKind.BUCKETIZED)
@@ -58,48 +58,71 @@ class Explainer:
     def _explanations(
         self, encoded: Encoded, scores: Scores, top_k: int | None
     ) -> list[dict[str, Any]]:
+        """Column-wise per instance (parallel lists), built with whole-batch numpy calls: a
+        dict per pair would cost more than scoring (5.6 ms against 3 ms for 256 instances)."""
         present = (encoded.weights != 0).any(axis=2)  # (B, F), as the model decides it
-        pair_present = (present[:, self._rows] & present[:, self._cols]).tolist()  # (B, P)
-        order = np.argsort(-np.abs(scores.contributions), axis=1, kind="stable").tolist()
-        interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
-        attention, contributions = scores.attention.tolist(), scores.contributions.tolist()
-        linear, shown, fields_present = (
-            scores.field_linear.tolist(), self._shown(encoded), present.tolist()
+        pair_present = present[:, self._rows] & present[:, self._cols]  # (B, P)
+        # Present pairs first, largest |contribution| first; absent ones sort last.
+        key = np.where(pair_present, -np.abs(scores.contributions), np.inf)
+        order = np.argsort(key, axis=1, kind="stable")
+        counts = pair_present.sum(axis=1)
+        kept = counts if top_k is None else np.minimum(counts, top_k)
+        order = order[:, : int(kept.max(initial=0))]
+        shown = self._shown(encoded)  # (B, F) objects
+        left = np.take_along_axis(shown[:, self._rows], order, axis=1)
+        right = np.take_along_axis(shown[:, self._cols], order, axis=1)
+        pairs = zip(
+            self._pair_names[order].tolist(),
+            np.stack([left, right], axis=2).tolist(),
+            np.take_along_axis(scores.attention, order, axis=1).tolist(),
+            np.take_along_axis(scores.contributions, order, axis=1).tolist(),
+            kept.tolist(),
+            strict=True,
         )
-        out = []
-        for r in range(len(order)):
-            ranked = [p for p in order[r] if pair_present[r][p]]
-            kept = ranked if top_k is None else ranked[:top_k]
-            out.append({
+        linear = self._linear(shown, scores.field_linear, present)
+        interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
+        omitted = (counts - kept).tolist()
+        return [
+            {
                 "bias": self._bias,
-                "linear": [
-                    {"field": name, "value": shown[f][r], "weight": linear[r][f]}
-                    for f, name in enumerate(self._names) if fields_present[r][f]
-                ],
+                "linear": linear[r],
                 "interaction": interaction[r],
-                "pairs": [
-                    {"fields": self._pairs[p],
-                     "values": (shown[self._positions[p][0]][r], shown[self._positions[p][1]][r]),
-                     "attention": attention[r][p], "contribution": contributions[r][p]}
-                    for p in kept
-                ],
-                "pairs_omitted": len(ranked) - len(kept),
-            })
+                "pairs": {"fields": names[:n], "values": values[:n], "attention": att[:n],
+                          "contributions": contrib[:n]},
+                "pairs_omitted": omitted[r],
+            }
+            for r, (names, values, att, contrib, n) in enumerate(pairs)
+        ]
+
+    def _linear(
+        self, shown: np.ndarray, field_linear: np.ndarray, present: np.ndarray
+    ) -> list[dict[str, list[Any]]]:
+        """Per instance, the first-order term of each field it holds."""
+        out = []
+        every = present.all(axis=1).tolist()
+        for r, (values, weights) in enumerate(zip(shown.tolist(), field_linear.tolist(),
+                                                  strict=True)):
+            if every[r]:
+                out.append({"fields": self._names, "values": values, "weights": weights})
+                continue
+            held = np.flatnonzero(present[r]).tolist()
+            out.append({"fields": [self._names[f] for f in held],
+                        "values": [values[f] for f in held],
+                        "weights": [weights[f] for f in held]})
         return out
 
-    def _shown(self, encoded: Encoded) -> list[list[str | list[str]]]:
-        """(F, B) human-readable values; one table lookup per single-valued field."""
-        shown: list[list[str | list[str]]] = []
+    def _shown(self, encoded: Encoded) -> np.ndarray:
+        """(B, F) human-readable values; one table lookup per single-valued field."""
+        batch = len(encoded.indices)
+        shown = np.empty((batch, len(self._single)), dtype=object)
         for f, single in enumerate(self._single):
             if single:
                 names = self._value_names[encoded.indices[:, f, 0]]
                 names[encoded.weights[:, f, 0] == 0] = PADDING_NAME
-                shown.append(names.tolist())
-            else:
-                shown.append([
-                    self._space.describe(f, encoded.indices[r, f], encoded.weights[r, f])
-                    for r in range(len(encoded.indices))
-                ])
+                shown[:, f] = names
+                continue
+            for r in range(batch):  # multi-valued and numeric: element by element
+                shown[r, f] = self._space.describe(f, encoded.indices[r, f], encoded.weights[r, f])
         return shown
 
     def importance(self) -> list[dict[str, Any]]:

@@ -74,24 +74,28 @@ class OOVValue(_Body):
     value: str
 
 
-class LinearTerm(_Body):
-    field: str
-    value: Shown
-    weight: float = Field(description="The field's first-order term w_i x_i.")
+class LinearTerms(_Body):
+    """Parallel lists, one element per field the instance holds."""
+
+    fields: list[str]
+    values: list[Shown]
+    weights: list[float] = Field(description="Each field's first-order term w_i x_i.")
 
 
-class PairTerm(_Body):
-    fields: tuple[str, str]
-    values: tuple[Shown, Shown]
-    attention: float = Field(description="a_ij; sums to 1 over the instance's pairs.")
-    contribution: float = Field(description="a_ij p^T (v_i * v_j) x_i x_j, signed.")
+class PairTerms(_Body):
+    """Parallel lists, one element per pair: present pairs, largest |contribution| first."""
+
+    fields: list[tuple[str, str]]
+    values: list[tuple[Shown, Shown]]
+    attention: list[float] = Field(description="a_ij; sums to 1 over all the instance's pairs.")
+    contributions: list[float] = Field(description="a_ij p^T (v_i * v_j) x_i x_j, signed.")
 
 
 class Explanation(_Body):
     bias: float
-    linear: list[LinearTerm]
+    linear: LinearTerms
     interaction: float = Field(description="Sum of every pair's contribution, listed or not.")
-    pairs: list[PairTerm] = Field(description="Pairs present, largest |contribution| first.")
+    pairs: PairTerms
     pairs_omitted: int = Field(description="Present pairs left out by top_k.")
 
 
@@ -108,10 +112,10 @@ class Prediction(_Body):
 PREDICTION_EXAMPLE = {
     "score": 1.87, "prediction": 1.87, "oov": [],
     "explanation": {
-        "bias": -0.02, "interaction": 1.71, "pairs_omitted": 14,
-        "linear": [{"field": "f0", "value": "v3", "weight": 0.03}],
-        "pairs": [{"fields": ["f2", "f3"], "values": ["v0", "v9"], "attention": 0.41,
-                   "contribution": 1.52}],
+        "bias": -0.02, "interaction": 1.71, "pairs_omitted": 13,
+        "linear": {"fields": ["f0", "f1"], "values": ["v3", "v17"], "weights": [0.03, -0.01]},
+        "pairs": {"fields": [["f2", "f3"], ["f4", "f5"]], "values": [["v0", "v9"], ["v21", "v4"]],
+                  "attention": [0.41, 0.39], "contributions": [1.52, -0.4]},
     },
 }
 

@@ -6,10 +6,11 @@ Health endpoints answer with the status code and an empty body, as the protocol 
 from __future__ import annotations
 
 import math
+from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import FastAPI
 from starlette.responses import Response
 
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
@@ -25,6 +26,7 @@ from service.schemas import (
     ServerMetadata,
 )
 
+TAGS: list[str | Enum] = ["open inference protocol"]
 SERVER_NAME = "afm-serving"
 EMPTY_OK = {200: {"description": "True (an empty body)"}, 503: ERROR_RESPONSES[503]}
 
@@ -36,8 +38,7 @@ def server_version() -> str:
         return "0+unknown"
 
 
-def router(runtime: Runtime, max_instances: int) -> APIRouter:
-    api = APIRouter(prefix="/v2", tags=["open inference protocol"])
+def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     server = {"name": SERVER_NAME, "version": server_version(), "extensions": []}
 
     def served(name: str, model_version: str | None) -> LoadedModel:
@@ -47,35 +48,39 @@ def router(runtime: Runtime, max_instances: int) -> APIRouter:
             raise NotFound(f"model {wanted} is not served")
         return model
 
-    @api.get("", response_model=ServerMetadata)
+    @app.get("/v2", response_model=ServerMetadata, tags=TAGS)
     async def server_metadata() -> Response:
         return ORJSONResponse(server)
 
-    @api.get("/health/live", responses={200: EMPTY_OK[200]})
+    @app.get("/v2/health/live", tags=TAGS, responses={200: EMPTY_OK[200]})
     async def live() -> Response:
         return Response(status_code=200)
 
-    @api.get("/health/ready", responses=EMPTY_OK)
+    @app.get("/v2/health/ready", tags=TAGS, responses=EMPTY_OK)
     async def ready() -> Response:
         runtime.model  # noqa: B018 (raises NotReady -> 503)
         return Response(status_code=200)
 
-    @api.get("/models/{name}", response_model=OIPModelMetadata, responses=ERROR_RESPONSES)
-    @api.get("/models/{name}/versions/{model_version}", response_model=OIPModelMetadata,
-             responses=ERROR_RESPONSES)
+    meta = {"tags": TAGS, "response_model": OIPModelMetadata, "responses": ERROR_RESPONSES}
+
+    @app.get("/v2/models/{name}", **meta)
+    @app.get("/v2/models/{name}/versions/{model_version}", **meta)
     async def model_metadata(name: str, model_version: str | None = None) -> Response:
         return ORJSONResponse(served(name, model_version).oip_metadata)
 
-    @api.get("/models/{name}/ready", responses={**EMPTY_OK, 404: ERROR_RESPONSES[404]})
-    @api.get("/models/{name}/versions/{model_version}/ready",
-             responses={**EMPTY_OK, 404: ERROR_RESPONSES[404]})
+    ready_meta = {"tags": TAGS, "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
+
+    @app.get("/v2/models/{name}/ready", **ready_meta)
+    @app.get("/v2/models/{name}/versions/{model_version}/ready", **ready_meta)
     async def model_ready(name: str, model_version: str | None = None) -> Response:
         served(name, model_version)
         return Response(status_code=200)
 
-    @api.post("/models/{name}/infer", response_model=InferenceResponse, responses=ERROR_RESPONSES)
-    @api.post("/models/{name}/versions/{model_version}/infer", response_model=InferenceResponse,
-              responses=ERROR_RESPONSES)
+    infer_meta = {"tags": TAGS, "response_model": InferenceResponse,
+                  "responses": ERROR_RESPONSES}
+
+    @app.post("/v2/models/{name}/infer", **infer_meta)
+    @app.post("/v2/models/{name}/versions/{model_version}/infer", **infer_meta)
     async def infer(body: InferenceRequest, name: str, model_version: str | None = None) -> Response:
         """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L]."""
         model = served(name, model_version)
@@ -94,8 +99,6 @@ def router(runtime: Runtime, max_instances: int) -> APIRouter:
             "model_name": model.ref["name"], "model_version": model.ref["version"],
             "id": body.id, "outputs": outputs,
         })
-
-    return api
 
 
 def input_tensors(inputs: list[RequestInput], limit: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,12 @@
-"""Operations: /healthz, /readyz, /metrics, /metadata and POST /admin/reload."""
+"""Operations: /healthz, /readyz, /ping, /metrics, /metadata and POST /admin/reload."""
 
 from __future__ import annotations
 
 import hmac
+from enum import Enum
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 
@@ -15,35 +16,43 @@ from service.responses import ORJSONResponse
 from service.runtime import Runtime
 from service.schemas import ModelMetadata, ReadyStatus, ReloadRequest, ReloadResponse, Status
 
+TAGS: list[str | Enum] = ["operations"]
 
-def router(runtime: Runtime, registry: CollectorRegistry, multiproc: Path | None) -> APIRouter:
-    api = APIRouter(tags=["operations"])
 
-    @api.get("/healthz", response_model=Status)
+def register(
+    app: FastAPI, runtime: Runtime, registry: CollectorRegistry, multiproc: Path | None
+) -> None:
+
+    @app.get("/healthz", tags=TAGS, response_model=Status)
     async def healthz() -> Response:
         """Alive: the process answers."""
         return ORJSONResponse({"status": "ok"})
 
-    @api.get("/readyz", response_model=ReadyStatus, responses={503: ERROR_RESPONSES[503]})
+    @app.get("/ping", tags=TAGS, response_model=Status)
+    async def ping() -> Response:
+        """Trivial, but counted and logged like any API request: the framework's ceiling."""
+        return ORJSONResponse({"status": "ok"})
+
+    unready = {503: ERROR_RESPONSES[503]}
+
+    @app.get("/readyz", tags=TAGS, response_model=ReadyStatus, responses=unready)
     async def readyz() -> Response:
         """Ready: a model is loaded, verified and warmed up."""
         return ORJSONResponse({"ready": True, "model": runtime.model.ref})
 
-    @api.get("/metrics", response_class=Response,
+    @app.get("/metrics", tags=TAGS, response_class=Response,
              responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}})
     async def metrics() -> Response:
         """Prometheus text format; with several workers, the sum over all of them."""
         return Response(exposition(registry, multiproc), media_type=CONTENT_TYPE)
 
-    @api.get("/metadata", response_model=ModelMetadata, responses={503: ERROR_RESPONSES[503]})
+    @app.get("/metadata", tags=TAGS, response_model=ModelMetadata, responses=unready)
     async def metadata() -> Response:
         """The model served: fields, kinds, vocabulary sizes, task, metrics, version, sha256."""
         return ORJSONResponse(runtime.model.metadata)
 
-    return api
 
-
-def admin_router(runtime: Runtime, token: str) -> APIRouter:
+def register_admin(app: FastAPI, runtime: Runtime, token: str) -> None:
     """Only mounted when AFM_ADMIN_TOKEN is set; otherwise the route does not exist (404)."""
     expected = token.encode()
 
@@ -54,9 +63,8 @@ def admin_router(runtime: Runtime, token: str) -> APIRouter:
         if not hmac.compare_digest(given.strip().encode(), expected):
             raise Forbidden("wrong bearer token")
 
-    api = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(bearer)])
-
-    @api.post("/reload", response_model=ReloadResponse, responses={
+    @app.post("/admin/reload", tags=["admin"], dependencies=[Depends(bearer)],
+              response_model=ReloadResponse, responses={
         s: ERROR_RESPONSES[s] for s in (400, 401, 403, 404, 413, 422, 503)
     })
     async def reload(body: ReloadRequest | None = None) -> Response:
@@ -67,5 +75,3 @@ def admin_router(runtime: Runtime, token: str) -> APIRouter:
             "model": after.ref, "sha256": after.bundle.manifest.onnx_sha256,
             "previous": before.ref,
         })
-
-    return api

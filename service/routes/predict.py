@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from enum import Enum
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from model.features import FeatureSpace, FieldKind
@@ -20,22 +21,22 @@ from service.schemas import (
     PredictResponse,
 )
 
+TAGS: list[str | Enum] = ["predict"]
 MAX_QUERY_BYTES = 8192
 ERRORS = {status: ERROR_RESPONSES[status] for status in (400, 413, 422, 503)}
 
 
-def router(runtime: Runtime) -> APIRouter:
-    api = APIRouter(tags=["predict"])
-
-    @api.post("/predict", response_model=PredictResponse, responses=ERRORS)
+def register(app: FastAPI, runtime: Runtime) -> None:
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=TAGS)
     async def predict(body: PredictRequest) -> Response:
         """Score instances; with `explain`, each pair's attention and signed contribution."""
         top_k = body.explain.top_k if isinstance(body.explain, ExplainOptions) else None
         result = await runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k)
         return ORJSONResponse(result)
 
-    @api.get(
+    @app.get(
         "/explain",
+        tags=TAGS,
         response_model=ExplainResponse | ImportanceResponse,
         responses=ERRORS,
         openapi_extra={"parameters": [{
@@ -55,8 +56,6 @@ def router(runtime: Runtime) -> APIRouter:
             return ORJSONResponse(runtime.importance())
         instance = instance_from_query(runtime.model.bundle.features, items)
         return ORJSONResponse(await runtime.explain(instance))
-
-    return api
 
 
 def instance_from_query(space: FeatureSpace, items: list[tuple[str, str]]) -> dict[str, Any]:

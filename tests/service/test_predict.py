@@ -61,11 +61,10 @@ def test_explanation_decomposes_the_score_exactly(client: TestClient) -> None:
     for prediction in body["predictions"]:
         explanation = prediction["explanation"]
         pairs = explanation["pairs"]
-        assert len(pairs) == 15 and explanation["pairs_omitted"] == 0
-        assert sum(p["attention"] for p in pairs) == pytest.approx(1.0, abs=1e-5)
-        contributions = sum(p["contribution"] for p in pairs)
-        assert contributions == pytest.approx(explanation["interaction"], abs=1e-6)
-        linear = sum(term["weight"] for term in explanation["linear"])
+        assert len(pairs["fields"]) == 15 and explanation["pairs_omitted"] == 0
+        assert sum(pairs["attention"]) == pytest.approx(1.0, abs=1e-5)
+        assert sum(pairs["contributions"]) == pytest.approx(explanation["interaction"], abs=1e-6)
+        linear = sum(explanation["linear"]["weights"])
         total = explanation["bias"] + linear + explanation["interaction"]
         assert total == pytest.approx(prediction["score"], abs=1e-5)
 
@@ -74,13 +73,14 @@ def test_pairs_are_ordered_by_absolute_contribution_and_cut_by_top_k(client: Tes
     full = client.post("/predict", json={"instances": [INSTANCE], "explain": True}).json()
     top = client.post("/predict", json={"instances": [INSTANCE], "explain": {"top_k": 3}}).json()
     pairs = full["predictions"][0]["explanation"]["pairs"]
-    sizes = [abs(p["contribution"]) for p in pairs]
+    sizes = [abs(c) for c in pairs["contributions"]]
     assert sizes == sorted(sizes, reverse=True)
     explanation = top["predictions"][0]["explanation"]
-    assert explanation["pairs"] == pairs[:3]
+    assert explanation["pairs"] == {key: column[:3] for key, column in pairs.items()}
     assert explanation["pairs_omitted"] == 12
     assert explanation["interaction"] == full["predictions"][0]["explanation"]["interaction"]
-    assert pairs[0]["values"] == [INSTANCE[pairs[0]["fields"][0]], INSTANCE[pairs[0]["fields"][1]]]
+    for (a, b), values in zip(pairs["fields"], pairs["values"], strict=True):
+        assert values == [INSTANCE[a], INSTANCE[b]]
 
 
 def test_no_explanation_unless_asked(client: TestClient) -> None:
@@ -94,10 +94,10 @@ def test_missing_fields_and_unknown_values(client: TestClient) -> None:
     prediction = body["predictions"][0]
     assert prediction["oov"] == [{"field": "f1", "value": "never-seen"}]
     explanation = prediction["explanation"]
-    assert [p["fields"] for p in explanation["pairs"]] == [["f0", "f1"]]
-    assert explanation["pairs"][0]["attention"] == pytest.approx(1.0)
-    assert explanation["pairs"][0]["values"] == ["v1", "<oov>"]
-    assert [t["field"] for t in explanation["linear"]] == ["f0", "f1"]
+    assert explanation["pairs"]["fields"] == [["f0", "f1"]]
+    assert explanation["pairs"]["attention"] == [pytest.approx(1.0)]
+    assert explanation["pairs"]["values"] == [["v1", "<oov>"]]
+    assert explanation["linear"]["fields"] == ["f0", "f1"]
 
 
 def test_binary_model_gives_probabilities_over_every_field_kind(mixed_client: TestClient,
@@ -109,7 +109,8 @@ def test_binary_model_gives_probabilities_over_every_field_kind(mixed_client: Te
     assert prediction.prediction is None
     assert [(o.field, o.value) for o in prediction.oov] == [("tags", "zz")]
     assert prediction.explanation is not None
-    shown = {t.field: t.value for t in prediction.explanation.linear}
+    linear = prediction.explanation.linear
+    shown = dict(zip(linear.fields, linear.values, strict=True))
     assert shown == {"user": "u3", "tags": ["a", "c", "<oov>"], "price": "72.5", "age": "[35,56)"}
     bundle = Bundle.load(mixed_dir)
     encoded = bundle.features.encode([instance])
@@ -127,8 +128,8 @@ def test_explain_one_instance_from_query_parameters(mixed_client: TestClient) ->
     }).json()["predictions"][0]
     assert explained.score == posted["score"]
     assert explained.explanation is not None
-    assert len(explained.explanation.pairs) == 6
-    assert sum(p.attention for p in explained.explanation.pairs) == pytest.approx(1.0, abs=1e-5)
+    assert len(explained.explanation.pairs.fields) == 6
+    assert sum(explained.explanation.pairs.attention) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_explain_without_parameters_gives_global_importance(client: TestClient,
