@@ -15,8 +15,10 @@ from service.metrics import Metrics, multiprocess_dir, reap_dead_workers
 from service.middleware import RequestMiddleware
 from service.responses import ORJSONResponse
 from service.routes import oip, ops, predict
+from service.routes.body import openapi_components
 from service.routes.oip import server_version
 from service.runtime import Runtime
+from service.schemas import InferenceRequest, PredictRequest
 from service.settings import Settings
 
 DESCRIPTION = (
@@ -54,6 +56,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     ops.register(app, runtime, registry, multiproc)
     if settings.admin_token is not None:
         ops.register_admin(app, runtime, settings.admin_token.get_secret_value())
+    openapi_components(app, [PredictRequest, InferenceRequest])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -50,6 +50,16 @@ class PayloadTooLarge(ServiceError):
     status = 413
 
 
+class UnsupportedMediaType(ServiceError):
+    status = 415
+
+
+class SchemaMismatch(ServiceError):
+    """Well-formed JSON that does not match the request schema."""
+
+    status = 422
+
+
 class ReloadRefused(ServiceError):
     """A bundle failed to load or verify; the model that was serving still is."""
 
@@ -68,6 +78,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "Wrong bearer token, or a path outside the models root"),
         (404, "No such model, version or bundle"),
         (413, "Body or batch over the limit"),
+        (415, "Content-Type other than JSON"),
         (422, "Body that does not match the schema, or a bundle refused by a reload"),
         (503, "Model not loaded yet"),
     )

@@ -10,13 +10,14 @@ from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
 from service.describe import DATATYPES, output_shapes
 from service.errors import ERROR_RESPONSES, InvalidInput, NotFound, PayloadTooLarge
 from service.responses import ORJSONResponse
+from service.routes.body import json_body, read_json
 from service.runtime import LoadedModel, Runtime
 from service.schemas import (
     InferenceRequest,
@@ -77,13 +78,14 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
         return Response(status_code=200)
 
     infer_meta = {"tags": TAGS, "response_model": InferenceResponse,
-                  "responses": ERROR_RESPONSES}
+                  "responses": ERROR_RESPONSES, "openapi_extra": json_body(InferenceRequest)}
 
     @app.post("/v2/models/{name}/infer", **infer_meta)
     @app.post("/v2/models/{name}/versions/{model_version}/infer", **infer_meta)
-    async def infer(body: InferenceRequest, name: str, model_version: str | None = None) -> Response:
+    async def infer(request: Request, name: str, model_version: str | None = None) -> Response:
         """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L]."""
         model = served(name, model_version)
+        body = await read_json(request, InferenceRequest)
         space = model.bundle.features
         limit = max_instances * space.num_fields * space.max_entries
         indices, weights = input_tensors(body.inputs, limit)

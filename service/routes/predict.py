@@ -12,6 +12,7 @@ from starlette.responses import Response
 from model.features import FeatureSpace, FieldKind
 from service.errors import ERROR_RESPONSES, InvalidInput
 from service.responses import ORJSONResponse
+from service.routes.body import json_body, read_json
 from service.runtime import Runtime
 from service.schemas import (
     ExplainOptions,
@@ -23,13 +24,15 @@ from service.schemas import (
 
 TAGS: list[str | Enum] = ["predict"]
 MAX_QUERY_BYTES = 8192
-ERRORS = {status: ERROR_RESPONSES[status] for status in (400, 413, 422, 503)}
+ERRORS = {status: ERROR_RESPONSES[status] for status in (400, 413, 415, 422, 503)}
 
 
 def register(app: FastAPI, runtime: Runtime) -> None:
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=TAGS)
-    async def predict(body: PredictRequest) -> Response:
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=TAGS,
+              openapi_extra=json_body(PredictRequest))
+    async def predict(request: Request) -> Response:
         """Score instances; with `explain`, each pair's attention and signed contribution."""
+        body = await read_json(request, PredictRequest)
         top_k = body.explain.top_k if isinstance(body.explain, ExplainOptions) else None
         result = await runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k)
         return ORJSONResponse(result)
