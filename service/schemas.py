@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -59,7 +60,7 @@ class PredictRequest(_Body):
         "field, a list for a multi-valued field, a number for a numeric or bucketised field. "
         "A missing field (or null) is an empty field.",
     )
-    explain: bool | ExplainOptions = Field(
+    explain: StrictBool | ExplainOptions = Field(
         default=False, description="true: every pair; {\"top_k\": n}: the n largest pairs."
     )
 

@@ -34,9 +34,12 @@ async def read_json(request: Request, model: type[Body]) -> Body:
 
 
 def _problem(error: ValidationError) -> ServiceError:
-    first = error.errors(include_url=False)[0]
+    errors = error.errors(include_url=False)
+    first = errors[0]
     if first["type"] == "json_invalid":
         return InvalidInput(f"malformed JSON body: {first['msg'].removeprefix('Invalid JSON: ')}")
+    # A union reports one error per member; the deepest one is the most telling.
+    first = max(errors, key=lambda e: len(e["loc"]))
     where = ".".join(str(part) for part in first["loc"]) or "body"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return SchemaMismatch(f"{where}: {first['msg']}{more}")

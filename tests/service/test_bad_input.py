@@ -1,0 +1,156 @@
+"""Every kind of bad input gets a 4xx with a JSON error naming the problem, never a 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from service.app import create_app
+from service.metrics import Metrics
+from service.middleware import RequestMiddleware
+from tests.service.conftest import INSTANCE, SettingsFactory
+
+JSON = {"content-type": "application/json"}
+
+
+def body(instances: list[Any], **extra: Any) -> str:
+    return json.dumps({"instances": instances, **extra})
+
+
+# (request body, status, a phrase the error must contain)
+PREDICT_CASES = [
+    ("{bad json", 400, "malformed JSON"),
+    ('{"instances": [{"f0": "v1"}', 400, "malformed JSON"),
+    ("", 400, "malformed JSON"),
+    ("[" * 10_000 + "]" * 10_000, 400, "malformed JSON"),
+    ('{"instances": [{"f0": "\\ud800"}]}', 400, "malformed JSON"),
+    ('"just a string"', 422, "object"),
+    ('{"instances": {"f0": "v1"}}', 422, "instances"),
+    ('{"instances": []}', 422, "instances"),
+    ('{"instances": [{"f0": "v1"}], "extra": 1}', 422, "extra"),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": 0}}', 422, "top_k"),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": -3}}', 422, "top_k"),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": 10000000}}', 422, "top_k"),
+    ('{"instances": [{"f0": "v1"}], "explain": "yes"}', 422, "explain"),
+    ('{"instances": [{"f0": NaN}]}', 400, "'f0'"),
+    ('{"instances": [{"f0": Infinity}]}', 400, "'f0'"),
+    (body([{"nope": "v1"}]), 400, "unknown field 'nope'"),
+    (body([{"f0": True}]), 400, "'f0' takes a string or an integer, got bool"),
+    (body([{"f0": 1.5}]), 400, "'f0' takes a string or an integer, got float"),
+    (body([{"f0": {"a": 1}}]), 400, "'f0'"),
+    (body([{"f0": ["v1", "v2"]}]), 400, "'f0'"),
+    (body(["not an object"]), 422, "instances.0"),
+    (body([INSTANCE] * 1025), 413, "at most 1024 instances"),
+]
+
+
+@pytest.mark.parametrize(("payload", "status", "phrase"), PREDICT_CASES)
+def test_bad_predict_bodies_get_4xx_naming_the_problem(
+    client: TestClient, payload: str, status: int, phrase: str
+) -> None:
+    response = client.post("/predict", content=payload, headers=JSON)
+    assert response.status_code == status, response.text
+    assert phrase in response.json()["error"]
+
+
+MIXED_CASES = [
+    ({"price": float("nan")}, "finite"),
+    ({"price": "12"}, "'price' takes a number"),
+    ({"age": "old"}, "'age' takes a number"),
+    ({"tags": ["a", "b", "c", "d", "e", "f", "a", "b"]}, "'tags' holds at most"),
+    ({"tags": [["a"]]}, "'tags'"),
+    ({"user": 3.5}, "'user'"),
+]
+
+
+@pytest.mark.parametrize(("instance", "phrase"), MIXED_CASES)
+def test_values_that_do_not_fit_the_field_kind_get_400(
+    mixed_client: TestClient, instance: dict[str, Any], phrase: str
+) -> None:
+    response = mixed_client.post("/predict", content=body([instance]), headers=JSON)
+    assert response.status_code == 400, response.text
+    assert phrase in response.json()["error"]
+
+
+def test_wrong_content_type_gets_415(client: TestClient) -> None:
+    response = client.post("/predict", content=body([INSTANCE]), headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]
+
+
+@pytest.mark.parametrize(("query", "phrase"), [
+    ("?nope=1", "unknown field 'nope'"),
+    ("?f0=v1&f0=v2", "more than once"),
+    ("?f0=" + "x" * 9000, "query string longer"),
+])
+def test_bad_explain_queries_get_400(client: TestClient, query: str, phrase: str) -> None:
+    response = client.get("/explain" + query)
+    assert response.status_code == 400
+    assert phrase in response.json()["error"]
+
+
+@pytest.mark.parametrize(("query", "phrase"), [("?price=nan", "finite"), ("?price=abc", "number"),
+                                               ("?age=inf", "finite")])
+def test_bad_numbers_in_explain_queries_get_400(mixed_client: TestClient, query: str,
+                                                phrase: str) -> None:
+    response = mixed_client.get("/explain" + query)
+    assert response.status_code == 400
+    assert phrase in response.json()["error"]
+
+
+def test_unknown_routes_and_methods_get_json_errors(client: TestClient) -> None:
+    assert client.get("/nope").json() == {"error": "Not Found"}
+    response = client.delete("/predict")
+    assert response.status_code == 405 and "error" in response.json()
+
+
+def test_body_over_the_limit_is_refused_from_its_declared_length(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(max_body_bytes=2048)
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+        response = client.post("/predict", content=body([INSTANCE] * 40), headers=JSON)
+    assert response.status_code == 413
+    assert "larger than 2048 bytes" in response.json()["error"]
+
+
+def test_chunked_body_over_the_limit_is_refused_without_reading_it_all(
+    make_settings: SettingsFactory,
+) -> None:
+    sent: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(1000):  # 1 MB in 1 KB chunks; the server must stop long before
+            sent.append(i)
+            yield b" " * 1024
+
+    settings = make_settings(max_body_bytes=4096)
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+        response = client.post("/predict", content=chunks(), headers=JSON)
+    assert response.status_code == 413
+
+
+def test_declared_length_over_the_limit_is_refused_before_any_read() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not run")
+
+    async def receive() -> Any:
+        raise AssertionError("the body must not be read")
+
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        messages.append(message)
+
+    middleware = RequestMiddleware(app, Metrics(CollectorRegistry()), max_body_bytes=1024)
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [
+        (b"content-length", b"50000000"), (b"content-type", b"application/json")]}
+    asyncio.run(middleware(scope, receive, send))
+    assert messages[0]["status"] == 413
+    assert b"larger than 1024 bytes" in messages[1]["body"]
