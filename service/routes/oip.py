@@ -138,9 +138,10 @@ def tensor_array(tensor: RequestInput, limit: int) -> np.ndarray:
             f"input {tensor.name!r}: shape {tensor.shape} holds {size} values, data has {data.size}"
         )
     dtype = np.int64 if expected == "INT64" else np.float32
-    try:
-        return data.reshape(tensor.shape).astype(dtype, casting="same_kind" if
-                                                 expected == "FP32" else "safe")
+    casting = "same_kind" if expected == "FP32" else "safe"
+    try:  # out-of-range floats become inf here, which the runtime refuses as not finite
+        with np.errstate(over="ignore"):
+            return data.reshape(tensor.shape).astype(dtype, casting=casting)
     except TypeError as e:
         raise InvalidInput(f"input {tensor.name!r}: values do not fit {expected}") from e
 
