@@ -1,0 +1,90 @@
+"""Prometheus metrics move as requests are made; probes and scrapes are not counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.metrics import SCORE_BUCKETS, observe_many
+from tests.service.conftest import INSTANCE
+
+
+def samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = client.get("/metrics", follow_redirects=False)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def value(table: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str,
+          **labels: str) -> float:
+    return table.get((metric, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_move_as_requests_are_made(client: TestClient) -> None:
+    before = samples(client)
+    for _ in range(3):
+        assert client.post("/predict", json={"instances": [INSTANCE, {"f1": "new"}]}).is_success
+    assert client.post("/predict", json={"instances": [{"zz": 1}]}).status_code == 400
+    after = samples(client)
+
+    def moved(metric: str, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    assert moved("afm_requests_total", route="/predict", method="POST", status="200") == 3
+    assert moved("afm_requests_total", route="/predict", method="POST", status="400") == 1
+    assert moved("afm_request_duration_seconds_count", route="/predict") == 4
+    assert moved("afm_instances_scored_total") == 6
+    assert moved("afm_oov_values_total", field="f1") == 3
+    assert moved("afm_model_run_duration_seconds_count") == 3
+    assert moved("afm_batch_size_count") == 3 and moved("afm_batch_size_sum") == 6
+    assert moved("afm_predicted_score_count") == 6
+    assert value(after, "afm_requests_in_flight") == 0
+    assert value(after, "afm_model_info", name="synthetic-afm", version="1",
+                 sha256=client.get("/metadata").json()["sha256"]) == 1
+
+
+def test_latency_buckets_run_from_100_microseconds_to_1_second(client: TestClient) -> None:
+    client.post("/predict", json={"instances": [INSTANCE]})
+    buckets = {
+        dict(labels)["le"] for name, labels in samples(client)
+        if name == "afm_request_duration_seconds_bucket"
+    }
+    assert {"0.0001", "1.0", "+Inf"} <= buckets
+
+
+def test_probes_and_scrapes_are_not_counted(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"):
+        assert client.get(path).status_code == 200
+    routes = {dict(labels).get("route") for name, labels in samples(client)
+              if name.startswith("afm_request")}
+    assert routes == {None}  # only the unlabelled in-flight gauge
+
+
+def test_unmatched_paths_share_one_label(client: TestClient) -> None:
+    for path in ("/a", "/b", "/c/d"):
+        client.get(path)
+    table = samples(client)
+    assert value(table, "afm_requests_total", route="unmatched", method="GET", status="404") == 3
+
+
+@pytest.mark.parametrize("count", [3, 500])
+def test_observe_many_matches_observing_one_by_one(count: int) -> None:
+    rng = np.random.default_rng(count)
+    values = np.concatenate([rng.normal(0, 4, count), np.asarray(SCORE_BUCKETS)])
+    bulk = Histogram("bulk", "", buckets=SCORE_BUCKETS, registry=CollectorRegistry())
+    single = Histogram("single", "", buckets=SCORE_BUCKETS, registry=CollectorRegistry())
+    observe_many(bulk, values.astype(np.float32))
+    for v in values.astype(np.float32).tolist():
+        single.observe(v)
+    got = [(s.name[4:], s.labels, s.value) for s in bulk.collect()[0].samples]
+    want = [(s.name[6:], s.labels, s.value) for s in single.collect()[0].samples]
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    np.testing.assert_allclose([g[2] for g in got], [w[2] for w in want], rtol=1e-6)
