@@ -1,0 +1,112 @@
+"""App-wide behaviour: request ids, request logs, unexpected failures, CORS, health, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from service.app import create_app
+from service.logs import ACCESS_LOGGER, JsonFormatter
+from tests.service.conftest import INSTANCE, TOKEN, SettingsFactory
+
+
+def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
+    given = client.get("/metadata", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    fresh = client.get("/metadata")
+    assert len(fresh.headers["x-request-id"]) == 32
+    for unsafe in ("has space", "x" * 200, "quote\"d"):
+        response = client.get("/metadata", headers={"X-Request-ID": unsafe})
+        assert response.headers["x-request-id"] != unsafe
+    error = client.post("/predict", json={"instances": [{"zz": 1}]}, headers={"X-Request-ID": "r1"})
+    assert error.headers["x-request-id"] == "r1"
+
+
+def test_one_structured_log_line_per_request_not_for_probes(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        client.post("/predict", json={"instances": [INSTANCE]}, headers={"X-Request-ID": "r-42"})
+        for probe in ("/healthz", "/readyz", "/metrics", "/v2/health/live"):
+            client.get(probe)
+    records = [r for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert len(records) == 1
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert line["request_id"] == "r-42"
+    assert (line["method"], line["route"], line["status"]) == ("POST", "/predict", 200)
+    assert line["duration_ms"] > 0 and line["level"] == "info"
+
+
+def test_unexpected_failure_is_a_500_without_internals_logged_with_its_id(
+    client: TestClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret detail in /srv/models/x.onnx")
+
+    monkeypatch.setattr(client.app.state.runtime, "predict", explode)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/predict", json={"instances": [INSTANCE]},
+                               headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (request id boom-1)"}
+    assert response.headers["x-request-id"] == "boom-1"
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged and logged[0].request == {"request_id": "boom-1"}  # type: ignore[attr-defined]
+    assert "secret detail" in (caplog.text)
+    assert 'status="500"' in client.get("/metrics").text
+
+
+def test_cors_is_off_unless_configured(client: TestClient, make_settings: SettingsFactory) -> None:
+    origin = {"Origin": "https://app.example"}
+    assert "access-control-allow-origin" not in client.get("/metadata", headers=origin).headers
+    settings = make_settings(cors_origins="https://app.example")
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as cors:
+        response = cors.get("/metadata", headers=origin)
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_health_readiness_and_metadata(client: TestClient, bundle_dir: Path) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/ping").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {
+        "ready": True, "model": {"name": "synthetic-afm", "version": "1"}}
+    meta = client.get("/metadata").json()
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert meta["sha256"] == manifest["onnx_sha256"] and meta["task"] == "regression"
+    assert meta["fields"][0] == {"name": "f0", "kind": "categorical", "vocabulary_size": 30,
+                                 "max_entries": 1}
+    assert meta["metrics"] == manifest["metrics"] and len(meta["pairs"]) == 15
+
+
+def test_not_ready_outside_the_lifespan(make_settings: SettingsFactory) -> None:
+    client = TestClient(create_app(make_settings(), registry=CollectorRegistry()))
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "not loaded" in response.json()["error"]
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.post("/predict", json={"instances": [INSTANCE]}).status_code == 503
+
+
+def test_openapi_documents_every_route_with_examples(make_settings: SettingsFactory) -> None:
+    app = create_app(make_settings(admin_token=TOKEN), registry=CollectorRegistry())
+    schema = TestClient(app).get("/openapi.json").json()
+    paths = schema["paths"]
+    for path in ("/predict", "/explain", "/healthz", "/readyz", "/metrics", "/metadata",
+                 "/admin/reload", "/v2", "/v2/health/live", "/v2/health/ready",
+                 "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer",
+                 "/v2/models/{name}/versions/{model_version}/infer"):
+        assert path in paths, path
+        for operation in paths[path].values():
+            assert "200" in operation["responses"], path
+    components = schema["components"]["schemas"]
+    for name in ("PredictRequest", "InferenceRequest", "PredictResponse", "ImportanceResponse"):
+        assert components[name].get("examples"), name
+    body = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PredictRequest"}
+    assert "ExplainOptions" in components
