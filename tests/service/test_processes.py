@@ -1,0 +1,193 @@
+"""The real `afm-serve` in processes on 127.0.0.1: several workers, SIGTERM, start-up
+failures, and a server that never imports torch. Every process started is stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.conftest import INSTANCE, copy_bundle
+
+pytestmark = pytest.mark.slow
+SERVE = [sys.executable, "-m", "service.cli"]
+PREDICTED = ("afm_requests_total", {"route": "/predict", "method": "POST", "status": "200"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AFM_", "PROMETHEUS_"))}
+    env.update({"AFM_LOG_LEVEL": "warning", **extra})
+    return env
+
+
+@contextmanager
+def serve(args: list[str], env: dict[str, str],
+          log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start afm-serve, wait until ready, and always stop it (its whole process group)."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen([*SERVE, "--host", "127.0.0.1", "--port", str(port), *args],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(url):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "afm-serve did not become ready"
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        _stop(process)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def post_predict(url: str) -> int:
+    with httpx.Client(timeout=10) as fresh:  # a new connection: workers share the load
+        return fresh.post(url + "/predict", json={"instances": [INSTANCE]}).status_code
+
+
+def count(text: str, metric: str, labels: dict[str, str]) -> float:
+    return sum(
+        s.value for family in text_string_to_metric_families(text) for s in family.samples
+        if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def per_worker(directory: Path, scratch: Path) -> dict[str, float]:
+    """/predict requests each worker counted, read from its own metrics file alone."""
+    counts = {}
+    for path in directory.glob("counter_*.db"):
+        alone = scratch / path.stem
+        alone.mkdir(parents=True)
+        shutil.copy(path, alone / path.name)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, str(alone))
+        counts[path.stem] = count(generate_latest(registry).decode(), *PREDICTED)
+    return counts
+
+
+def test_a_scrape_sums_every_worker(bundle_dir: Path, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    args = ["--model-dir", str(bundle_dir), "--workers", "2"]
+    with serve(args, env, tmp_path / "serve.log") as (url, _), ThreadPoolExecutor(8) as pool:
+        sent = 0
+        while sent < 400:
+            statuses = list(pool.map(post_predict, [url] * 40))
+            assert statuses == [200] * 40
+            sent += 40
+            workers = per_worker(metrics_dir, tmp_path / f"scratch{sent}")
+            if sum(1 for n in workers.values() if n > 0) >= 2:
+                break
+        assert sum(1 for n in workers.values() if n > 0) == 2, workers
+        for _ in range(6):  # whichever worker answers the scrape, it sees the sum
+            with httpx.Client(timeout=10) as fresh:
+                text = fresh.get(url + "/metrics").text
+            assert count(text, *PREDICTED) == sent
+            assert count(text, "afm_instances_scored_total", {}) == sent
+            assert count(text, "afm_model_info", {"version": "1"}) == 1
+
+
+def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
+    # Requests wait up to a second in the batcher: SIGTERM arrives while they do.
+    env = server_env(AFM_BATCH_MAX_WAIT_US="1000000")
+    log = tmp_path / "serve.log"
+    with serve(["--model-dir", str(bundle_dir)], env, log) as (url, process), \
+            ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(post_predict, url) for _ in range(6)]
+        time.sleep(0.4)
+        process.send_signal(signal.SIGTERM)
+        assert [f.result(timeout=30) for f in futures] == [200] * 6
+        # uvicorn re-raises the signal once it has drained: the exit reads as SIGTERM.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def test_afm_serve_refuses_a_broken_bundle_with_one_line(bundle_dir: Path,
+                                                         tmp_path: Path) -> None:
+    broken = copy_bundle(bundle_dir, tmp_path / "broken")
+    (broken / "model.onnx").write_bytes(b"not a model")
+    result = subprocess.run([*SERVE, "--model-dir", str(broken)], env=server_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("afm-serve: cannot serve: ")
+    assert "does not match" in lines[0]
+
+
+def test_afm_serve_refuses_bad_settings(tmp_path: Path) -> None:
+    result = subprocess.run([*SERVE, "--model-dir", str(tmp_path / "none")], env=server_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "invalid setting model_dir" in result.stderr and "Traceback" not in result.stderr
+
+
+TORCHLESS = """
+import importlib, pkgutil, sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not available to the server")
+
+sys.meta_path.insert(0, NoTorch())
+import service
+for module in pkgutil.walk_packages(service.__path__, "service."):
+    importlib.import_module(module.name)
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from service.app import create_app
+from service.settings import Settings
+
+settings = Settings(model_dir=sys.argv[1])
+with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+    instance = {"f0": "v1", "f1": "v2", "f2": "v3"}
+    assert client.post("/predict", json={"instances": [instance], "explain": True}).is_success
+    assert client.get("/explain", params=instance).is_success
+assert "torch" not in sys.modules
+print("served without torch")
+"""
+
+
+def test_the_server_never_imports_torch(bundle_dir: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", TORCHLESS, str(bundle_dir)],
+                            env=server_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "served without torch" in result.stdout
