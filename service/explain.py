@@ -8,7 +8,7 @@ work is a few vectorised numpy calls and one pass building dicts.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -99,7 +99,7 @@ class Explainer:
     ) -> list[dict[str, list[Any]]]:
         """Per instance, the first-order term of each field it holds."""
         out = []
-        every = present.all(axis=1).tolist()
+        every = cast(list[bool], present.all(axis=1).tolist())
         for r, (values, weights) in enumerate(zip(shown.tolist(), field_linear.tolist(),
                                                   strict=True)):
             if every[r]:

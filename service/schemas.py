@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -30,7 +31,9 @@ FieldValue = Annotated[
 ]
 Shown = str | list[str]
 
-EXAMPLE_INSTANCE = {"f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4"}
+EXAMPLE_INSTANCE: dict[str, JsonValue] = {
+    "f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4",
+}
 
 
 class _Body(BaseModel):
@@ -110,7 +113,7 @@ class Prediction(_Body):
     explanation: Explanation | None = None
 
 
-PREDICTION_EXAMPLE = {
+PREDICTION_EXAMPLE: dict[str, JsonValue] = {
     "score": 1.87, "prediction": 1.87, "oov": [],
     "explanation": {
         "bias": -0.02, "interaction": 1.71, "pairs_omitted": 13,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -29,7 +30,9 @@ from service.schemas import (
 
 TAGS: list[str | Enum] = ["open inference protocol"]
 SERVER_NAME = "afm-serving"
-EMPTY_OK = {200: {"description": "True (an empty body)"}, 503: ERROR_RESPONSES[503]}
+EMPTY_OK: dict[int | str, dict[str, Any]] = {
+    200: {"description": "True (an empty body)"}, 503: ERROR_RESPONSES[503],
+}
 
 
 def server_version() -> str:
@@ -62,14 +65,14 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
         runtime.model  # noqa: B018 (raises NotReady -> 503)
         return Response(status_code=200)
 
-    meta = {"tags": TAGS, "response_model": OIPModelMetadata, "responses": ERROR_RESPONSES}
+    meta: dict[str, Any] = {"tags": TAGS, "response_model": OIPModelMetadata, "responses": ERROR_RESPONSES}
 
     @app.get("/v2/models/{name}", **meta)
     @app.get("/v2/models/{name}/versions/{model_version}", **meta)
     async def model_metadata(name: str, model_version: str | None = None) -> Response:
         return ORJSONResponse(served(name, model_version).oip_metadata)
 
-    ready_meta = {"tags": TAGS, "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
+    ready_meta: dict[str, Any] = {"tags": TAGS, "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
 
     @app.get("/v2/models/{name}/ready", **ready_meta)
     @app.get("/v2/models/{name}/versions/{model_version}/ready", **ready_meta)
@@ -77,7 +80,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
         served(name, model_version)
         return Response(status_code=200)
 
-    infer_meta = {"tags": TAGS, "response_model": InferenceResponse,
+    infer_meta: dict[str, Any] = {"tags": TAGS, "response_model": InferenceResponse,
                   "responses": ERROR_RESPONSES, "openapi_extra": json_body(InferenceRequest)}
 
     @app.post("/v2/models/{name}/infer", **infer_meta)
@@ -137,8 +140,8 @@ def tensor_array(tensor: RequestInput, limit: int) -> np.ndarray:
         raise InvalidInput(
             f"input {tensor.name!r}: shape {tensor.shape} holds {size} values, data has {data.size}"
         )
-    dtype = np.int64 if expected == "INT64" else np.float32
-    casting = "same_kind" if expected == "FP32" else "safe"
+    dtype: type[np.generic] = np.int64 if expected == "INT64" else np.float32
+    casting: Literal["same_kind", "safe"] = "same_kind" if expected == "FP32" else "safe"
     try:  # out-of-range floats become inf here, which the runtime refuses as not finite
         with np.errstate(over="ignore"):
             return data.reshape(tensor.shape).astype(dtype, casting=casting)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
@@ -33,7 +34,7 @@ def register(
         """Trivial, but counted and logged like any API request: the framework's ceiling."""
         return ORJSONResponse({"status": "ok"})
 
-    unready = {503: ERROR_RESPONSES[503]}
+    unready: dict[int | str, dict[str, Any]] = {503: ERROR_RESPONSES[503]}
 
     @app.get("/readyz", tags=TAGS, response_model=ReadyStatus, responses=unready)
     async def readyz() -> Response:

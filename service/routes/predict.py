@@ -24,7 +24,9 @@ from service.schemas import (
 
 TAGS: list[str | Enum] = ["predict"]
 MAX_QUERY_BYTES = 8192
-ERRORS = {status: ERROR_RESPONSES[status] for status in (400, 413, 415, 422, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: ERROR_RESPONSES[status] for status in (400, 413, 415, 422, 503)
+}
 
 
 def register(app: FastAPI, runtime: Runtime) -> None:

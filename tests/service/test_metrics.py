@@ -84,7 +84,7 @@ def test_observe_many_matches_observing_one_by_one(count: int) -> None:
     observe_many(bulk, values.astype(np.float32))
     for v in values.astype(np.float32).tolist():
         single.observe(v)
-    got = [(s.name[4:], s.labels, s.value) for s in bulk.collect()[0].samples]
-    want = [(s.name[6:], s.labels, s.value) for s in single.collect()[0].samples]
+    got = [(s.name[4:], s.labels, s.value) for s in next(iter(bulk.collect())).samples]
+    want = [(s.name[6:], s.labels, s.value) for s in next(iter(single.collect())).samples]
     assert [g[:2] for g in got] == [w[:2] for w in want]
     np.testing.assert_allclose([g[2] for g in got], [w[2] for w in want], rtol=1e-6)

@@ -112,6 +112,10 @@ def set_manifest(path: Path, **changes: Any) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
+def set_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
 def drop_a_field(path: Path) -> None:
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["fields"] = manifest["fields"][:-1]
@@ -135,7 +139,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "unknown format version": (lambda p: set_manifest(p, format_version=99), "format_version"),
     "fields disagree with the onnx": (drop_a_field, "fields"),
     "bias not the graph's": (lambda p: set_manifest(p, bias=12.5), "bias"),
-    "not json": (lambda p: (p / "manifest.json").write_text("{"), "manifest.json"),
+    "not json": (lambda p: set_text(p / "manifest.json", "{"), "manifest.json"),
 }
 
 
@@ -206,8 +210,9 @@ def test_reload_under_concurrent_load_loses_no_request(
                     await asyncio.sleep(0.005)
                 return codes
 
-            results = await asyncio.gather(reloads(), *(load() for _ in range(8)))
-            return [r for batch in results[1:] for r in batch], results[0]
+            reloading = asyncio.create_task(reloads())
+            loads = await asyncio.gather(*(load() for _ in range(8)))
+            return [r for batch in loads for r in batch], await reloading
 
     responses, codes = asyncio.run(scenario())
     assert codes == [200, 422, 200, 422, 200, 200, 200]
