@@ -17,6 +17,7 @@ from model.features import Encoded, FieldKind
 
 PADDING_NAME = ""
 OOV_NAME = "<oov>"
+SMALL_BATCH = 8
 
 
 class Explainer:
@@ -34,6 +35,9 @@ class Explainer:
         self._single = [spec.kind in (FieldKind.CATEGORICAL, FieldKind.BUCKETIZED)
                         for spec in space.fields]
         self._value_names = _value_names(bundle)
+        self._value_list: list[str] = self._value_names.tolist()
+        self._pairs = list(space.pairs)
+        self._pair_list: list[list[str]] = self._pair_names.tolist()
 
     def predictions(
         self, encoded: Encoded, scores: Scores, explain: bool, top_k: int | None = None
@@ -58,8 +62,52 @@ class Explainer:
     def _explanations(
         self, encoded: Encoded, scores: Scores, top_k: int | None
     ) -> list[dict[str, Any]]:
-        """Column-wise per instance (parallel lists), built with whole-batch numpy calls: a
-        dict per pair would cost more than scoring (5.6 ms against 3 ms for 256 instances)."""
+        """Column-wise per instance (parallel lists): a dict per pair would cost more than
+        scoring (5.6 ms against 3 ms for 256 instances). Small batches go row by row in
+        plain Python, large ones through whole-batch numpy calls, whose fixed cost
+        (~50 us) is more than a single row's whole explanation (~10 us)."""
+        if len(encoded.indices) <= SMALL_BATCH:
+            return self._explain_rows(encoded, scores, top_k)
+        return self._explain_batch(encoded, scores, top_k)
+
+    def _explain_rows(
+        self, encoded: Encoded, scores: Scores, top_k: int | None
+    ) -> list[dict[str, Any]]:
+        out = []
+        interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
+        rows = zip(
+            (encoded.weights != 0).any(axis=2).tolist(), encoded.indices[:, :, 0].tolist(),
+            scores.attention.tolist(), scores.contributions.tolist(),
+            scores.field_linear.tolist(), strict=True,
+        )
+        for r, (present, first, attention, contributions, linear) in enumerate(rows):
+            shown = [
+                "" if not present[f] else self._value_list[first[f]] if single
+                else self._space.describe(f, encoded.indices[r, f], encoded.weights[r, f])
+                for f, single in enumerate(self._single)
+            ]
+            ranked = sorted((p for p, (i, j) in enumerate(self._pairs) if present[i] and present[j]),
+                            key=lambda p: -abs(contributions[p]))
+            kept = ranked if top_k is None else ranked[:top_k]
+            held = [f for f in range(len(present)) if present[f]]
+            out.append({
+                "bias": self._bias,
+                "linear": {"fields": [self._names[f] for f in held],
+                           "values": [shown[f] for f in held],
+                           "weights": [linear[f] for f in held]},
+                "interaction": interaction[r],
+                "pairs": {"fields": [self._pair_list[p] for p in kept],
+                          "values": [[shown[self._pairs[p][0]], shown[self._pairs[p][1]]]
+                                     for p in kept],
+                          "attention": [attention[p] for p in kept],
+                          "contributions": [contributions[p] for p in kept]},
+                "pairs_omitted": len(ranked) - len(kept),
+            })
+        return out
+
+    def _explain_batch(
+        self, encoded: Encoded, scores: Scores, top_k: int | None
+    ) -> list[dict[str, Any]]:
         present = (encoded.weights != 0).any(axis=2)  # (B, F), as the model decides it
         pair_present = present[:, self._rows] & present[:, self._cols]  # (B, P)
         # Present pairs first, largest |contribution| first; absent ones sort last.
