@@ -138,7 +138,12 @@ def build_model(config: ModelConfig) -> PairModel:
 
 
 def init_from_fm(afm: AFM, fm: FM) -> None:
-    """The paper's protocol: AFM starts from a trained FM's embeddings and biases."""
+    """The paper's protocol: AFM starts from a trained FM's embeddings and biases.
+
+    p is set to P * 1 (P pairs) rather than the authors' 1: with near-uniform attention
+    (a_ij ~ 1/P) the AFM then starts where the FM ended instead of at 1/P of its
+    interaction term, and does not spend its first epochs relearning the scale.
+    """
     if fm.embedding.embedding.weight.shape != afm.embedding.embedding.weight.shape:
         raise ValueError(
             "FM and AFM feature tables differ: "
@@ -146,3 +151,5 @@ def init_from_fm(afm: AFM, fm: FM) -> None:
         )
     afm.embedding.load_state_dict(fm.embedding.state_dict())
     afm.linear.load_state_dict(fm.linear.state_dict())
+    with torch.no_grad():
+        afm.p.fill_(float(afm.pairs.num_pairs))

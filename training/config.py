@@ -47,6 +47,9 @@ class TrainSection(_Section):
     epochs: int = Field(default=100, ge=1)
     patience: int = Field(default=10, ge=1)
     """Stop after this many epochs without a better validation metric; the best is restored."""
+    attention_lr: float | None = Field(default=None, gt=0.0)
+    """Learning rate of the attention network and p (AFM); default: `lr`. Fine-tuning from an
+    FM wants gentle steps on the pretrained embeddings and larger ones on the new weights."""
     attention_l2: float = Field(default=0.0, ge=0.0)
     """lambda of eq. 7: L2 on the attention network's W only, per batch of mean loss."""
     pretrain: str = ""

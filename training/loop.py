@@ -40,11 +40,19 @@ class Tensors:
         return len(self.labels)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainSection) -> torch.optim.Optimizer:
+def make_optimizer(model: PairModel, cfg: TrainSection) -> torch.optim.Optimizer:
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if isinstance(model, AFM) and cfg.attention_lr is not None:
+        new = [*model.attention.parameters(), model.p]
+        new_ids = {id(p) for p in new}
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) not in new_ids]},
+            {"params": new, "lr": cfg.attention_lr},
+        ]
     if cfg.optimizer == "adagrad":
         # The authors' TensorFlow Adagrad starts its accumulator near zero, not at torch's 0.
-        return torch.optim.Adagrad(model.parameters(), lr=cfg.lr, initial_accumulator_value=1e-8)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        return torch.optim.Adagrad(groups, lr=cfg.lr, initial_accumulator_value=1e-8)
+    return torch.optim.Adam(groups, lr=cfg.lr)
 
 
 def loss_function(task: Task) -> nn.Module:

@@ -46,8 +46,7 @@ def test_afm_with_uniform_attention_equals_fm() -> None:
     indices, weights = _batch()
     weights[:, :, :] = weights.abs() + 0.1  # every pair present: uniform weight 1/P
     with torch.no_grad():
-        afm.attention.h.weight.zero_()  # equal logits -> a_ij = 1/P
-        afm.p.fill_(afm.pairs.num_pairs)
+        afm.attention.h.weight.zero_()  # equal logits -> a_ij = 1/P, and p = P * 1 from the FM
     fm.eval(), afm.eval()
     torch.testing.assert_close(afm(indices, weights), fm(indices, weights), rtol=1e-5, atol=1e-5)
 
@@ -97,6 +96,7 @@ def test_init_from_fm_copies_embeddings_and_biases() -> None:
     assert torch.equal(afm.embedding.embedding.weight, fm.embedding.embedding.weight)
     assert torch.equal(afm.linear.weight.weight, fm.linear.weight.weight)
     assert torch.equal(afm.linear.bias, fm.linear.bias)
+    assert torch.equal(afm.p, torch.full_like(afm.p, afm.pairs.num_pairs))
     with pytest.raises(ValueError, match="feature tables differ"):
         init_from_fm(afm, FM(_config("fm", num_features=31)))
 
