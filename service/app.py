@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +21,9 @@ from service.routes.oip import server_version
 from service.runtime import Runtime
 from service.schemas import InferenceRequest, PredictRequest
 from service.settings import Settings
+from service.shared import SharedChoice
 
+FOLLOW_INTERVAL_S = 0.5
 DESCRIPTION = (
     "Attentional Factorization Machines (Xiao et al., IJCAI 2017) served with onnxruntime: "
     "predictions with each score explained by the model's own attention over field pairs, "
@@ -31,7 +34,8 @@ DESCRIPTION = (
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    runtime = Runtime(settings, metrics)
+    shared = SharedChoice(settings.run_dir) if settings.run_dir else None
+    runtime = Runtime(settings, metrics, shared)
     multiproc = multiprocess_dir()
 
     @asynccontextmanager
@@ -39,7 +43,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if multiproc is not None:
             reap_dead_workers(multiproc)
         await runtime.start()
+        following = asyncio.create_task(runtime.follow(FOLLOW_INTERVAL_S)) if shared else None
         yield
+        if following is not None:
+            following.cancel()
         await runtime.stop()
 
     app = FastAPI(

@@ -17,6 +17,7 @@ from service.logs import configure_logging
 from service.metrics import MULTIPROC_ENV
 from service.runtime import load_model
 from service.settings import Settings
+from service.shared import CHOICE_FILE
 
 log = logging.getLogger("service.cli")
 GRACEFUL_SHUTDOWN_S = 30
@@ -56,27 +57,32 @@ def main(argv: list[str] | None = None) -> int:
     for key, env in FLAGS.items():  # worker processes read their settings from the environment
         if key in overrides:
             os.environ[env] = str(getattr(settings, key))
-    metrics_dir = _metrics_dir(settings.workers)
+    run_dir = _shared_dirs(settings)
     try:
         _serve(settings)
     finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
-def _metrics_dir(workers: int) -> Path | None:
-    """Several workers share metrics through files: clear the caller's directory, or make
-    (and later remove) one of our own."""
+def _shared_dirs(settings: Settings) -> Path | None:
+    """Several workers share metrics (files in PROMETHEUS_MULTIPROC_DIR) and the model a
+    reload chose (AFM_RUN_DIR). Given directories are cleared of a previous run's state;
+    missing ones are made in a temporary directory, returned for removal at exit."""
     given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        for stale in Path(given).glob("*.db"):
-            stale.unlink()
+    for stale in Path(given).glob("*.db") if given else ():
+        stale.unlink()
+    if settings.run_dir is not None:
+        (settings.run_dir / CHOICE_FILE).unlink(missing_ok=True)
+    if settings.workers == 1 or (given and settings.run_dir is not None):
         return None
-    if workers == 1:
-        return None
-    made = Path(tempfile.mkdtemp(prefix="afm-metrics-"))
-    os.environ[MULTIPROC_ENV] = str(made)
+    made = Path(tempfile.mkdtemp(prefix="afm-serve-"))
+    if not given:
+        (made / "metrics").mkdir()
+        os.environ[MULTIPROC_ENV] = str(made / "metrics")
+    if settings.run_dir is None:
+        os.environ["AFM_RUN_DIR"] = str(made)
     return made
 
 

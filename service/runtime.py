@@ -27,6 +27,7 @@ from service.errors import Forbidden, InvalidInput, NotFound, NotReady, PayloadT
 from service.explain import Explainer
 from service.metrics import Metrics
 from service.settings import Settings
+from service.shared import Choice, SharedChoice
 
 log = logging.getLogger("service.runtime")
 BIAS_TOLERANCE = 1e-4
@@ -73,9 +74,12 @@ def warm_up(bundle: Bundle, rows: int) -> None:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, shared: SharedChoice | None = None
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._shared = shared
         self._model: LoadedModel | None = None
         self._ready = False
         self._reload_lock = asyncio.Lock()
@@ -94,7 +98,16 @@ class Runtime:
         return self._model
 
     async def start(self) -> None:
-        model = await asyncio.to_thread(self._load, self._settings.model_dir)
+        """Load the bundle a reload chose for all workers if there is one, else AFM_MODEL_DIR."""
+        chosen = self._shared.read() if self._shared else None
+        try:
+            model = await asyncio.to_thread(self._load, chosen.directory if chosen else
+                                            self._settings.model_dir)
+        except BundleError:
+            if chosen is None:
+                raise
+            log.exception("the shared model choice does not load; starting from AFM_MODEL_DIR")
+            model = await asyncio.to_thread(self._load, self._settings.model_dir)
         self._install(model)
         # Startup objects (onnxruntime, numpy, pydantic, the model) never die: keeping them
         # out of the cyclic GC's scans halves the cost of building large explanations.
@@ -153,15 +166,39 @@ class Runtime:
         return model, scores
 
     async def reload(self, requested: str | None) -> tuple[LoadedModel, LoadedModel]:
-        """-> (previous, new). Refuses the bundle (ReloadRefused) and keeps serving on failure."""
+        """-> (previous, new). Refuses the bundle (ReloadRefused) and keeps serving on failure;
+        on success the other workers are told to follow."""
+        directory = resolve_bundle(requested, self.model.directory, self._settings.models_root)
+        before, model = await self._swap(directory, requested or self.model.ref["name"])
+        if self._shared is not None:
+            self._shared.publish(Choice(directory, model.bundle.manifest.onnx_sha256))
+        return before, model
+
+    async def follow(self, interval_s: float) -> None:
+        """Run forever: switch to the model another worker's reload chose."""
+        assert self._shared is not None
+        while True:
+            await asyncio.sleep(interval_s)
+            chosen = self._shared.poll()
+            current = self._model
+            if chosen is None or current is None or (
+                chosen.directory == current.directory
+                and chosen.sha256 == current.bundle.manifest.onnx_sha256
+            ):
+                continue
+            try:
+                await self._swap(chosen.directory, chosen.directory.name)
+            except ReloadRefused:
+                pass  # logged and counted by _swap; this worker keeps its model
+
+    async def _swap(self, directory: Path, label: str) -> tuple[LoadedModel, LoadedModel]:
         async with self._reload_lock:
             before = self.model
-            directory = resolve_bundle(requested, before.directory, self._settings.models_root)
             try:
                 model = await asyncio.to_thread(self._load, directory)
             except Exception as e:
                 self._metrics.reloads.labels("refused").inc()
-                reason = _public_reason(e, directory, requested or before.ref["name"])
+                reason = _public_reason(e, directory, label)
                 log.warning("reload refused: %s", reason, exc_info=not isinstance(e, BundleError))
                 raise ReloadRefused(f"reload refused, still serving version "
                                     f"{before.ref['version']}: {reason}") from e

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     """Level of the service's logs."""
     log_format: Literal["json", "text"] = "json"
     """json: one object per line (request logs included); text: for humans."""
+    run_dir: Path | None = None
+    """Directory the worker processes of one server share (afm-serve sets it)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins allowed by CORS, comma-separated; empty turns CORS off."""
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.conftest import INSTANCE, copy_bundle
+from tests.service.conftest import INSTANCE, TOKEN, copy_bundle
 
 pytestmark = pytest.mark.slow
 SERVE = [sys.executable, "-m", "service.cli"]
@@ -124,6 +124,60 @@ def test_a_scrape_sums_every_worker(bundle_dir: Path, tmp_path: Path) -> None:
             assert count(text, *PREDICTED) == sent
             assert count(text, "afm_instances_scored_total", {}) == sent
             assert count(text, "afm_model_info", {"version": "1"}) == 1
+
+
+def predicted_version(url: str) -> str:
+    with httpx.Client(timeout=10) as fresh:
+        response = fresh.post(url + "/predict", json={"instances": [INSTANCE]})
+    assert response.status_code == 200
+    return str(response.json()["model"]["version"])
+
+
+def until_every_worker_served(url: str, metrics_dir: Path, scratch: Path,
+                              workers: set[str]) -> set[str]:
+    """Send requests until each of `workers` counted one more; -> the versions answered."""
+    before = per_worker(metrics_dir, scratch / "before")
+    versions: set[str] = set()
+    with ThreadPoolExecutor(8) as pool:
+        for round_ in range(10):
+            versions |= set(pool.map(predicted_version, [url] * 40))
+            after = per_worker(metrics_dir, scratch / f"after{round_}")
+            if all(after.get(w, 0) > before.get(w, 0) for w in workers):
+                return versions
+    raise AssertionError(f"not every worker of {workers} served: {before} -> {after}")
+
+
+def worker_files(metrics_dir: Path) -> set[str]:
+    return {path.stem for path in metrics_dir.glob("counter_*.db")}
+
+
+def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,
+                                                              tmp_path: Path) -> None:
+    root, metrics_dir = tmp_path / "models", tmp_path / "metrics"
+    metrics_dir.mkdir()
+    copy_bundle(bundle_dir, root / "v1")
+    copy_bundle(bundle_dir, root / "v2", version="2")
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AFM_MODELS_ROOT=str(root),
+                     AFM_ADMIN_TOKEN=TOKEN)
+    args = ["--model-dir", str(root / "v1"), "--workers", "2"]
+    with serve(args, env, tmp_path / "serve.log") as (url, _):
+        response = httpx.post(url + "/admin/reload", json={"model_dir": "v2"},
+                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert response.status_code == 200, response.text
+        time.sleep(2)  # the other worker polls the shared choice every 0.5 s
+        workers = worker_files(metrics_dir)
+        assert len(workers) == 2
+        assert until_every_worker_served(url, metrics_dir, tmp_path / "a", workers) == {"2"}
+
+        os.kill(int(sorted(workers)[0].split("_")[1]), signal.SIGKILL)  # one of our workers
+        deadline = time.monotonic() + 60
+        while len(worker_files(metrics_dir) - workers) == 0:  # the supervisor replaces it
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.2)
+        time.sleep(1)
+        replacement = worker_files(metrics_dir) - workers
+        versions = until_every_worker_served(url, metrics_dir, tmp_path / "b", replacement)
+        assert versions == {"2"}
 
 
 def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
