@@ -159,9 +159,12 @@ def read_table(schema: Schema, schema_path: Path, root: str = "") -> Table:
         for side, columns in (("main table", frame.columns), (join.file, table.columns)):
             if join.on not in columns:
                 raise ValueError(f"join key {join.on!r} is not a column of {side}")
-        keep = [c for c in table.columns if c in needed and c not in frame.columns]
         if table[join.on].duplicated().any():
             raise ValueError(f"{join.file}: join key {join.on!r} is not unique")
+        clash = sorted((needed & set(frame.columns) & set(table.columns)) - {join.on})
+        if clash:
+            raise ValueError(f"columns {clash} of {join.file} are already in the joined table")
+        keep = [c for c in table.columns if c in needed and c != join.on]
         frame = frame.merge(table[[join.on, *keep]], on=join.on, how="left", validate="m:1")
     absent = sorted(needed - set(frame.columns))
     if absent:

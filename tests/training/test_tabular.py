@@ -229,6 +229,9 @@ def test_bad_tables_fail_naming_the_problem(tmp_path: Path) -> None:
     (tmp_path / "users.tsv").write_text(USERS.replace("\t15\t", "\tfifteen\t"))
     with pytest.raises(ValueError, match="'fifteen' is not a number"):
         load(schema)
+    (tmp_path / "users.tsv").write_text(USERS.replace("gender:token", "price:float"))
+    with pytest.raises(ValueError, match=r"\['price'\] of users.tsv are already"):
+        load(schema)
 
 
 def test_eval_cli_scores_a_tabular_schema(
