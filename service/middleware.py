@@ -7,11 +7,12 @@ microseconds a request. Health and metrics routes skip the metrics and the log l
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response
@@ -29,6 +30,8 @@ class RequestMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # Labelled children cached: .labels() costs microseconds (few keys: routes x statuses).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,8 +104,15 @@ class RequestMiddleware:
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
-        self.metrics.requests.labels(template, scope["method"], str(status)).inc()
-        self.metrics.request_seconds.labels(template).observe(seconds)
+        key = (template, scope["method"], status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.metrics.requests.labels(template, scope["method"], str(status)),
+                self.metrics.request_seconds.labels(template),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if access_log.isEnabledFor(logging.INFO):
             client = scope.get("client")
             access_log.info(
@@ -126,7 +136,7 @@ def _request_id(given: bytes | None) -> str:
         text = given.decode("latin-1")
         if _VALID_ID.fullmatch(text):
             return text
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
