@@ -36,6 +36,10 @@ EXAMPLE_INSTANCE: dict[str, JsonValue] = {
 }
 
 
+def examples(*items: JsonValue) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(items)})
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -137,6 +141,8 @@ class PredictResponse(_Body):
 
 
 class ExplainResponse(Prediction):
+    model_config = examples({"model": {"name": "synthetic-afm", "version": "1"}, **PREDICTION_EXAMPLE})
+
     model: ModelRef
 
 
@@ -172,6 +178,15 @@ class FieldInfo(_Body):
 
 
 class ModelMetadata(_Body):
+    model_config = examples({
+        "name": "synthetic-afm", "version": "1", "kind": "afm", "task": "regression",
+        "sha256": "ddb46f92" + "0" * 56, "created_at": "2026-11-24T02:09:30+00:00",
+        "label_range": [-11.4, 8.2], "metrics": {"rmse": 0.081},
+        "fields": [{"name": "f0", "kind": "categorical", "vocabulary_size": 30,
+                    "max_entries": 1}],
+        "pairs": [["f0", "f1"]],
+    })
+
     name: str
     version: str
     kind: Literal["afm", "fm"]
@@ -194,6 +209,8 @@ class ReadyStatus(_Body):
 
 
 class ReloadRequest(_Body):
+    model_config = examples({"model_dir": "synthetic-afm-2"})
+
     model_dir: str | None = Field(
         default=None, max_length=4096,
         description="A bundle directory inside AFM_MODELS_ROOT (relative to it, or absolute); "
@@ -202,12 +219,19 @@ class ReloadRequest(_Body):
 
 
 class ReloadResponse(_Body):
+    model_config = examples({
+        "model": {"name": "synthetic-afm", "version": "2"}, "sha256": "ddb46f92" + "0" * 56,
+        "previous": {"name": "synthetic-afm", "version": "1"},
+    })
+
     model: ModelRef
     sha256: str
     previous: ModelRef
 
 
 class ErrorBody(_Body):
+    model_config = examples({"error": "instance 0: unknown field 'f9'"})
+
     error: str
 
 
@@ -215,6 +239,8 @@ class ErrorBody(_Body):
 
 
 class ServerMetadata(_Body):
+    model_config = examples({"name": "afm-serving", "version": "0.1.0", "extensions": []})
+
     name: str
     version: str
     extensions: list[str]
@@ -227,16 +253,18 @@ class TensorMetadata(_Body):
 
 
 class OIPModelMetadata(_Body):
+    model_config = examples({
+        "name": "synthetic-afm", "versions": ["1"], "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "indices", "datatype": "INT64", "shape": [-1, 6, 1]},
+                   {"name": "weights", "datatype": "FP32", "shape": [-1, 6, 1]}],
+        "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1]}],
+    })
+
     name: str
     versions: list[str]
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
-
-
-class ModelReady(_Body):
-    name: str
-    ready: bool
 
 
 Parameters = dict[str, str | int | float | bool]
@@ -285,6 +313,11 @@ class ResponseOutput(_Body):
 
 
 class InferenceResponse(_Body):
+    model_config = examples({
+        "model_name": "synthetic-afm", "model_version": "1", "id": "42",
+        "outputs": [{"name": "score", "shape": [1], "datatype": "FP32", "data": [1.87]}],
+    })
+
     model_name: str
     model_version: str | None = None
     id: str | None = None

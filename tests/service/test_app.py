@@ -105,8 +105,26 @@ def test_openapi_documents_every_route_with_examples(make_settings: SettingsFact
         for operation in paths[path].values():
             assert "200" in operation["responses"], path
     components = schema["components"]["schemas"]
-    for name in ("PredictRequest", "InferenceRequest", "PredictResponse", "ImportanceResponse"):
+    for name in ("PredictRequest", "InferenceRequest", "PredictResponse", "ImportanceResponse",
+                 "ExplainResponse", "ModelMetadata", "InferenceResponse", "OIPModelMetadata",
+                 "ReloadRequest", "ReloadResponse", "ErrorBody"):
         assert components[name].get("examples"), name
     body = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/PredictRequest"}
     assert "ExplainOptions" in components
+
+
+def test_every_schema_example_is_valid_for_its_model() -> None:
+    from pydantic import BaseModel
+
+    from service import schemas
+
+    models = [m for m in vars(schemas).values()
+              if isinstance(m, type) and issubclass(m, BaseModel) and m is not BaseModel]
+    checked = 0
+    for model in models:
+        extra = model.model_config.get("json_schema_extra")
+        for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+            model.model_validate(example)
+            checked += 1
+    assert checked >= 12
