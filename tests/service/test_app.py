@@ -124,7 +124,8 @@ def test_every_schema_example_is_valid_for_its_model() -> None:
     checked = 0
     for model in models:
         extra = model.model_config.get("json_schema_extra")
-        for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+        found = extra.get("examples", []) if isinstance(extra, dict) else []
+        for example in found if isinstance(found, list) else []:
             model.model_validate(example)
             checked += 1
     assert checked >= 12
