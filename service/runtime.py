@@ -126,11 +126,14 @@ class Runtime:
         model = self.model
         self._check_batch(len(instances))
         try:
-            encoded = model.bundle.features.encode(instances)
+            with np.errstate(over="ignore"):  # overflowing numbers are refused just below
+                encoded = model.bundle.features.encode(instances)
         except FeatureError as e:
             raise InvalidInput(str(e)) from e
         _check_text(encoded.oov)
+        _check_finite(encoded.weights, model.bundle.features.field_names)
         scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
+        _check_scores(scores)
         self._metrics.observe_scored(scores.score, encoded.oov)
         results = model.explainer.predictions(encoded, scores, explain, top_k)
         return {"model": model.ref, "predictions": results}
@@ -162,6 +165,7 @@ class Runtime:
         if not np.isfinite(weights).all():
             raise InvalidInput("weights must be finite numbers")
         scores = await self._batcher.run(model.bundle, indices, weights)
+        _check_scores(scores)
         self._metrics.observe_scored(scores.score, ())
         return model, scores
 
@@ -240,6 +244,23 @@ def _check_text(oov: list[tuple[int, str, str]]) -> None:
             raise InvalidInput(
                 f"instance {row}: field {field!r} holds a value that is not valid Unicode"
             ) from e
+
+
+def _check_finite(weights: np.ndarray, names: list[str]) -> None:
+    """A finite number can still overflow float32 once normalised (1e300 becomes inf)."""
+    bad = np.argwhere(~np.isfinite(weights))
+    if len(bad):
+        row, field = int(bad[0][0]), names[int(bad[0][1])]
+        raise InvalidInput(f"instance {row}: field {field!r} holds a number too large for the model")
+
+
+def _check_scores(scores: Scores) -> None:
+    """Extreme but finite inputs can still drive the graph to inf or NaN: never answer those."""
+    bad = np.flatnonzero(~np.isfinite(scores.score))
+    if len(bad):
+        raise InvalidInput(
+            f"instance {int(bad[0])}: the model's score is not finite (extreme numeric values?)"
+        )
 
 
 def resolve_bundle(requested: str | None, current: Path, root: Path | None) -> Path:

@@ -66,6 +66,8 @@ MIXED_CASES = [
     ({"tags": ["a", "b", "c", "d", "e", "f", "a", "b"]}, "'tags' holds at most"),
     ({"tags": [["a"]]}, "'tags'"),
     ({"user": 3.5}, "'user'"),
+    ({"price": 1e300}, "'price' holds a number too large"),
+    ({"price": 1e308, "user": "u1"}, "'price' holds a number too large"),
 ]
 
 

@@ -104,6 +104,7 @@ def bad(change: dict[str, Any], which: int = 0) -> dict[str, Any]:
     (bad({"data": [2**70] * 6}), 400, "integers"),
     (bad({"data": ["nan"] * 6}, which=1), 400, "must be numbers"),
     (bad({"data": [1e300] * 6}, which=1), 400, "finite"),
+    (bad({"data": [3e38] * 6}, which=1), 400, "score is not finite"),
     (bad({"shape": [6, 1], "data": [1] * 6}), 400, "shape [B, 6, 1]"),
     (bad({"shape": [2, 3, 1]}), 400, "shape [B, 6, 1]"),
     (bad({"shape": [100000, 6, 1]}), 413, "over the limit"),
