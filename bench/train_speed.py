@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| model | K | T | forward MFLOP/sample | train samples/s (median) | s/epoch | train GFLOP/s (3x fwd) |")
+    print("| model | K | T | forward MFLOP/sample | train samples/s (median) | s/epoch "
+          "| train GFLOP/s (3x fwd) |")
     print("|---|---|---|---|---|---|---|")
     for kind in ("fm", "afm"):
         rate, config, rows = samples_per_second(kind, args.steps, args.repeats)
