@@ -1,0 +1,1 @@
+"""Benchmarks whose figures go into docs/BENCHMARKS.md (scripts, never timed tests)."""

@@ -1,0 +1,185 @@
+"""Medians of the rounds, the targets of issue 3, and the markdown for docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from bench.loadgen import Result
+from bench.scenarios import Load
+from model.manifest import Manifest
+
+BEGIN = "<!-- bench/serve.py: begin (generated; edit the script, not this section) -->"
+END = "<!-- bench/serve.py: end -->"
+TRAINING = (
+    "## Training speed\n\n"
+    "Produced by `bench/train_speed.py` (not yet filled in).\n"
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    result: Result
+    cpu_s_per_request: float
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Medians over the rounds of one load."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class Context:
+    command: str
+    model_dir: Path
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    seconds: int
+    repeats: int
+
+
+Table = dict[tuple[str, str, int], Figures]
+
+
+def medians(samples: dict[Load, list[Sample]]) -> Table:
+    def median(load: Load, get: Callable[[Sample], float]) -> float:
+        return statistics.median(get(s) for s in samples[load])
+
+    return {
+        (load.config, load.scenario.name, load.connections): Figures(
+            rate=median(load, lambda s: s.result.rate),
+            p50_ms=median(load, lambda s: s.result.p50_ms),
+            p99_ms=median(load, lambda s: s.result.p99_ms),
+            cpu_us=median(load, lambda s: s.cpu_s_per_request * 1e6),
+            errors=sum(s.result.errors for s in samples[load]),
+        )
+        for load in samples
+    }
+
+
+def render(samples: dict[Load, list[Sample]], main: str, context: Context) -> str:
+    table = medians(samples)
+    instances = {load.scenario.name: load.scenario.instances for load in samples}
+    configs = list(dict.fromkeys(load.config for load in samples))
+    parts = [
+        BEGIN, "## Serving\n", _preamble(context), "### Targets (issue 3, section 5)\n",
+        _targets(table, main), "### Every load on the main server\n",
+        _rows(table, instances, [main]), "### Micro-batching wait and workers, side by side\n",
+        "Each cell: req/s, p50 / p99 ms, server CPU µs a request.\n", _pivot(table, configs), END,
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _preamble(c: Context) -> str:
+    manifest = Manifest.read(c.model_dir)
+    training = manifest.training
+    model = (f"`{manifest.name}` ({manifest.kind}, {len(manifest.fields)} fields, "
+             f"embedding {training.get('model', {}).get('embed_dim', '?')})")
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    return (
+        f"    {c.command}\n\n"
+        f"- {datetime.date.today()}, commit {_commit()}; model {model}.\n"
+        f"- {os.cpu_count()} cores ({cpu}), shared: load average "
+        f"{_load(c.load_before)} before the run, {_load(c.load_after)} after. wrk runs on "
+        "the same cores as the server.\n"
+        f"- Python {platform.python_version()}, onnxruntime {version('onnxruntime')}, "
+        f"fastapi {version('fastapi')}, uvicorn {version('uvicorn')}.\n"
+        f"- Each load lasts {c.seconds:g} s; figures are medians of {c.repeats} rounds. All "
+        "servers run at once and the loads are interleaved, so the comparisons are side by "
+        "side. Server CPU is the CPU time of the server's processes per request.\n"
+    )
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False, cwd=Path(__file__).parent)
+    return done.stdout.strip() or "unknown"
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in avg)
+
+
+def _targets(t: Table, main: str) -> str:
+    def f(name: str, c: int) -> Figures:
+        return t[(main, name, c)]
+
+    one, ping, live = f("predict-1", 16), f("ping", 16), f("live", 16)
+    big = f("predict-256", 1)
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    ratio = one.rate / ping.rate
+    lines.append(f"| 1-instance /predict at c16 ≥ 70% of /ping req/s | {one.rate:,.0f} / "
+                 f"{ping.rate:,.0f} = {ratio:.0%} (of /v2/health/live: "
+                 f"{one.rate / live.rate:.0%}) | {_yes(ratio >= 0.7)} |")
+    lines.append(f"| 1-instance /predict at c16: p99 ≤ 5 ms | {one.p99_ms:.2f} ms | "
+                 f"{_yes(one.p99_ms <= 5)} |")
+    lines.append(f"| 256-instance /predict at c1: p50 ≤ 5 ms | {big.p50_ms:.2f} ms | "
+                 f"{_yes(big.p50_ms <= 5)} |")
+    for rows in (1, 256):
+        plain, expl = f(f"predict-{rows}", 1), f(f"predict-{rows}-explain", 1)
+        extra = expl.p50_ms / plain.p50_ms - 1
+        lines.append(f"| explanations, {rows} instance(s) at c1: ≤ 30% over plain p50 | "
+                     f"{plain.p50_ms:.3f} → {expl.p50_ms:.3f} ms = {extra:+.0%} (server CPU "
+                     f"{plain.cpu_us:.0f} → {expl.cpu_us:.0f} µs = "
+                     f"{expl.cpu_us / plain.cpu_us - 1:+.0%}) | {_yes(extra <= 0.3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _rows(t: Table, instances: dict[str, int], configs: list[str]) -> str:
+    lines = ["| server | endpoint | c | req/s | instances/s | p50 ms | p99 ms | "
+             "server CPU µs/req |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for (config, name, c), fig in t.items():
+        if config not in configs:
+            continue
+        rows = instances[name]
+        inst = f"{fig.rate * rows:,.0f}" if rows else "–"
+        errors = f" ({fig.errors} errors)" if fig.errors else ""
+        lines.append(f"| {config} | {name}{errors} | {c} | {fig.rate:,.0f} | {inst} | "
+                     f"{fig.p50_ms:.2f} | {fig.p99_ms:.2f} | {fig.cpu_us:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _pivot(t: Table, configs: list[str]) -> str:
+    """The loads every server ran, one column per server."""
+    shared = [key for key in dict.fromkeys((name, c) for _, name, c in t)
+              if all((config, *key) in t for config in configs)]
+    lines = ["| endpoint | c | " + " | ".join(configs) + " |",
+             "|---|---:|" + "---|" * len(configs)]
+    for name, c in shared:
+        cells = [t[(config, name, c)] for config in configs]
+        lines.append(f"| {name} | {c} | " + " | ".join(
+            f"{f.rate:,.0f}, {f.p50_ms:.2f} / {f.p99_ms:.2f}, {f.cpu_us:.0f}" for f in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the generated section, keep everything else (other scripts' sections)."""
+    text = path.read_text() if path.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n\n{TRAINING}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    if "## Training speed" not in text:
+        text = text.rstrip("\n") + "\n\n" + TRAINING
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

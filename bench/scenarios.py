@@ -1,0 +1,75 @@
+"""What the benchmark sends: the request kinds, and which loads run on which server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench.loadgen import Request
+from model.features import FieldKind, FieldSpec
+from model.manifest import Manifest
+
+CONCURRENCY = (1, 16, 64)
+BIG = 256
+SEED = 2017
+TRIVIAL = ("ping", "live")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    request: Request
+    instances: int  # per request (0 for the trivial endpoints)
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class Load:
+    config: str  # the server's label
+    scenario: Scenario
+    connections: int
+
+
+def scenarios(model_dir: Path) -> dict[str, Scenario]:
+    fields = Manifest.read(model_dir).fields
+    rng = np.random.default_rng(SEED)
+    one, many = [instance(fields, rng)], [instance(fields, rng) for _ in range(BIG)]
+    out = [Scenario("ping", Request("GET", "/ping"), 0),
+           Scenario("live", Request("GET", "/v2/health/live"), 0)]
+    for rows in (one, many):
+        for explain in (False, True):
+            name = f"predict-{len(rows)}" + ("-explain" if explain else "")
+            body = orjson.dumps({"instances": rows, "explain": explain})
+            out.append(Scenario(name, Request("POST", "/predict", body), len(rows), explain))
+    return {s.name: s for s in out}
+
+
+def instance(fields: list[FieldSpec], rng: np.random.Generator) -> dict[str, Any]:
+    """Every field holds a known value (the common case for a deployed model)."""
+    return {spec.name: _value(spec, rng) for spec in fields}
+
+
+def _value(spec: FieldSpec, rng: np.random.Generator) -> Any:
+    if spec.kind == FieldKind.NUMERIC:
+        return round(float(rng.normal(spec.center, spec.scale)), 4)
+    if spec.kind == FieldKind.BUCKETIZED:
+        edges = spec.boundaries or [0.0]
+        return round(float(rng.uniform(edges[0] - 1, edges[-1] + 1)), 4)
+    if spec.kind == FieldKind.MULTI:
+        count = int(rng.integers(1, min(spec.max_entries, len(spec.vocabulary)) + 1))
+        return [str(v) for v in rng.choice(spec.vocabulary, size=count, replace=False)]
+    return str(rng.choice(spec.vocabulary))
+
+
+def plan(all_scenarios: dict[str, Scenario], main: str, batching: list[str],
+         workers: str) -> list[Load]:
+    """Everything on the main server; on the others, what the comparison needs."""
+    loads = [Load(main, s, c) for s in all_scenarios.values() for c in CONCURRENCY]
+    compared = [("ping", (16, 64)), ("predict-1", CONCURRENCY), ("predict-256", (1, 16))]
+    for config in [*batching, workers]:
+        loads += [Load(config, all_scenarios[name], c) for name, cs in compared for c in cs]
+    return loads

@@ -1,0 +1,155 @@
+"""Load the inference service with wrk and write the figures to docs/BENCHMARKS.md.
+
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 \\
+        .venv/bin/python -m bench.serve [--model-dir DIR] [--seconds 3] [--repeats 3]
+
+Every server configuration compared (batching wait, workers) runs at the same time on
+its own port, and the loads are interleaved round by round, so background load on a
+shared machine falls on all of them alike; figures are medians over the rounds.
+Without --model-dir, the synthetic AFM (configs/synthetic-afm.toml) is trained once
+into runs/bench-synthetic-afm and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import loadgen, report
+from bench.process import Server
+from bench.scenarios import Load, plan, scenarios
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RUN = REPO / "runs" / "bench-synthetic-afm"
+log = logging.getLogger("bench.serve")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One server under test."""
+
+    label: str
+    workers: int
+    wait_us: int | None  # None: the service's default
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, help="an existing bundle (default: train one)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs when training (speed "
+                        "does not depend on how well the model fits)")
+    parser.add_argument("--workers", type=int, default=1, help="workers of the main server")
+    parser.add_argument("--large-wait-us", type=int, default=2000,
+                        help="the larger AFM_BATCH_MAX_WAIT_US compared with 0 and the default")
+    parser.add_argument("--seconds", type=int, default=3, help="duration of one load")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; figures are medians")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (it shares the cores)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md",
+                        help="markdown file whose service section is (re)written")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    return parser.parse_args(argv)
+
+
+def bundle_dir(args: argparse.Namespace) -> Path:
+    if args.model_dir is not None:
+        return Path(args.model_dir).resolve()
+    if not (DEFAULT_RUN / "manifest.json").is_file():
+        log.info("training the synthetic AFM into %s", DEFAULT_RUN)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("afm-train")), "--config",
+             str(REPO / "configs" / "synthetic-afm.toml"), "--out", str(DEFAULT_RUN),
+             "--set", f"train.epochs={args.epochs}"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+    return DEFAULT_RUN
+
+
+def configs(args: argparse.Namespace) -> list[Config]:
+    other = 2 if args.workers == 1 else 1
+    return [
+        Config(f"{args.workers}w, wait default", args.workers, None),
+        Config(f"{args.workers}w, wait 0", args.workers, 0),
+        Config(f"{args.workers}w, wait {args.large_wait_us}", args.workers, args.large_wait_us),
+        Config(f"{other}w, wait default", other, None),
+    ]
+
+
+def start(config: Config, model_dir: Path) -> Server:
+    env = {} if config.wait_us is None else {"AFM_BATCH_MAX_WAIT_US": str(config.wait_us)}
+    return Server(model_dir, config.workers, env)
+
+
+def measure(
+    servers: dict[str, Server], loads: list[Load], scripts: dict[str, Path],
+    args: argparse.Namespace,
+) -> dict[Load, list[report.Sample]]:
+    """Warm every (server, scenario) up once, then run every load once per round."""
+    warm = {(load.config, load.scenario.name): load.scenario.request.path for load in loads}
+    for (config, name), path in warm.items():
+        loadgen.run(servers[config].url + path, scripts[name], 16, 1, args.threads)
+    samples: dict[Load, list[report.Sample]] = {load: [] for load in loads}
+    for round_ in range(args.repeats):
+        log.info("round %d of %d (%d loads)", round_ + 1, args.repeats, len(loads))
+        for load in loads:
+            samples[load].append(_sample(servers[load.config], load, scripts, args))
+    return samples
+
+
+def _sample(server: Server, load: Load, scripts: dict[str, Path],
+            args: argparse.Namespace) -> report.Sample:
+    before = server.cpu_seconds()
+    result = loadgen.run(server.url + load.scenario.request.path, scripts[load.scenario.name],
+                         load.connections, args.seconds, args.threads)
+    cpu = server.cpu_seconds() - before
+    if result.errors:
+        log.warning("%s %s c%d: %d errors", load.config, load.scenario.name, load.connections,
+                    result.errors)
+    return report.Sample(result, cpu / max(result.requests, 1))
+
+
+def command(argv: list[str] | None) -> str:
+    given = sys.argv[1:] if argv is None else argv
+    return ("MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 "
+            f".venv/bin/python -m bench.serve {shlex.join(given)}").strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    loadgen.wrk_path()  # fail first, with the install hint
+    model_dir = bundle_dir(args)
+    chosen = configs(args)
+    all_scenarios = scenarios(model_dir)
+    loads = plan(all_scenarios, chosen[0].label, [c.label for c in chosen[1:3]], chosen[3].label)
+    load_before = os.getloadavg()
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="afm-bench-") as tmp:
+        scripts = {s.name: loadgen.write_script(Path(tmp), s.name, s.request)
+                   for s in all_scenarios.values()}
+        servers: dict[str, Server] = {}
+        for config in chosen:
+            servers[config.label] = server = start(config, model_dir)
+            stack.callback(server.stop)
+        for server in servers.values():
+            server.wait_ready()
+        samples = measure(servers, loads, scripts, args)
+    text = report.render(samples, chosen[0].label, report.Context(
+        command=command(argv), model_dir=model_dir, load_before=load_before,
+        load_after=os.getloadavg(), seconds=args.seconds, repeats=args.repeats,
+    ))
+    print(text)
+    if not args.no_write:
+        report.write_section(args.out, text)
+        log.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
