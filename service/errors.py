@@ -18,6 +18,7 @@ from service.responses import ORJSONResponse
 from service.schemas import ErrorBody
 
 log = logging.getLogger("service.errors")
+MAX_MESSAGE_CHARS = 512
 
 
 class ServiceError(Exception):
@@ -86,6 +87,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if len(message) > MAX_MESSAGE_CHARS:  # messages quote input: never echo a megabyte back
+        message = message[:MAX_MESSAGE_CHARS] + "... (truncated)"
     return ORJSONResponse({"error": message}, status_code=status, headers=headers)
 
 

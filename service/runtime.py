@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from service.shared import Choice, SharedChoice
 
 log = logging.getLogger("service.runtime")
 BIAS_TOLERANCE = 1e-4
+MAX_VALUE_CHARS = 1024
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -125,13 +128,11 @@ class Runtime:
     ) -> dict[str, Any]:
         model = self.model
         self._check_batch(len(instances))
-        try:
-            with np.errstate(over="ignore"):  # overflowing numbers are refused just below
-                encoded = model.bundle.features.encode(instances)
+        try:  # refuses, naming the field, numbers that overflow float32 once normalised
+            encoded = model.bundle.features.encode(instances)
         except FeatureError as e:
             raise InvalidInput(str(e)) from e
         _check_text(encoded.oov)
-        _check_finite(encoded.weights, model.bundle.features.field_names)
         scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
         _check_scores(scores)
         self._metrics.observe_scored(scores.score, encoded.oov)
@@ -235,23 +236,20 @@ class Runtime:
 
 
 def _check_text(oov: list[tuple[int, str, str]]) -> None:
-    """Unknown values are echoed back, so they must be encodable text: JSON allows lone
-    surrogates (\\ud800) that no UTF-8 response can carry."""
+    """Unknown values are echoed back (and logged), so they must be short, printable,
+    encodable text: JSON allows lone surrogates (\\ud800) that no UTF-8 response can carry."""
     for row, field, value in oov:
+        if len(value) > MAX_VALUE_CHARS:
+            raise InvalidInput(f"instance {row}: field {field!r} holds a value longer than "
+                               f"{MAX_VALUE_CHARS} characters")
+        if _CONTROL.search(value):
+            raise InvalidInput(f"instance {row}: field {field!r} holds control characters")
         try:
             value.encode()
         except UnicodeEncodeError as e:
             raise InvalidInput(
                 f"instance {row}: field {field!r} holds a value that is not valid Unicode"
             ) from e
-
-
-def _check_finite(weights: np.ndarray, names: list[str]) -> None:
-    """A finite number can still overflow float32 once normalised (1e300 becomes inf)."""
-    bad = np.argwhere(~np.isfinite(weights))
-    if len(bad):
-        row, field = int(bad[0][0]), names[int(bad[0][1])]
-        raise InvalidInput(f"instance {row}: field {field!r} holds a number too large for the model")
 
 
 def _check_scores(scores: Scores) -> None:

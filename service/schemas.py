@@ -48,7 +48,7 @@ class _Body(BaseModel):
 
 
 class ExplainOptions(_Body):
-    top_k: int = Field(ge=1, le=100_000, description="Only the k pairs of largest |contribution|.")
+    top_k: StrictInt = Field(ge=1, le=100_000, description="Only the k pairs of largest |contribution|.")
 
 
 class PredictRequest(_Body):
@@ -272,7 +272,7 @@ Parameters = dict[str, str | int | float | bool]
 
 class RequestInput(_Body):
     name: str
-    shape: list[Annotated[int, Field(ge=0)]] = Field(max_length=8)
+    shape: list[Annotated[StrictInt, Field(ge=0)]] = Field(max_length=8)
     datatype: str
     parameters: Parameters | None = None
     data: list[Any] = Field(description="Row-major tensor contents, flat or nested.")
