@@ -21,3 +21,12 @@ def synthetic_fm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_bundle("synthetic-fm.toml", out)
     return out
 
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default synthetic AFM (regression), trained briefly: 6 categorical fields.
+    Shared by the service and reliability tests."""
+    out = tmp_path_factory.mktemp("models") / "synthetic"
+    train_bundle("synthetic-afm.toml", out, ["train.epochs=3", "data.synthetic.rows=4000"])
+    return out

@@ -57,14 +57,6 @@ def train(config: str | Path, out: Path, overrides: list[str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default synthetic AFM (regression), trained briefly: 6 categorical fields."""
-    out = tmp_path_factory.mktemp("models") / "synthetic"
-    return train(REPO / "configs" / "synthetic-afm.toml", out,
-                 ["train.epochs=3", "data.synthetic.rows=4000"])
-
-
-@pytest.fixture(scope="session")
 def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A binary AFM over every field kind: categorical, multi-valued, numeric, bucketised."""
     data = tmp_path_factory.mktemp("mixed-data")
