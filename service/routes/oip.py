@@ -56,11 +56,11 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     async def server_metadata() -> Response:
         return ORJSONResponse(server)
 
-    @app.get("/v2/health/live", tags=TAGS, responses={200: EMPTY_OK[200]})
+    @app.get("/v2/health/live", tags=TAGS, response_class=Response, responses={200: EMPTY_OK[200]})
     async def live() -> Response:
         return Response(status_code=200)
 
-    @app.get("/v2/health/ready", tags=TAGS, responses=EMPTY_OK)
+    @app.get("/v2/health/ready", tags=TAGS, response_class=Response, responses=EMPTY_OK)
     async def ready() -> Response:
         runtime.model  # noqa: B018 (raises NotReady -> 503)
         return Response(status_code=200)
@@ -72,7 +72,8 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     async def model_metadata(name: str, model_version: str | None = None) -> Response:
         return ORJSONResponse(served(name, model_version).oip_metadata)
 
-    ready_meta: dict[str, Any] = {"tags": TAGS, "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
+    ready_meta: dict[str, Any] = {"tags": TAGS, "response_class": Response,
+                                  "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
 
     @app.get("/v2/models/{name}/ready", **ready_meta)
     @app.get("/v2/models/{name}/versions/{model_version}/ready", **ready_meta)
