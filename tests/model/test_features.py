@@ -81,6 +81,43 @@ def test_bad_values_raise_feature_error(space: FeatureSpace, instance: dict, mes
         space.encode([instance])
 
 
+@pytest.mark.parametrize("value", [1e300, -1e300, 1.7e308, 6.8e39])
+def test_numbers_overflowing_float32_once_normalised_are_refused(
+    space: FeatureSpace, value: float
+) -> None:
+    # price: weight = (value - 10) / 5; float32 max is about 3.4e38
+    with pytest.raises(FeatureError, match="instance 1: field 'price' holds a number too large"):
+        space.encode([{"price": 1.0}, {"user": "u1", "price": value}])
+
+
+def test_largest_float32_weight_is_kept() -> None:
+    space = FeatureSpace([FieldSpec(name="x", kind=FieldKind.NUMERIC, scale=1e-10),
+                          FieldSpec(name="y", kind=FieldKind.CATEGORICAL, vocabulary=["a"])])
+    weights = space.encode([{"x": 3e28}, {"x": -3e28}]).weights[:, 0, 0]
+    assert np.isfinite(weights).all() and weights[0] == np.float32(3e38)
+
+
+def test_a_batch_encodes_as_its_rows_do(space: FeatureSpace) -> None:
+    rows = [
+        {"user": "u2", "genres": "comedy", "tags": [], "price": -3, "age": 18},
+        {"user": 7, "genres": ["western", "drama"], "tags": ["b"], "price": None},
+        {},
+        {"age": 99.5, "user": "stranger", "tags": ["a", "zzz"]},
+    ]
+    batch = space.encode(rows)
+    singles = [space.encode([row]) for row in rows]
+    assert np.array_equal(batch.indices, np.concatenate([e.indices for e in singles]))
+    assert np.array_equal(batch.weights, np.concatenate([e.weights for e in singles]))
+    assert batch.indices.dtype == np.int64 and batch.weights.dtype == np.float32
+    assert batch.oov == [(1, "user", "7"), (1, "genres", "western"), (3, "user", "stranger"),
+                         (3, "tags", "zzz")]
+
+
+def test_an_empty_batch_has_no_rows(space: FeatureSpace) -> None:
+    encoded = space.encode([])
+    assert encoded.indices.shape == (0, 5, 3) and encoded.weights.shape == (0, 5, 3)
+
+
 def test_describe_round_trips_values(space: FeatureSpace) -> None:
     encoded = space.encode([{"user": "u1", "genres": ["comedy"], "price": 12.5, "age": 20}])
     described = [space.describe(f, encoded.indices[0, f], encoded.weights[0, f]) for f in range(5)]
