@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.features import FeatureSpace, FieldSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
 INPUT_NAMES = ("indices", "weights")
