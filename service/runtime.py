@@ -267,13 +267,14 @@ def resolve_bundle(requested: str | None, current: Path, root: Path | None) -> P
         return current
     if root is None:
         raise Forbidden("reloading another bundle needs AFM_MODELS_ROOT to be set")
-    try:
+    try:  # RuntimeError: a symlink loop (3.11); OSError: e.g. a name too long
         candidate = (root / requested).resolve()
-    except (OSError, ValueError) as e:
+        is_dir = candidate.is_dir()
+    except (OSError, ValueError, RuntimeError) as e:
         raise InvalidInput(f"model_dir {requested!r} is not a usable path") from e
     if not candidate.is_relative_to(root):
         raise Forbidden("model_dir must lie inside the models root")
-    if not candidate.is_dir():
+    if not is_dir:
         raise NotFound(f"model_dir {requested!r} is not a directory in the models root")
     return candidate
 
