@@ -96,7 +96,7 @@ def test_reloads_under_load_lose_nothing(server: Server, bundle_dir: Path) -> No
     names = plan()
     load_s = 4 + RELOADS * (PAUSE_S + 0.3)
     load = wrk.start(server.url + "/predict", load_s)
-    stop, probes = threading.Event(), []
+    stop, probes = threading.Event(), list[Probe]()
     prober = threading.Thread(target=probe, args=(server.url, stop, probes), daemon=True)
     reloads: list[Reload] = []
     try:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from service.app import create_app
 from service.settings import Settings
@@ -64,7 +65,7 @@ def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch,
         return compare(a, b)
 
     monkeypatch.setattr("service.routes.ops.hmac.compare_digest", recording)
-    settings = Settings(model_dir=bundle_dir, admin_token=TOKEN)
+    settings = Settings(model_dir=bundle_dir, admin_token=SecretStr(TOKEN))
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         assert client.post("/admin/reload", headers={"Authorization": f"Bearer {WRONG}"}
                            ).status_code == 403

@@ -17,12 +17,26 @@ from tests.service.test_processes import SERVE, free_port
 from tests.service.test_reload import BROKEN
 
 pytestmark = pytest.mark.slow
+
+
+def onnx_a_directory(path: Path) -> None:
+    (path / "model.onnx").unlink()
+    (path / "model.onnx").mkdir()
+
+
+def empty_manifest(path: Path) -> None:
+    (path / "manifest.json").write_text("")
+
+
+def no_manifest(path: Path) -> None:
+    (path / "manifest.json").unlink()
+
+
 KINDS: dict[str, tuple[Callable[[Path], None], str]] = {
     **BROKEN,
-    "no manifest": (lambda p: (p / "manifest.json").unlink(), "manifest.json is missing"),
-    "empty manifest": (lambda p: (p / "manifest.json").write_text(""), "manifest.json"),
-    "onnx is a directory": (lambda p: ((p / "model.onnx").unlink(), (p / "model.onnx").mkdir())
-                            and None, "missing"),
+    "no manifest": (no_manifest, "manifest.json is missing"),
+    "empty manifest": (empty_manifest, "manifest.json"),
+    "onnx is a directory": (onnx_a_directory, "missing"),
 }
 
 
