@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             script = loadgen.write_script(Path(tmp), scenario.name, scenario.request)
             url = f"http://{HOST}:{port}{scenario.request.path}"
             result = loadgen.run(url, script, args.connections, args.seconds, 1)
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
+        finally:  # SIGINT: uvicorn re-raises it after shutdown, cProfile still writes
+            os.killpg(server.pid, signal.SIGINT)
             server.wait(60)
         print(f"{result.requests} requests, {result.rate:,.0f}/s under cProfile\n")
         pstats.Stats(str(stats)).sort_stats("tottime").print_stats(args.top)

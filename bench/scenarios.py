@@ -66,10 +66,10 @@ def _value(spec: FieldSpec, rng: np.random.Generator) -> Any:
 
 
 def plan(all_scenarios: dict[str, Scenario], main: str, batching: list[str],
-         workers: str) -> list[Load]:
+         workers: list[str]) -> list[Load]:
     """Everything on the main server; on the others, what the comparison needs."""
     loads = [Load(main, s, c) for s in all_scenarios.values() for c in CONCURRENCY]
     compared = [("ping", (16, 64)), ("predict-1", CONCURRENCY), ("predict-256", (1, 16))]
-    for config in [*batching, workers]:
+    for config in [*batching, *workers]:
         loads += [Load(config, all_scenarios[name], c) for name, cs in compared for c in cs]
     return loads

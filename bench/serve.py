@@ -54,8 +54,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (it shares the cores)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md",
                         help="markdown file whose service section is (re)written")
+    parser.add_argument("--only", help="comma-separated scenarios (e.g. ping,predict-1); "
+                        "implies --no-write")
+    parser.add_argument("--main-only", action="store_true",
+                        help="no batching or workers comparison; implies --no-write")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.only or args.main_only:
+        args.no_write = True  # the document holds complete runs only
+    return args
 
 
 def bundle_dir(args: argparse.Namespace) -> Path:
@@ -126,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     loadgen.wrk_path()  # fail first, with the install hint
     model_dir = bundle_dir(args)
-    chosen = configs(args)
+    chosen = configs(args)[:1] if args.main_only else configs(args)
     all_scenarios = scenarios(model_dir)
-    loads = plan(all_scenarios, chosen[0].label, [c.label for c in chosen[1:3]], chosen[3].label)
+    loads = plan(all_scenarios, chosen[0].label, [c.label for c in chosen[1:3]],
+                 [c.label for c in chosen[3:]])
+    if args.only:
+        loads = [load for load in loads if load.scenario.name in args.only.split(",")]
     load_before = os.getloadavg()
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="afm-bench-") as tmp:
         scripts = {s.name: loadgen.write_script(Path(tmp), s.name, s.request)

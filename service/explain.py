@@ -109,42 +109,53 @@ class Explainer:
         self, encoded: Encoded, scores: Scores, top_k: int | None
     ) -> list[dict[str, Any]]:
         present = (encoded.weights != 0).any(axis=2)  # (B, F), as the model decides it
-        pair_present = present[:, self._rows] & present[:, self._cols]  # (B, P)
-        # Present pairs first, largest |contribution| first; absent ones sort last.
-        key = np.where(pair_present, -np.abs(scores.contributions), np.inf)
-        order = np.argsort(key, axis=1, kind="stable")
-        counts = pair_present.sum(axis=1)
-        kept = counts if top_k is None else np.minimum(counts, top_k)
-        order = order[:, : int(kept.max(initial=0))]
+        order, kept = self._ranked(present, scores.contributions, top_k)  # (B, K), (B,)
         shown = self._shown(encoded)  # (B, F) objects
-        left = np.take_along_axis(shown[:, self._rows], order, axis=1)
-        right = np.take_along_axis(shown[:, self._cols], order, axis=1)
         pairs = zip(
-            self._pair_names[order].tolist(),
-            np.stack([left, right], axis=2).tolist(),
+            self._pair_names[order].tolist(), self._pair_values(shown, order),
             np.take_along_axis(scores.attention, order, axis=1).tolist(),
             np.take_along_axis(scores.contributions, order, axis=1).tolist(),
-            kept.tolist(),
-            strict=True,
+            kept.tolist(), strict=True,
         )
         linear = self._linear(shown, scores.field_linear, present)
         interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
-        omitted = (counts - kept).tolist()
+        omitted = ((present[:, self._rows] & present[:, self._cols]).sum(axis=1) - kept).tolist()
+        full = order.shape[1]
         return [
             {
                 "bias": self._bias,
                 "linear": linear[r],
                 "interaction": interaction[r],
-                "pairs": {"fields": names[:n], "values": values[:n], "attention": att[:n],
+                "pairs": {"fields": names, "values": values, "attention": att,
+                          "contributions": contrib} if n == full else
+                         {"fields": names[:n], "values": values[:n], "attention": att[:n],
                           "contributions": contrib[:n]},
                 "pairs_omitted": omitted[r],
             }
             for r, (names, values, att, contrib, n) in enumerate(pairs)
         ]
 
+    def _ranked(
+        self, present: np.ndarray, contributions: np.ndarray, top_k: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the pairs to show (present ones, largest |contribution| first, the
+        first `kept` of each row) and how many."""
+        pair_present = present[:, self._rows] & present[:, self._cols]  # (B, P)
+        key = np.where(pair_present, -np.abs(contributions), np.inf)  # absent pairs last
+        order = np.argsort(key, axis=1, kind="stable")
+        counts = pair_present.sum(axis=1)
+        kept = counts if top_k is None else np.minimum(counts, top_k)
+        return order[:, : int(kept.max(initial=0))], kept
+
+    def _pair_values(self, shown: np.ndarray, order: np.ndarray) -> list[list[list[Any]]]:
+        """(B, K) pairs -> per row, [left value, right value] of each pair shown."""
+        left = np.take_along_axis(shown[:, self._rows], order, axis=1)
+        right = np.take_along_axis(shown[:, self._cols], order, axis=1)
+        return cast(list[list[list[Any]]], np.stack([left, right], axis=2).tolist())
+
     def _linear(
         self, shown: np.ndarray, field_linear: np.ndarray, present: np.ndarray
-    ) -> list[dict[str, list[Any]]]:
+    ) -> list[dict[str, Any]]:
         """Per instance, the first-order term of each field it holds."""
         out = []
         every = cast(list[bool], present.all(axis=1).tolist())
