@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ async def call(app: FastAPI, request: Request) -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": request.body or b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
