@@ -26,6 +26,7 @@ from bench.scenarios import scenarios
 from bench.serve import DEFAULT_RUN
 
 READY_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 60
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,11 +52,21 @@ def main(argv: list[str] | None = None) -> int:
             url = f"http://{HOST}:{port}{scenario.request.path}"
             result = loadgen.run(url, script, args.connections, args.seconds, 1)
         finally:  # SIGINT: uvicorn re-raises it after shutdown, cProfile still writes
-            os.killpg(server.pid, signal.SIGINT)
-            server.wait(60)
+            _stop(server)
         print(f"{result.requests} requests, {result.rate:,.0f}/s under cProfile\n")
         pstats.Stats(str(stats)).sort_stats("tottime").print_stats(args.top)
     return 0
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    except ProcessLookupError:
+        server.wait()
 
 
 def _wait(port: int) -> None:
