@@ -94,8 +94,10 @@ def write_files(folder: Path, schema: str = SCHEMA, normalization: str = "standa
     return path
 
 
-def load(schema_path: Path, **data: str) -> tuple[FeatureSpace, Splits]:
-    return tabular.load(DataConfig(format="tabular", train=str(schema_path), **data))
+def load(schema_path: Path, root: str = "", min_count: int = 1) -> tuple[FeatureSpace, Splits]:
+    return tabular.load(
+        DataConfig(format="tabular", train=str(schema_path), root=root, min_count=min_count)
+    )
 
 
 def field_values(space: FeatureSpace, data: Dataset, name: str) -> list[str | list[str]]:
@@ -130,7 +132,7 @@ def test_vocabulary_from_train_only_and_validation_oov_counted(tmp_path: Path) -
 
 
 def test_min_count_sends_rare_training_values_to_oov(tmp_path: Path) -> None:
-    space, splits = load(write_files(tmp_path), min_count=3)  # type: ignore[arg-type]
+    space, splits = load(write_files(tmp_path), min_count=3)
     assert space.fields[space.field_names.index("user")].vocabulary == ["u1"]
     assert splits.train.oov > 0
 
