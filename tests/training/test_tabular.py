@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -290,7 +289,5 @@ def test_ml100k_config_trains_one_tiny_epoch(tmp_path: Path) -> None:
 
     overrides = [f"data.train={REPO / 'configs/schemas/ml100k.toml'}", f"data.root={ML100K}",
                  "model.embed_dim=4", "train.epochs=1", "train.batch_size=8192"]
-    started = time.perf_counter()
     manifest = run(load_config(REPO / "configs" / "ml100k-fm.toml", overrides), tmp_path)
-    assert manifest.metrics["rmse"] < 1.3
-    assert time.perf_counter() - started < 60
+    assert manifest.metrics["rmse"] < 1.3  # about 1.5 s; no time assertion on a shared CPU
