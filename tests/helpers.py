@@ -11,7 +11,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 FRAPPE = SHARED_DATA / "frappe"
 
 
-def train_bundle(config: str, out: Path, overrides: list[str] | None = None) -> Manifest:
+def train_bundle(config: str | Path, out: Path, overrides: list[str] | None = None) -> Manifest:
+    """Train `config` (a path, or a file name under configs/) into the bundle directory `out`."""
     from training.config import load_config
     from training.run import run
 

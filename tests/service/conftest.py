@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.settings import Settings
+from tests.helpers import train_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-admin-token-0123456789"
@@ -48,14 +49,6 @@ boundaries = [18, 35, 56]
 """
 
 
-def train(config: str | Path, out: Path, overrides: list[str]) -> Path:
-    from training.config import load_config
-    from training.run import run
-
-    run(load_config(config, overrides), out)
-    return out
-
-
 @pytest.fixture(scope="session")
 def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A binary AFM over every field kind: categorical, multi-valued, numeric, bucketised."""
@@ -76,7 +69,9 @@ def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "pair_dropout = 0.0\n[train]\noptimizer = \"adam\"\nlr = 0.05\nbatch_size = 64\n"
         "epochs = 2\n"
     )
-    return train(config, tmp_path_factory.mktemp("models") / "mixed", [])
+    out = tmp_path_factory.mktemp("models") / "mixed"
+    train_bundle(config, out)
+    return out
 
 
 def copy_bundle(source: Path, target: Path, **manifest_changes: Any) -> Path:
