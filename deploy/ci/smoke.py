@@ -1,0 +1,107 @@
+"""Checks a running compose stack from outside: the service through its published port,
+then Prometheus' HTTP API until it has scraped the service and loaded the alert rules.
+
+    python deploy/ci/smoke.py --service http://127.0.0.1:18000 --prometheus http://127.0.0.1:19090
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+RULES = {"AFMHighErrorRate", "AFMHighLatencyP99", "AFMNotReady", "AFMNoModelServing", "AFMReloadFailed"}
+
+
+def check_service(http: httpx.Client) -> str:
+    """Predictions, explanations and an Open Inference Protocol call; returns the model name."""
+    assert http.get("/readyz").status_code == 200, "not ready"
+    meta = http.get("/metadata").json()
+    fields = [field["name"] for field in meta["fields"]]
+    instance = {name: "v1" for name in fields}
+    instance[fields[0]] = "never-seen"  # out of vocabulary: feeds the OOV metric
+
+    predicted = http.post("/predict", json={"instances": [instance] * 3, "explain": True})
+    assert predicted.status_code == 200, predicted.text
+    scores = [p["score"] for p in predicted.json()["predictions"]]
+    assert len(scores) == 3 and all(math.isfinite(s) for s in scores), scores
+
+    explained = http.get("/explain", params=instance)
+    assert explained.status_code == 200, explained.text
+
+    rows, width = 2, len(fields)
+    inputs = [
+        {"name": "indices", "shape": [rows, width, 1], "datatype": "INT64",
+         "data": [0] * (rows * width)},
+        {"name": "weights", "shape": [rows, width, 1], "datatype": "FP32",
+         "data": [0.0] * (rows * width)},
+    ]
+    inferred = http.post(f"/v2/models/{meta['name']}/infer", json={"inputs": inputs})
+    assert inferred.status_code == 200, inferred.text
+    outputs = {o["name"]: o for o in inferred.json()["outputs"]}
+    assert outputs["score"]["shape"] == [rows], outputs["score"]
+
+    bad = http.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and "error" in bad.json(), bad.text
+    print(f"service: model {meta['name']} {meta['version']}, scores {scores[0]:.4f}, "
+          f"explanations and OIP infer answered, bad JSON refused with 400")
+    return str(meta["name"])
+
+
+def check_prometheus(http: httpx.Client, model: str, timeout_s: float) -> None:
+    """The service's series ingested (requests, model info) and every alert rule loaded."""
+    def query(expr: str) -> list[dict[str, Any]]:
+        body = http.get("/api/v1/query", params={"query": expr}).json()
+        return list(body["data"]["result"]) if body.get("status") == "success" else []
+
+    def rules() -> set[str]:
+        body = http.get("/api/v1/rules").json()
+        return {rule["name"] for group in body["data"]["groups"] for rule in group["rules"]
+                if rule.get("health") == "ok"}
+
+    wait_for("the service's target up", lambda: query('up{job="afm"} == 1'), timeout_s)
+    wait_for("/predict requests ingested",
+             lambda: query('afm_requests_total{route="/predict", status="200"}'), timeout_s)
+    wait_for("out-of-vocabulary values ingested", lambda: query("afm_oov_values_total"), timeout_s)
+    info = wait_for("model info ingested", lambda: query(f'afm_model_info{{name="{model}"}} == 1'),
+                    timeout_s)
+    loaded = wait_for("alert rules loaded and evaluated", lambda: RULES <= rules(), timeout_s)
+    assert loaded
+    print(f"prometheus: target up, service series ingested (model {info[0]['metric']['version']}), "
+          f"{len(RULES)} alert rules healthy")
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = probe()
+        except httpx.HTTPError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise SystemExit(f"smoke: timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--prometheus", required=True)
+    parser.add_argument("--timeout", type=float, default=90.0)
+    args = parser.parse_args()
+    with httpx.Client(base_url=args.service, timeout=10) as http:
+        model = check_service(http)
+    with httpx.Client(base_url=args.prometheus, timeout=10) as http:
+        check_prometheus(http, model, args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

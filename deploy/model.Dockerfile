@@ -1,0 +1,10 @@
+# A model image: one bundle, which deploy/k8s/deployment.yaml's init container copies into
+# the pod. Build it with the bundle directory as the context:
+#   docker build -f deploy/model.Dockerfile -t afm-serving/model:<version> runs/default
+# It starts from the serving image's base, so a node that runs the server pulls no new layers
+# but the bundle's.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
+COPY model.onnx manifest.json /bundle/
+USER 10001:10001
+CMD ["ls", "-l", "/bundle"]
