@@ -6,5 +6,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 COPY model.onnx manifest.json /bundle/
+# A volume first mounted here takes this owner, so the unprivileged copy can write to it.
+RUN mkdir /models && chown 10001:10001 /models
 USER 10001:10001
 CMD ["ls", "-l", "/bundle"]

@@ -27,6 +27,8 @@ stop_engine() {
 cleanup() {
   if docker info >/dev/null 2>&1; then
     compose down --volumes --remove-orphans --timeout 40 >/dev/null 2>&1 || true
+    docker rm --force "${pod:-}" >/dev/null 2>&1 || true
+    docker volume rm afm-ci-pod >/dev/null 2>&1 || true
   fi
   stop_engine
   rm -rf "$work"
@@ -75,7 +77,7 @@ fi
 
 step "build"
 t0=$(date +%s)
-compose build --quiet
+compose build >"$work/build.log" 2>&1 || { tail -n 60 "$work/build.log" >&2; exit 1; }
 echo "images built in $(( $(date +%s) - t0 )) s"
 
 step "up (first start: the trainer makes the default bundle)"
@@ -96,8 +98,26 @@ if compose exec -T afm python -c 'import torch' 2>/dev/null; then
 fi
 echo "serving image has no torch"
 
+step "model image (what deploy/k8s/deployment.yaml runs: init container, then the server)"
+compose cp afm:/models/default "$work/bundle" >/dev/null 2>&1
+docker build --quiet -f deploy/model.Dockerfile -t afm-serving/model:ci "$work/bundle" >/dev/null 2>&1
+docker volume create afm-ci-pod >/dev/null
+docker run --rm --user 10001:10001 -v afm-ci-pod:/models afm-serving/model:ci cp -r /bundle /models/default
+pod=$(docker run --detach --read-only --tmpfs /tmp --network "${PROJECT}_default" \
+  -e AFM_WORKERS=1 -v afm-ci-pod:/models:ro afm-serving/serve:latest)
+wait_healthy() {
+  for _ in $(seq 60); do
+    [ "$(docker inspect --format '{{.State.Health.Status}}' "$1")" = healthy ] && return 0
+    sleep 1
+  done
+  docker logs "$1" >&2; return 1
+}
+wait_healthy "$pod" && echo "serving image healthy on a bundle copied from the model image"
+docker rm --force "$pod" >/dev/null
+docker volume rm afm-ci-pod >/dev/null
+
 step "restart (the bundle exists: no training)"
-compose stop --timeout 40 afm prometheus >/dev/null
+compose stop --timeout 40 afm prometheus >/dev/null 2>&1
 t0=$(date +%s.%N)
 compose up --detach --wait --wait-timeout 120 afm prometheus >/dev/null 2>&1
 restart=$(python -c "import time; print(f'{time.time() - $t0:.1f}')")
@@ -107,7 +127,7 @@ python deploy/ci/smoke.py --service "http://127.0.0.1:$AFM_PUBLISHED_PORT" \
   --prometheus "http://127.0.0.1:$PROMETHEUS_PUBLISHED_PORT" >/dev/null
 
 step "figures"
-for image in afm-serving/serve:latest afm-serving/train:latest; do
+for image in afm-serving/serve:latest afm-serving/train:latest afm-serving/model:ci; do
   docker image inspect --format "$image {{.Size}}" "$image" \
     | awk '{printf "%s: %.0f MB\n", $1, $2 / 1e6}'
 done
