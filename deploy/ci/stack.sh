@@ -50,6 +50,7 @@ if [ -n "$missing" ]; then
     || skip "cannot install docker.io, debootstrap and prometheus with apt ($(tail -n 1 "$work/apt.log"))"
 fi
 promtool check config deploy/prometheus/prometheus.yml
+promtool check rules deploy/prometheus/rules.yml
 promtool test rules deploy/prometheus/rules.test.yml
 if ! docker info >/dev/null 2>&1; then
   # No bridge or iptables management here; compose's own network needs FORWARD open.
