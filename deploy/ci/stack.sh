@@ -42,17 +42,24 @@ hadolint Dockerfile deploy/model.Dockerfile
 echo "hadolint: Dockerfile, deploy/model.Dockerfile clean"
 
 step "engine"
-[ "$(id -u)" = 0 ] || skip "starting a container engine needs root"
-missing=""
-for tool in dockerd debootstrap promtool; do command -v "$tool" >/dev/null || missing=1; done
-if [ -n "$missing" ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap prometheus >"$work/apt.log" 2>&1 \
+apt_install() {  # retried after refreshing the package lists, which a fresh machine may lack
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >"$work/apt.log" 2>&1 \
+    || { apt-get update -q >>"$work/apt.log" 2>&1 \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$work/apt.log" 2>&1; }
+}
+root=""; [ "$(id -u)" = 0 ] && root=1
+for tool in dockerd debootstrap promtool; do
+  command -v "$tool" >/dev/null && continue
+  [ -n "$root" ] || skip "$tool is missing and installing it needs root"
+  apt_install docker.io debootstrap prometheus \
     || skip "cannot install docker.io, debootstrap and prometheus with apt ($(tail -n 1 "$work/apt.log"))"
-fi
+  break
+done
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/rules.yml
 promtool test rules deploy/prometheus/rules.test.yml
 if ! docker info >/dev/null 2>&1; then
+  [ -n "$root" ] || skip "no container engine is running, and starting one needs root"
   # No bridge or iptables management here; compose's own network needs FORWARD open.
   iptables -P FORWARD ACCEPT 2>/dev/null || true
   dockerd --iptables=false --ip-masq=false --ip-forward=false --bridge=none \

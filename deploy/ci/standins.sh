@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Builds stand-ins for the official base images the Dockerfile and compose file name, for
-# machines that reach no registry: Debian bookworm from debootstrap (with python3, pip and
-# venv) tagged as the official Python image, and Debian's Prometheus tagged as
-# prom/prometheus. The committed files then build and run unchanged. Needs root and the
-# Debian mirror apt already uses; an image that exists already is kept.
+# Makes sure the base images the Dockerfile and compose file name exist: pulled where a
+# registry answers, else built as stand-ins (these machines reach none): Debian bookworm
+# from debootstrap, with python3, pip and venv, tagged as the official Python image, and
+# Debian's Prometheus tagged as prom/prometheus. The committed files then build and run
+# unchanged. Stand-ins need root and the Debian mirror apt already uses.
 set -euo pipefail
 PYTHON_IMAGE=${PYTHON_IMAGE:-python:3.11-slim-bookworm}
 PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.3}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 WORK=${STANDIN_DIR:-/var/tmp/afm-standins}
 
-have() { docker image inspect "$1" >/dev/null 2>&1; }
+have() {
+  docker image inspect "$1" >/dev/null 2>&1 && return
+  timeout 120 docker pull --quiet "$1" >/dev/null 2>&1 && echo "pulled $1"
+}
 
 python_image() {
   have "$PYTHON_IMAGE" && return
