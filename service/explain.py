@@ -34,6 +34,8 @@ class Explainer:
         self._cols = np.array([j for _, j in space.pairs], dtype=np.int64)
         self._single = [spec.kind in (FieldKind.CATEGORICAL, FieldKind.BUCKETIZED)
                         for spec in space.fields]
+        self._single_fields = np.flatnonzero(self._single)
+        self._other_fields = np.flatnonzero(np.logical_not(self._single)).tolist()
         self._value_names = _value_names(bundle)
         self._value_list: list[str] = self._value_names.tolist()
         self._pairs = list(space.pairs)
@@ -109,17 +111,20 @@ class Explainer:
         self, encoded: Encoded, scores: Scores, top_k: int | None
     ) -> list[dict[str, Any]]:
         present = (encoded.weights != 0).any(axis=2)  # (B, F), as the model decides it
-        order, kept = self._ranked(present, scores.contributions, top_k)  # (B, K), (B,)
+        pair_present = present[:, self._rows] & present[:, self._cols]  # (B, P)
+        order, kept = self._ranked(pair_present, scores.contributions, top_k)  # (B, K), (B,)
         shown = self._shown(encoded)  # (B, F) objects
+        batch = np.arange(len(order))[:, None]
+        sides = np.stack([self._rows[order], self._cols[order]], axis=2)  # (B, K, 2) fields
         pairs = zip(
-            self._pair_names[order].tolist(), self._pair_values(shown, order),
-            np.take_along_axis(scores.attention, order, axis=1).tolist(),
-            np.take_along_axis(scores.contributions, order, axis=1).tolist(),
+            # names: shared per-model lists; values: one gather of (B, K, 2) shown values
+            self._pair_names[order].tolist(), shown[batch[:, :, None], sides].tolist(),
+            scores.attention[batch, order].tolist(), scores.contributions[batch, order].tolist(),
             kept.tolist(), strict=True,
         )
         linear = self._linear(shown, scores.field_linear, present)
         interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
-        omitted = ((present[:, self._rows] & present[:, self._cols]).sum(axis=1) - kept).tolist()
+        omitted = (pair_present.sum(axis=1) - kept).tolist()
         full = order.shape[1]
         return [
             {
@@ -135,23 +140,17 @@ class Explainer:
             for r, (names, values, att, contrib, n) in enumerate(pairs)
         ]
 
+    @staticmethod
     def _ranked(
-        self, present: np.ndarray, contributions: np.ndarray, top_k: int | None
+        pair_present: np.ndarray, contributions: np.ndarray, top_k: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the pairs to show (present ones, largest |contribution| first, the
         first `kept` of each row) and how many."""
-        pair_present = present[:, self._rows] & present[:, self._cols]  # (B, P)
         key = np.where(pair_present, -np.abs(contributions), np.inf)  # absent pairs last
         order = np.argsort(key, axis=1, kind="stable")
         counts = pair_present.sum(axis=1)
         kept = counts if top_k is None else np.minimum(counts, top_k)
         return order[:, : int(kept.max(initial=0))], kept
-
-    def _pair_values(self, shown: np.ndarray, order: np.ndarray) -> list[list[list[Any]]]:
-        """(B, K) pairs -> per row, [left value, right value] of each pair shown."""
-        left = np.take_along_axis(shown[:, self._rows], order, axis=1)
-        right = np.take_along_axis(shown[:, self._cols], order, axis=1)
-        return cast(list[list[list[Any]]], np.stack([left, right], axis=2).tolist())
 
     def _linear(
         self, shown: np.ndarray, field_linear: np.ndarray, present: np.ndarray
@@ -171,16 +170,14 @@ class Explainer:
         return out
 
     def _shown(self, encoded: Encoded) -> np.ndarray:
-        """(B, F) human-readable values; one table lookup per single-valued field."""
-        batch = len(encoded.indices)
-        shown = np.empty((batch, len(self._single)), dtype=object)
-        for f, single in enumerate(self._single):
-            if single:
-                names = self._value_names[encoded.indices[:, f, 0]]
-                names[encoded.weights[:, f, 0] == 0] = PADDING_NAME
-                shown[:, f] = names
-                continue
-            for r in range(batch):  # multi-valued and numeric: element by element
+        """(B, F) human-readable values; one table lookup for the single-valued fields."""
+        shown = np.empty((len(encoded.indices), len(self._single)), dtype=object)
+        single = self._single_fields
+        names = self._value_names[encoded.indices[:, single, 0]]  # (B, S)
+        names[encoded.weights[:, single, 0] == 0] = PADDING_NAME
+        shown[:, single] = names
+        for f in self._other_fields:  # multi-valued and numeric: element by element
+            for r in range(len(shown)):
                 shown[r, f] = self._space.describe(f, encoded.indices[r, f], encoded.weights[r, f])
         return shown
 

@@ -56,14 +56,20 @@ def test_response_names_the_model_and_matches_its_schema(client: TestClient) -> 
     assert prediction.explanation is not None
 
 
-def test_explanation_decomposes_the_score_exactly(client: TestClient) -> None:
-    body = client.post("/predict", json={"instances": rows(20), "explain": True}).json()
-    for prediction in body["predictions"]:
+@pytest.mark.parametrize("count", [3, 40])  # the row-by-row and the whole-batch paths
+def test_explanation_decomposes_the_score_exactly(client: TestClient, count: int) -> None:
+    instances = rows(count)
+    body = client.post("/predict", json={"instances": instances, "explain": True}).json()
+    for instance, prediction in zip(instances, body["predictions"], strict=True):
         explanation = prediction["explanation"]
         pairs = explanation["pairs"]
         assert len(pairs["fields"]) == 15 and explanation["pairs_omitted"] == 0
         assert sum(pairs["attention"]) == pytest.approx(1.0, abs=1e-5)
         assert sum(pairs["contributions"]) == pytest.approx(explanation["interaction"], abs=1e-6)
+        sizes = [abs(c) for c in pairs["contributions"]]
+        assert sizes == sorted(sizes, reverse=True)
+        for (a, b), values in zip(pairs["fields"], pairs["values"], strict=True):
+            assert values == [instance[a], instance[b]]
         linear = sum(explanation["linear"]["weights"])
         total = explanation["bias"] + linear + explanation["interaction"]
         assert total == pytest.approx(prediction["score"], abs=1e-5)
