@@ -75,7 +75,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         )
     # Added last, so outermost: it sees every request, CORS preflights included.
     app.add_middleware(
-        RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+        RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+        max_url_bytes=settings.max_url_bytes,
     )
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -89,12 +90,18 @@ def _shared_dirs(settings: Settings) -> Path | None:
 def _serve(settings: Settings) -> None:
     import uvicorn
 
+    from service.protocol import BoundedHttpToolsProtocol
+
+    # A partial, not a class made here: worker processes receive it pickled.
+    protocol = functools.partial(BoundedHttpToolsProtocol, max_url_bytes=settings.max_url_bytes,
+                                 max_header_bytes=settings.max_header_bytes)
     uvicorn.run(
         "service.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        http=protocol,  # type: ignore[arg-type]  # uvicorn calls it as it would a class
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

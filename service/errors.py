@@ -51,6 +51,10 @@ class PayloadTooLarge(ServiceError):
     status = 413
 
 
+class UriTooLong(ServiceError):
+    status = 414
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
 
@@ -67,6 +71,10 @@ class ReloadRefused(ServiceError):
     status = 422
 
 
+class HeadersTooLarge(ServiceError):
+    status = 431
+
+
 class NotReady(ServiceError):
     status = 503
 
@@ -79,17 +87,31 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "Wrong bearer token, or a path outside the models root"),
         (404, "No such model, version or bundle"),
         (413, "Body or batch over the limit"),
+        (414, "URL over the limit (AFM_MAX_URL_BYTES)"),
         (415, "Content-Type other than JSON"),
         (422, "Body that does not match the schema, or a bundle refused by a reload"),
+        (431, "Request headers over the limit (AFM_MAX_HEADER_BYTES)"),
         (503, "Model not loaded yet"),
     )
 }
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def url_too_long(limit: int) -> UriTooLong:
+    return UriTooLong(f"URL longer than {limit} bytes")
+
+
+def headers_too_large(limit: int) -> HeadersTooLarge:
+    return HeadersTooLarge(f"request headers larger than {limit} bytes")
+
+
+def error_body(message: str) -> dict[str, str]:
     if len(message) > MAX_MESSAGE_CHARS:  # messages quote input: never echo a megabyte back
         message = message[:MAX_MESSAGE_CHARS] + "... (truncated)"
-    return ORJSONResponse({"error": message}, status_code=status, headers=headers)
+    return {"error": message}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return ORJSONResponse(error_body(message), status_code=status, headers=headers)
 
 
 def describe_validation(exc: RequestValidationError) -> str:

@@ -1,4 +1,5 @@
-"""One pure ASGI middleware for every request: id, body limit, metrics, log line, 500s.
+"""One pure ASGI middleware for every request: id, URL and body limits, metrics, log line,
+500s.
 
 Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path: it costs a few
 microseconds a request. Health and metrics routes skip the metrics and the log line.
@@ -15,7 +16,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
+from service.errors import error_response, url_too_long
 from service.logs import ACCESS_LOGGER
 from service.metrics import Metrics
 
@@ -26,10 +27,12 @@ error_log = logging.getLogger("service.errors")
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
+                 max_url_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.max_url_bytes = max_url_bytes
         # Labelled children cached: .labels() costs microseconds (few keys: routes x statuses).
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
@@ -56,7 +59,7 @@ class RequestMiddleware:
         if tracked:
             self.metrics.in_flight.inc()
         try:
-            receive, refusal = await self._limit_body(headers, receive)
+            receive, refusal = await self._limit(scope, headers, receive)
             app = refusal or self.app
             await app(scope, receive, send_with_id)
         except Exception:
@@ -70,11 +73,19 @@ class RequestMiddleware:
                 self.metrics.in_flight.dec()
                 self._record(scope, status, time.perf_counter() - start, request_id)
 
-    async def _limit_body(
-        self, headers: dict[bytes, bytes], receive: Receive
+    async def _limit(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
     ) -> tuple[Receive, ASGIApp | None]:
-        """Refuse a body over the limit before reading it: from Content-Length when given,
-        else (chunked) by reading at most the limit and stopping there."""
+        """Refuse a URL or body over its limit before reading it.
+
+        afm-serve's protocol refuses long URLs while reading them (`service.protocol`);
+        this check holds under any other server. Bodies are refused from Content-Length
+        when given, else (chunked) by reading at most the limit and stopping there."""
+        query = scope.get("query_string", b"")
+        url_bytes = len(scope.get("raw_path") or scope["path"]) + (len(query) + 1 if query else 0)
+        if url_bytes > self.max_url_bytes:
+            error = url_too_long(self.max_url_bytes)
+            return receive, error_response(error.status, error.message)
         length = headers.get(b"content-length")
         if length is not None:
             if length.isdigit() and int(length) > self.max_body_bytes:

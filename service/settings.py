@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     """Most instances in one request (predict and infer)."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
     """Larger request bodies get 413 before they are read."""
+    # httptools cannot parse a URL over 65,535 bytes (its offsets are 16-bit).
+    max_url_bytes: int = Field(default=8192, ge=256, le=65535)
+    """Longer request targets (path and query) get 414, refused while they are read."""
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1 << 20)
+    """Request headers larger than this in all (names and values) get 431, refused while read."""
     admin_token: SecretStr | None = None
     """Bearer token for POST /admin/reload; unset disables the route."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,7 +1,7 @@
 """Crafted bad requests, each with the exact status it must get and a phrase its JSON
 error must contain. Kinds group them for the report; `raw` cases are sent over a bare
-socket because no well-behaved client sends them (a 50 MB body the server must refuse
-before reading it)."""
+socket because no well-behaved client sends them (a 50 MB body or a 64 MB header the
+server must refuse before reading it)."""
 
 from __future__ import annotations
 
@@ -27,13 +27,11 @@ class Case:
     method: str = "POST"
     path: str = "/predict"
     headers: dict[str, str] = field(default_factory=lambda: dict(JSON))
-    raw: Literal["length", "chunked", "plain"] | None = None
+    raw: Literal["length", "chunked", "plain", "stream"] | None = None
     """Sent over a bare socket: `length` declares len(body) and sends 64 KB of it;
     `chunked` streams it until the server answers; `plain` sends it whole (for request
-    lines longer than clients allow)."""
-
-    by_server: bool = False
-    """Refused by uvicorn's HTTP parser before the app sees it: a plain-text 400."""
+    lines longer than clients allow); `stream` sends `body` as the whole request, head
+    included, until the server answers."""
 
     @property
     def id(self) -> str:
@@ -58,6 +56,12 @@ def infer(*inputs: dict[str, Any]) -> bytes:
 
 INDICES = tensor("indices", [1, 6, 1], "INT64", [1, 2, 3, 4, 5, 6])
 WEIGHTS = tensor("weights", [1, 6, 1], "FP32", [1.0] * 6)
+
+
+def huge_head(url: int = 0, header: int = 0) -> Callable[[], bytes]:
+    """A GET whose URL or one header holds that many bytes (built when sent)."""
+    return lambda: (b"GET /explain?f0=" + b"x" * url + b" HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                    + (b"x-big: " + b"x" * header + b"\r\n" if header else b"") + b"\r\n")
 
 
 def nested(depth: int) -> bytes:
@@ -189,20 +193,34 @@ CORPUS: list[Case] = [
          method="GET", path="/explain?f0=v1%0d%0aX-Injected:%201", headers={}),
     Case("unicode", "BOM before the body", b"\xef\xbb\xbf" + predict([{}]), 400, "malformed JSON"),
     # --- query strings on GET /explain --------------------------------------------------
-    Case("query", "9 KB query", None, 400, "query string longer", method="GET",
+    # Over AFM_MAX_URL_BYTES (8 KB): 414 from the protocol, the URL never read whole.
+    Case("query", "9 KB query", None, 414, "URL longer than 8192 bytes", method="GET",
          path="/explain?f0=" + "x" * 9000, headers={}),
-    Case("query", "60 KB of parameters", None, 400, "query string longer", method="GET",
+    Case("query", "60 KB of parameters", None, 414, "URL longer than 8192 bytes", method="GET",
          path="/explain?" + "&".join(["f0=v1"] * 10_000), headers={}, raw="plain"),
-    Case("query", "100 KB query", None, 400, "Invalid HTTP request", method="GET",
-         path="/explain?f0=" + "x" * 100_000, headers={}, raw="plain", by_server=True),
-    Case("query", "100 KB of parameters", None, 400, "Invalid HTTP request", method="GET",
-         path="/explain?" + "&".join(["f0=v1"] * 17_000), headers={}, raw="plain", by_server=True),
+    Case("query", "100 KB query", None, 414, "URL longer than 8192 bytes", method="GET",
+         path="/explain?f0=" + "x" * 100_000, headers={}, raw="plain"),
+    Case("query", "100 KB of parameters", None, 414, "URL longer than 8192 bytes", method="GET",
+         path="/explain?" + "&".join(["f0=v1"] * 17_000), headers={}, raw="plain"),
+    Case("query", "64 MB query", huge_head(url=64 * MB), 414, "URL longer than 8192 bytes",
+         method="GET", path="/explain", headers={}, raw="stream"),
     Case("query", "unknown field", None, 400, "unknown field 'nope'", method="GET",
          path="/explain?nope=1", headers={}),
     Case("query", "field twice", None, 400, "more than once", method="GET",
          path="/explain?f0=v1&f0=v2", headers={}),
     Case("query", "control characters in a name", None, 400, "unknown field", method="GET",
          path="/explain?f0%00%1b=v1", headers={}),
+    # --- request heads (AFM_MAX_HEADER_BYTES, 16 KB) -------------------------------------
+    Case("request head", "20 KB header", None, 431, "request headers larger than 16384 bytes",
+         method="GET", path="/explain", headers={"x-big": "x" * 20_000}),
+    Case("request head", "2,000 small headers", None, 431, "request headers larger than",
+         method="GET", path="/explain", headers={f"x-h{i}": "0123456789" for i in range(2000)},
+         raw="plain"),
+    Case("request head", "64 MB header", huge_head(header=64 * MB), 431,
+         "request headers larger than", method="GET", path="/explain", headers={}, raw="stream"),
+    Case("request head", "control character in the method", None, 400,
+         "malformed HTTP request: Invalid method", method="GE\x01T", path="/explain",
+         headers={}, raw="plain"),
     # --- methods and routes -------------------------------------------------------------
     Case("route", "DELETE /predict", None, 405, "Method Not Allowed", method="DELETE", headers={}),
     Case("route", "unknown route", None, 404, "Not Found", method="GET", path="/nope", headers={}),
