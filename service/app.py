@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from service.errors import install_handlers
 from service.logs import configure_logging
+from service.memory import HeapTrimmer, malloc_trim
 from service.metrics import Metrics, multiprocess_dir, reap_dead_workers
 from service.middleware import RequestMiddleware
 from service.responses import ORJSONResponse
@@ -74,9 +75,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             expose_headers=["X-Request-ID"],
         )
     # Added last, so outermost: it sees every request, CORS preflights included.
+    trimmer = HeapTrimmer(settings.trim_after_bytes, malloc_trim(), metrics.heap_trims)
     app.add_middleware(
         RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-        max_url_bytes=settings.max_url_bytes,
+        max_url_bytes=settings.max_url_bytes, trimmer=trimmer,
     )
     return app
 

@@ -76,6 +76,10 @@ class Metrics:
         self.reloads = Counter(
             "afm_reloads", "Model reloads by outcome.", ["outcome"], registry=registry
         )
+        self.heap_trims = Counter(
+            "afm_heap_trims", "Times freed heap went back to the OS after a large request body.",
+            registry=registry,
+        )
 
     def observe_run(self, seconds: float, rows: int) -> None:
         self.run_seconds.observe(seconds)

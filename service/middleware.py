@@ -1,5 +1,5 @@
 """One pure ASGI middleware for every request: id, URL and body limits, metrics, log line,
-500s.
+500s, and a heap trim after large bodies.
 
 Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path: it costs a few
 microseconds a request. Health and metrics routes skip the metrics and the log line.
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response, url_too_long
 from service.logs import ACCESS_LOGGER
+from service.memory import HeapTrimmer
 from service.metrics import Metrics
 
 UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
@@ -27,12 +28,14 @@ error_log = logging.getLogger("service.errors")
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
-                 max_url_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, max_url_bytes: int,
+                 trimmer: HeapTrimmer | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.max_url_bytes = max_url_bytes
+        self.trimmer = trimmer
+        self.trim_after_bytes = trimmer.min_bytes if trimmer is not None else 1 << 62
         # Labelled children cached: .labels() costs microseconds (few keys: routes x statuses).
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
@@ -46,12 +49,15 @@ class RequestMiddleware:
         id_header = (b"x-request-id", request_id.encode())
         status = 500
         started = False
+        moved = 0  # bytes of request and response bodies
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, moved
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
+            else:
+                moved += len(message.get("body", b""))
             await send(message)
 
         tracked = scope["path"] not in UNTRACKED
@@ -59,7 +65,8 @@ class RequestMiddleware:
         if tracked:
             self.metrics.in_flight.inc()
         try:
-            receive, refusal = await self._limit(scope, headers, receive)
+            receive, refusal, body_bytes = await self._limit(scope, headers, receive)
+            moved += body_bytes
             app = refusal or self.app
             await app(scope, receive, send_with_id)
         except Exception:
@@ -72,11 +79,13 @@ class RequestMiddleware:
             if tracked:
                 self.metrics.in_flight.dec()
                 self._record(scope, status, time.perf_counter() - start, request_id)
+            if moved >= self.trim_after_bytes and self.trimmer is not None:
+                self.trimmer.after_request(moved)
 
     async def _limit(
         self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[Receive, ASGIApp | None]:
-        """Refuse a URL or body over its limit before reading it.
+    ) -> tuple[Receive, ASGIApp | None, int]:
+        """Refuse a URL or body over its limit before reading it; also the body's size.
 
         afm-serve's protocol refuses long URLs while reading them (`service.protocol`);
         this check holds under any other server. Bodies are refused from Content-Length
@@ -85,29 +94,31 @@ class RequestMiddleware:
         url_bytes = len(scope.get("raw_path") or scope["path"]) + (len(query) + 1 if query else 0)
         if url_bytes > self.max_url_bytes:
             error = url_too_long(self.max_url_bytes)
-            return receive, error_response(error.status, error.message)
+            return receive, error_response(error.status, error.message), 0
         length = headers.get(b"content-length")
         if length is not None:
-            if length.isdigit() and int(length) > self.max_body_bytes:
-                return receive, self._too_large()
-            return receive, None
+            if not length.isdigit():
+                return receive, None, 0
+            if int(length) > self.max_body_bytes:
+                return receive, self._too_large(), 0
+            return receive, None, int(length)
         if b"transfer-encoding" not in headers:
-            return receive, None
+            return receive, None, 0
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return _replay([message], receive), None
+                return _replay([message], receive), None, size
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                return receive, self._too_large()
+                return receive, self._too_large(), size
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        return _replay([whole], receive), None
+        return _replay([whole], receive), None, size
 
     def _too_large(self) -> ASGIApp:
         return error_response(413, f"request body larger than {self.max_body_bytes} bytes")

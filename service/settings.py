@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     """Longer request targets (path and query) get 414, refused while they are read."""
     max_header_bytes: int = Field(default=16384, ge=1024, le=1 << 20)
     """Request headers larger than this in all (names and values) get 431, refused while read."""
+    trim_after_bytes: int = Field(default=256 << 10, ge=0, le=1 << 30)
+    """After request and response bodies this large, free heap goes back to the OS; 0: never."""
     admin_token: SecretStr | None = None
     """Bearer token for POST /admin/reload; unset disables the route."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

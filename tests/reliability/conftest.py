@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -79,14 +80,19 @@ def models_root(base: Path, bundle: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> Iterator[Server]:
-    """One worker serving v1, reloads allowed inside its models root."""
-    base = tmp_path_factory.mktemp("reliability")
-    root = models_root(base, bundle_dir)
+@contextmanager
+def start_server(base: Path, bundle: Path) -> Iterator[Server]:
+    """One worker serving v1, reloads allowed inside its models root, warmed up."""
+    root = models_root(base, bundle)
     env = reliability_env(AFM_MODELS_ROOT=str(root), AFM_ADMIN_TOKEN=TOKEN)
     with serve(["--model-dir", str(root / "v1")], env, base / "serve.log") as (url, process):
         with httpx.Client(timeout=10) as client:  # warm up: first requests allocate caches
             for _ in range(50):
                 client.post(url + "/predict", json={"instances": [INSTANCE], "explain": True})
         yield Server(url, process, root)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> Iterator[Server]:
+    with start_server(tmp_path_factory.mktemp("reliability"), bundle_dir) as started:
+        yield started

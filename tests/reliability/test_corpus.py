@@ -1,5 +1,5 @@
 """Every crafted bad request gets its exact 4xx and a short JSON error naming the problem,
-from the real server process, which stays up with its memory back near its baseline."""
+from the real server process, which stays up with its memory back at its baseline."""
 
 from __future__ import annotations
 
@@ -8,20 +8,26 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.reliability.conftest import Server, knob, report, rss_kib
+from service.memory import TRIM_DELAY_S
+from service.settings import Settings
+from tests.reliability.conftest import Server, knob, report, rss_kib, start_server
 from tests.reliability.corpus import CORPUS, ODD_BUT_VALID, Case
 from tests.service.conftest import INSTANCE
 
 pytestmark = pytest.mark.slow
 MAX_ERROR_CHARS = 2048
 SEND_CHUNK = 64 * 1024
-# Memory may settle a little above the warmed-up baseline (allocator arenas, caches);
-# a leak of what the corpus sends (hundreds of MB a pass) would be far over this.
-RSS_SLACK = 1.10
+MAX_INSTANCES = Settings.model_fields["max_instances"].default
+# After the corpus and the same normal traffic, RSS may exceed the warmed-up baseline by
+# this much: the C heap comes back whole (trimmed after large requests), but one or two
+# of Python's 1 MiB object arenas stay, pinned by objects made while 100,000 instances
+# were being validated. Without the trims RSS ended 10 MiB over (docs/RELIABILITY.md).
+RSS_SLACK_KIB = 3 * 1024
 
 
 def send(server: Server, case: Case) -> tuple[int, bytes]:
@@ -125,26 +131,62 @@ def test_odd_but_valid_unicode_is_answered_and_echoed_intact(server: Server, nam
     assert response.json()["predictions"][0]["oov"] == [{"field": "f0", "value": value}]
 
 
-def test_the_corpus_leaves_the_server_up_and_its_memory_near_baseline(server: Server) -> None:
+def normal_traffic(client: httpx.Client, url: str) -> None:
+    """What a deployment serves: single instances, explained or not, GET /explain, scrapes,
+    and the largest batch it accepts (AFM_MAX_INSTANCES instances, explained)."""
+    for _ in range(20):
+        client.post(url + "/predict", json={"instances": [INSTANCE], "explain": True})
+        client.post(url + "/predict", json={"instances": [INSTANCE]})
+        client.get(url + "/explain", params=INSTANCE)
+        client.get(url + "/metrics")
+    for _ in range(3):
+        response = client.post(url + "/predict",
+                               json={"instances": [INSTANCE] * MAX_INSTANCES, "explain": True})
+        assert response.is_success, response.text
+
+
+def settled_rss(pid: int) -> int:
+    time.sleep(2 * TRIM_DELAY_S + 0.3)  # a trim due after the last large request has run
+    return rss_kib(pid)
+
+
+def heap_trims(client: httpx.Client, url: str) -> float:
+    for line in client.get(url + "/metrics").text.splitlines():
+        if line.startswith("afm_heap_trims_total "):
+            return float(line.split()[1])
+    return 0.0  # the code before the trims had no such metric
+
+
+def test_the_corpus_leaves_the_server_up_and_its_memory_at_baseline(tmp_path: Path,
+                                                                    bundle_dir: Path) -> None:
+    """Baseline: RSS once normal traffic (the largest accepted batch included) has run
+    twice, so the allocators hold what serving needs. Then the corpus, the same normal
+    traffic once more, and RSS again. Its own server: the cases above ran the corpus once
+    on the shared one already."""
     passes = int(knob("CORPUS_PASSES", 2))
-    baseline = rss_kib(server.pid)
-    started = time.monotonic()
     statuses: Counter[int] = Counter()
-    for _ in range(passes):
-        for case in CORPUS:
-            status, body = send(server, case)
-            check(server, case, status, body)
-            statuses[status] += 1
-    time.sleep(0.5)
-    after = rss_kib(server.pid)
-    assert server.alive()
-    with httpx.Client(timeout=10) as client:  # and it still answers good requests
-        assert client.post(server.url + "/predict", json={"instances": [INSTANCE]}).is_success
+    with start_server(tmp_path, bundle_dir) as server, httpx.Client(timeout=30) as client:
+        for _ in range(2):
+            normal_traffic(client, server.url)
+        baseline = settled_rss(server.pid)
+        started = time.monotonic()
+        for _ in range(passes):
+            for case in CORPUS:
+                status, body = send(server, case)
+                check(server, case, status, body)
+                statuses[status] += 1
+        seconds = time.monotonic() - started
+        after_corpus = settled_rss(server.pid)
+        normal_traffic(client, server.url)
+        after = settled_rss(server.pid)
+        assert server.alive()
+        trims = heap_trims(client, server.url)
     report("corpus", {
         "cases": len(CORPUS), "passes": passes, "requests": sum(statuses.values()),
         "by_kind": dict(Counter(case.kind for case in CORPUS)),
         "by_status": {str(k): v for k, v in sorted(statuses.items())},
-        "rss_before_kib": baseline, "rss_after_kib": after,
-        "seconds": round(time.monotonic() - started, 1),
+        "rss_baseline_kib": baseline, "rss_after_corpus_kib": after_corpus,
+        "rss_after_kib": after, "rss_growth": round(after / baseline - 1, 4),
+        "heap_trims": trims, "seconds": round(seconds, 1),
     })
-    assert after <= baseline * RSS_SLACK, (baseline, after)
+    assert after <= baseline + RSS_SLACK_KIB, (baseline, after)
