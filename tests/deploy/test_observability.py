@@ -15,6 +15,7 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from service.app import create_app
 from service.settings import Settings
@@ -32,7 +33,7 @@ PROMETHEUS_OWN = {"job", "instance", "le"}
 @pytest.fixture(scope="module")
 def scrape(bundle_dir: Path) -> tuple[set[str], set[str]]:
     """Series and label names of a scrape after traffic that touches every metric."""
-    settings = Settings(model_dir=bundle_dir, models_root=bundle_dir.parent, admin_token=TOKEN)
+    settings = Settings(model_dir=bundle_dir, models_root=bundle_dir.parent, admin_token=SecretStr(TOKEN))
     with TestClient(create_app(settings, CollectorRegistry())) as client:
         instance = {"f0": "v3", "f1": "never-seen"}
         assert client.post("/predict", json={"instances": [instance]}).status_code == 200
