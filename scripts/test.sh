@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: lint, then the whole suite. `.ci/run` runs exactly this.
+# The test command: lint and type checks, then the whole suite. `.ci/run` runs it, then
+# the deployment stage (deploy/ci/stack.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ruff check .
+mypy
 pytest "$@"
