@@ -17,7 +17,8 @@ import torch
 
 from model.afm import AFM, ModelConfig, build_model
 from training.config import load_config
-from training.loop import Tensors, loss_function, make_optimizer
+from training.loop import Tensors
+from training.optim import loss_function, make_optimizer
 from training.run import model_config, prepare_data
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

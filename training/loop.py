@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from model.afm import AFM, PairModel
@@ -18,6 +17,7 @@ from model.manifest import Task
 from training.config import TrainSection
 from training.data import Dataset
 from training.metrics import MONITOR, evaluate_scores, is_better
+from training.optim import loss_function, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +38,6 @@ class Tensors:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def make_optimizer(model: PairModel, cfg: TrainSection) -> torch.optim.Optimizer:
-    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
-    if isinstance(model, AFM) and cfg.attention_lr is not None:
-        new = [*model.attention.parameters(), model.p]
-        new_ids = {id(p) for p in new}
-        groups = [
-            {"params": [p for p in model.parameters() if id(p) not in new_ids]},
-            {"params": new, "lr": cfg.attention_lr},
-        ]
-    if cfg.optimizer == "adagrad":
-        # The authors' TensorFlow Adagrad starts its accumulator near zero, not at torch's 0.
-        return torch.optim.Adagrad(groups, lr=cfg.lr, initial_accumulator_value=1e-8)
-    return torch.optim.Adam(groups, lr=cfg.lr)
-
-
-def loss_function(task: Task) -> nn.Module:
-    return nn.BCEWithLogitsLoss() if task == "binary" else nn.MSELoss()
 
 
 def train_one_epoch(

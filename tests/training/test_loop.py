@@ -2,7 +2,8 @@
 
 from model.afm import AFM, ModelConfig
 from training.config import TrainSection
-from training.loop import EarlyStopping, make_optimizer
+from training.loop import EarlyStopping
+from training.optim import make_optimizer
 
 
 def test_early_stopping_tracks_the_best_epoch_and_patience() -> None:
