@@ -1,0 +1,286 @@
+"""Encoded data on disk: shards of int32 indices, float32 weights and labels, memory-mapped.
+
+Every format reaches the model through here: a reader encodes raw rows once into a shard
+set, and training and evaluation read batches from it with memory bounded by the batch
+and the shuffle buffer, never by the number of rows. A shard set is a directory:
+
+    index.json           shapes, rows per shard, oov count, the writer's metadata (written last)
+    00000.indices.npy    (n, F, L) int32
+    00000.weights.npy    (n, F, L) float32; absent with implicit weights (1 where index != 0)
+    00000.labels.npy     (n,) float32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from model.features import PADDING_INDEX
+from training.data import Dataset
+
+INDEX_FILE = "index.json"
+
+
+class ShardWriter:
+    """Appends encoded rows; flushes a shard every `rows_per_shard` rows."""
+
+    def __init__(self, directory: Path, num_fields: int, max_entries: int, *,
+                 rows_per_shard: int = 1 << 19, implicit_weights: bool = False) -> None:
+        if rows_per_shard < 1:
+            raise ValueError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.shape = (num_fields, max_entries)
+        self.rows_per_shard = rows_per_shard
+        self.implicit_weights = implicit_weights
+        self.sizes: list[int] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
+        self._pending_rows = 0
+
+    def append(self, indices: np.ndarray, weights: np.ndarray | None, labels: np.ndarray) -> None:
+        n = len(labels)
+        if indices.shape != (n, *self.shape):
+            raise ValueError(f"indices of shape {indices.shape}, expected {(n, *self.shape)}")
+        implicit = weights is None
+        if implicit != self.implicit_weights or (weights is not None and weights.shape != indices.shape):
+            raise ValueError("weights must be given, with the indices' shape, unless they are implicit")
+        while n:
+            take = min(n, self.rows_per_shard - self._pending_rows)
+            part_weights = None if weights is None else weights[:take]
+            self._pending.append((indices[:take], part_weights, labels[:take]))
+            self._pending_rows += take
+            indices, labels = indices[take:], labels[take:]
+            weights = None if weights is None else weights[take:]
+            n -= take
+            if self._pending_rows == self.rows_per_shard:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending_rows:
+            return
+        stem = self.directory / f"{len(self.sizes):05d}"
+        np.save(f"{stem}.indices.npy", np.concatenate([p[0] for p in self._pending]).astype(np.int32))
+        if not self.implicit_weights:
+            np.save(f"{stem}.weights.npy",
+                    np.concatenate([p[1] for p in self._pending]).astype(np.float32))  # type: ignore[misc]
+        np.save(f"{stem}.labels.npy", np.concatenate([p[2] for p in self._pending]).astype(np.float32))
+        self.sizes.append(self._pending_rows)
+        self._pending, self._pending_rows = [], 0
+
+    def finish(self, oov: int = 0, meta: Mapping[str, Any] | None = None) -> Shards:
+        self._flush()
+        index = {"num_fields": self.shape[0], "max_entries": self.shape[1], "sizes": self.sizes,
+                 "implicit_weights": self.implicit_weights, "oov": oov, "meta": dict(meta or {})}
+        _write_atomically(self.directory / INDEX_FILE, json.dumps(index, indent=1))
+        return Shards.open(self.directory)
+
+
+class Batch(NamedTuple):
+    indices: torch.Tensor  # (B, F, L) int64
+    weights: torch.Tensor  # (B, F, L) float32
+    labels: torch.Tensor  # (B,) float32
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How one process reads an epoch: its rows, their order and the batch size."""
+
+    batch_size: int
+    shuffle: bool = True
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    buffer_rows: int = 1 << 20
+    """Rows shuffled together: consecutive shards (in the epoch's shard order) up to this many."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.buffer_rows < 1:
+            raise ValueError(
+                f"batch_size and buffer_rows must be >= 1, got {self.batch_size}, {self.buffer_rows}"
+            )
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.world_size})")
+
+
+class Shards:
+    """A shard set opened read-only; shards are memory-mapped when read."""
+
+    def __init__(self, directory: Path, index: Mapping[str, Any]) -> None:
+        self.directory = directory
+        self.num_fields: int = index["num_fields"]
+        self.max_entries: int = index["max_entries"]
+        self.sizes: list[int] = list(index["sizes"])
+        self.implicit_weights: bool = index["implicit_weights"]
+        self.oov: int = index["oov"]
+        self.meta: dict[str, Any] = index["meta"]
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)])
+
+    @classmethod
+    def open(cls, directory: Path) -> Shards:
+        directory = Path(directory)
+        path = directory / INDEX_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory} is not a finished shard set ({INDEX_FILE} is missing)")
+        return cls(directory, json.loads(path.read_text()))
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def shard(self, k: int) -> _Mapped:
+        """Shard k, memory-mapped (nothing is read until used)."""
+        stem = self.directory / f"{k:05d}"
+        weights = None if self.implicit_weights else np.load(f"{stem}.weights.npy", mmap_mode="r")
+        return _Mapped(np.load(f"{stem}.indices.npy", mmap_mode="r"), weights,
+                       np.load(f"{stem}.labels.npy", mmap_mode="r"))
+
+    def read(self, start: int, stop: int) -> Dataset:
+        """Rows [start, stop) in memory."""
+        start, stop = max(start, 0), min(stop, len(self))
+        parts = []
+        for k in range(int(np.searchsorted(self.starts, start, side="right")) - 1, len(self.sizes)):
+            if self.starts[k] >= stop:
+                break
+            lo, hi = max(start - self.starts[k], 0), min(stop, self.starts[k + 1]) - self.starts[k]
+            parts.append(_take(self.shard(k), slice(int(lo), int(hi))))
+        return _concat(parts, self.shape)
+
+    def chunks(self, rows: int) -> Iterator[Dataset]:
+        """Every row in order, `rows` at a time."""
+        for start in range(0, len(self), rows):
+            yield self.read(start, start + rows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.num_fields, self.max_entries)
+
+    def steps(self, reading: Reading) -> int:
+        """Batches one process reads per epoch: the same on every rank."""
+        return sum(-(-rows // reading.batch_size) for _, rows in self._buffers(reading, epoch=0))
+
+    def batches(self, reading: Reading, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """One epoch of batches for `reading.rank`, after skipping the first `skip` batches.
+
+        Rank r reads rows r, r + W, ... of every shard (W processes; the last n mod W rows of
+        a shard are left out so that every rank reads as many); the shard order is shuffled
+        per epoch and rows are shuffled within buffers of consecutive shards. Skipped batches
+        cost nothing to read, so a resumed run starts where it stopped."""
+        for b, (shard_ids, rows) in enumerate(self._buffers(reading, epoch)):
+            count = -(-rows // reading.batch_size)
+            if skip >= count:
+                skip -= count
+                continue
+            data = _concat([self._rank_rows(k, reading) for k in shard_ids], self.shape)
+            if reading.shuffle:
+                order = np.random.default_rng([reading.seed, epoch, b]).permutation(len(data))
+                data = _take(data, order)
+            for start in range(skip * reading.batch_size, len(data), reading.batch_size):
+                yield _batch(_take(data, slice(start, start + reading.batch_size)))
+            skip = 0
+
+    def _buffers(self, reading: Reading, epoch: int) -> Iterator[tuple[list[int], int]]:
+        """(shard ids, rows of this rank) for each shuffle buffer of the epoch."""
+        order = np.arange(len(self.sizes))
+        if reading.shuffle:
+            order = np.random.default_rng([reading.seed, epoch]).permutation(len(self.sizes))
+        ids: list[int] = []
+        rows = 0
+        for k in order.tolist():
+            mine = self.sizes[k] // reading.world_size
+            if ids and rows + mine > reading.buffer_rows:
+                yield ids, rows
+                ids, rows = [], 0
+            if mine:
+                ids.append(k)
+                rows += mine
+        if ids:
+            yield ids, rows
+
+    def _rank_rows(self, k: int, reading: Reading) -> Dataset:
+        mine = self.sizes[k] // reading.world_size
+        stop = mine * reading.world_size
+        return _take(self.shard(k), slice(reading.rank, stop, reading.world_size))
+
+
+class _Mapped(NamedTuple):
+    """A memory-mapped shard; no weights when they are implicit (1 where the index is not padding)."""
+
+    indices: np.ndarray
+    weights: np.ndarray | None
+    labels: np.ndarray
+
+
+def _take(data: _Mapped | Dataset, rows: slice | np.ndarray) -> Dataset:
+    indices = np.asarray(data.indices[rows])
+    if data.weights is None:
+        weights = (indices != PADDING_INDEX).astype(np.float32)
+    else:
+        weights = np.asarray(data.weights[rows])
+    return Dataset(indices, weights, np.asarray(data.labels[rows]))
+
+
+def _concat(parts: list[Dataset], shape: tuple[int, int]) -> Dataset:
+    if not parts:
+        return Dataset(np.zeros((0, *shape), np.int32), np.zeros((0, *shape), np.float32),
+                       np.zeros(0, np.float32))
+    if len(parts) == 1:
+        return parts[0]
+    return Dataset(np.concatenate([p.indices for p in parts]), np.concatenate([p.weights for p in parts]),
+                   np.concatenate([p.labels for p in parts]))
+
+
+def _batch(data: Dataset) -> Batch:
+    return Batch(torch.from_numpy(data.indices.astype(np.int64)), torch.from_numpy(data.weights),
+                 torch.from_numpy(data.labels))
+
+
+def file_key(path: Path) -> dict[str, Any]:
+    """What a raw file contributes to a cache key: a changed file has a new size or mtime."""
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def cached(root: Path, key: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
+    """The directory for `key` under `root`, built by `build(tmp)` and renamed into place once.
+
+    Concurrent builders of one key (e.g. several ranks) race harmlessly: the first rename wins
+    and the others discard their copy."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    target = Path(root) / digest
+    if target.is_dir():
+        return target
+    tmp = Path(root) / f".{digest}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        build(tmp)
+        (tmp / "key.json").write_text(json.dumps(key, sort_keys=True, indent=1, default=str))
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def write_dataset(directory: Path, data: Dataset, rows_per_shard: int = 1 << 19) -> Shards:
+    """An in-memory dataset (libFM, tabular, synthetic) as a shard set."""
+    writer = ShardWriter(directory, data.indices.shape[1], data.indices.shape[2],
+                         rows_per_shard=rows_per_shard)
+    writer.append(data.indices, data.weights, data.labels)
+    return writer.finish(oov=data.oov)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
