@@ -1,8 +1,54 @@
 #!/usr/bin/env bash
-# The main job: train the default AFM on built-in generated data, export its bundle, serve it.
+# The main job: serve the default AFM on 127.0.0.1:8000 (AFM_HOST, AFM_PORT). The first run
+# trains it on built-in generated data (configs/synthetic-afm.toml) into runs/default
+# (AFM_MODEL_DIR); later runs serve the bundle found there once it loads and verifies.
+# Usage: scripts/main.sh [--retrain]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+usage="usage: scripts/main.sh [--retrain]   (--retrain: train again even if runs/default holds a bundle)"
+retrain=""
+for arg in "$@"; do
+  case $arg in
+    --retrain) retrain=1 ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    *) echo "main.sh: unknown argument '$arg'; $usage" >&2; exit 2 ;;
+  esac
+done
+source scripts/setup.sh
 bundle=${AFM_MODEL_DIR:-runs/default}
-afm-train --config configs/synthetic-afm.toml --out "$bundle"
-echo "bundle: $PWD/$bundle"
-exec afm-serve --model-dir "$bundle" --host "${AFM_HOST:-127.0.0.1}" --port "${AFM_PORT:-8000}"
+host=${AFM_HOST:-127.0.0.1}
+port=${AFM_PORT:-8000}
+
+# Before any training: a busy port would only show once the model is trained.
+python - "$host" "$port" <<'PY' || exit 2
+import sys
+
+from service.cli import port_problem
+
+problem = port_problem(sys.argv[1], int(sys.argv[2]))
+if problem:
+    sys.exit(f"main.sh: {problem}")
+PY
+
+reuse=""
+if [ -z "$retrain" ] && [ -e "$bundle/manifest.json" ]; then
+  if python - "$bundle" <<'PY'
+import sys
+
+from model.bundle import Bundle, BundleError
+
+try:
+    manifest = Bundle.load(sys.argv[1]).manifest
+except BundleError as e:
+    sys.exit(f"main.sh: not reusing it: {e}")
+print(f"main.sh: serving the bundle already in {sys.argv[1]} ({manifest.name} version "
+      f"{manifest.version}, trained {manifest.created_at}); --retrain trains a new one")
+PY
+  then reuse=1; fi
+fi
+if [ -z "$reuse" ]; then
+  echo "main.sh: training the default model into $bundle (configs/synthetic-afm.toml; a few minutes on 2 shared cores)"
+  afm-train --config configs/synthetic-afm.toml --out "$bundle"
+fi
+echo "main.sh: bundle $PWD/$bundle; serving on http://$host:$port (API page: http://$host:$port/docs)"
+exec afm-serve --model-dir "$bundle" --host "$host" --port "$port"

@@ -5,7 +5,8 @@
 # quotes. Needs wrk (Debian: apt-get install wrk); it installs nothing.
 # Usage: scripts/reliability.sh [pytest args...]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup.sh
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 export RELIABILITY_REPORT=${RELIABILITY_REPORT:-$PWD/reliability-report.jsonl}
 export RELIABILITY_SOAK_S=${RELIABILITY_SOAK_S:-600}

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"afm-serve: invalid setting {where}: {error['msg']}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    problem = port_problem(settings.host, settings.port)
+    if problem:
+        print(f"afm-serve: {problem}", file=sys.stderr)
+        return 2
     try:  # fail here, once, with one line, rather than in every worker with a traceback
         load_model(settings.model_dir, settings.ort_threads, settings.batch_max_size)
     except BundleError as e:
@@ -65,6 +70,24 @@ def main(argv: list[str] | None = None) -> int:
         if run_dir is not None:
             shutil.rmtree(run_dir, ignore_errors=True)
     return 0
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why afm-serve could not listen on host:port, in one line, or None. Binds the way
+    uvicorn will (SO_REUSEADDR), so a port in TIME_WAIT is not reported busy."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        return f"cannot listen on {host}: {e.strerror}; set --host (AFM_HOST) to an address of this machine"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            return (f"cannot listen on {host}:{port}: {e.strerror} (another afm-serve?); stop what "
+                    f"uses it or choose another port with --port (AFM_PORT)")
+    return None
 
 
 def _shared_dirs(settings: Settings) -> Path | None:

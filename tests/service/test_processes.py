@@ -245,3 +245,15 @@ def test_the_server_never_imports_torch(bundle_dir: Path) -> None:
                             env=server_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "served without torch" in result.stdout
+
+
+def test_afm_serve_says_the_port_is_busy_before_loading(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([*SERVE, "--model-dir", str(tmp_path), "--port", str(port)],
+                                env=server_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"afm-serve: cannot listen on 127.0.0.1:{port}")
