@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from model.features import FeatureSpace
 from model.manifest import INPUT_NAMES, MANIFEST_FILE, OUTPUT_NAMES, Manifest, sha256_file
+from model.validation import describe
 
 
 class BundleError(Exception):
@@ -82,9 +83,8 @@ def _read_manifest(directory: Path) -> Manifest:
     try:
         return Manifest.read(directory)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "manifest"
-        raise BundleError(f"bundle {directory}: invalid {MANIFEST_FILE}: {where}: {first['msg']}") from e
+        problem = describe(e.errors(include_url=False), Manifest, "the manifest")
+        raise BundleError(f"bundle {directory}: invalid {MANIFEST_FILE}: {problem}") from e
     except (OSError, ValueError) as e:
         raise BundleError(f"bundle {directory}: unreadable {MANIFEST_FILE}: {e}") from e
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from model.bundle import BundleError
+from model.validation import describe
 from service.logs import configure_logging
 from service.metrics import MULTIPROC_ENV
 from service.runtime import load_model
@@ -46,9 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as e:
-        for error in e.errors():
-            where = ".".join(str(p) for p in error["loc"])
-            print(f"afm-serve: invalid setting {where}: {error['msg']}", file=sys.stderr)
+        print(f"afm-serve: invalid setting {describe(e.errors(include_url=False), Settings)}",
+              file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     problem = port_problem(settings.host, settings.port)

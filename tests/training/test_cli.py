@@ -1,13 +1,17 @@
 """afm-train and afm-eval end to end on small libFM files."""
 
 import json
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from model.manifest import Manifest
-from training.cli import eval_main, train_main
+from tests.helpers import REPO
+from training.cli import data_format, eval_main, train_main
 
 
 def _libfm_files(directory: Path, rows: int = 3000) -> tuple[Path, Path]:
@@ -71,6 +75,88 @@ def test_eval_reads_json_lines(
     assert result["rows"] == 2 and result["oov"] == 1 and result["rmse"] >= 0
 
 
-def test_bad_override_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="key=value"):
-        train_main(["--config", "configs/synthetic-afm.toml", "--out", str(tmp_path), "--set", "oops"])
+def one_line_error(main: Callable[[list[str]], int], argv: list[str],
+                   capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a CLI that must refuse its input: exit status 2 and one line on stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+SYNTHETIC = str(REPO / "configs" / "synthetic-afm.toml")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--config", "nope.toml"], "afm-train: no config file nope.toml: --config takes a TOML run config"),
+    (["--config", SYNTHETIC, "--set", "oops"], "override must look like key=value, got 'oops'"),
+    (["--config", SYNTHETIC, "--set", "train.epohcs=3"],
+     "unknown key 'train.epohcs' (did you mean 'train.epochs'?)"),
+    (["--config", SYNTHETIC, "--set", "train.epochs=0"], "train.epochs must be at least 1, got 0"),
+    (["--config", SYNTHETIC, "--set", "data.format=csv"], "data.format must be 'libfm'"),
+])
+def test_train_refuses_a_bad_config_in_one_line(
+    argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = one_line_error(train_main, [*argv, "--out", str(tmp_path / "run")], capsys)
+    assert line.startswith("afm-train: ") and expected in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_config_file_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("name = \n")
+    line = one_line_error(train_main, ["--config", str(config), "--out", str(tmp_path / "run")], capsys)
+    assert line.startswith(f"afm-train: config {config}: ")
+
+
+def test_eval_refuses_a_missing_or_broken_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "rows.libfm"
+    data.write_text("1 1:1 2:1\n")
+    line = one_line_error(eval_main, ["--model", str(tmp_path / "none"), "--data", str(data)], capsys)
+    assert line.startswith(f"afm-eval: no bundle directory {tmp_path / 'none'}: --model takes")
+    line = one_line_error(eval_main, ["--model", str(tmp_path), "--data", str(data)], capsys)
+    assert "manifest.json is missing" in line and "--model takes the --out directory" in line
+
+
+def test_eval_refuses_data_that_does_not_fit_the_model(
+    bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "three-fields.libfm"
+    data.write_text("1 1:1 2:1 3:1\n0 4:1 5:1 6:1\n")
+    line = one_line_error(eval_main, ["--model", str(bundle_dir), "--data", str(data)], capsys)
+    assert line == (f"afm-eval: {data}: rows hold 3 fields, the model takes 6: "
+                    "is this the data the model was trained on?")
+    missing = tmp_path / "missing.libfm"
+    line = one_line_error(eval_main, ["--model", str(bundle_dir), "--data", str(missing)], capsys)
+    assert line == f"afm-eval: cannot read {missing}: No such file or directory"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"instance": {"f0": "v1"}, "label": 1}\n{"instance": {}}\n')
+    line = one_line_error(eval_main, ["--model", str(bundle_dir), "--data", str(rows)], capsys)
+    assert line.startswith(f"afm-eval: {rows} line 2: each line must be")
+
+
+def test_eval_tells_a_schema_from_its_suffix(bundle_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    schema = tmp_path / "schema.toml"
+    schema.write_text('main = "rows.tsv"\n')
+    assert data_format(str(schema), None) == "tabular"
+    assert data_format("x/valid.libfm", None) == "libfm" and data_format("x.jsonl", None) == "jsonl"
+    assert data_format("x/ratings.txt", None) == "libfm"
+    line = one_line_error(eval_main, ["--model", str(bundle_dir), "--data", str(schema),
+                                      "--format", "libfm"], capsys)
+    assert line == (f"afm-eval: {schema} is a TOML file, i.e. a tabular schema: use --format "
+                    "tabular (or leave --format out)")
+
+
+def test_cli_errors_print_no_traceback_unless_debug(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "training.cli", "--config", "nope.toml", "--out", str(tmp_path)]
+    plain = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().splitlines() == [
+        "afm-train: no config file nope.toml: --config takes a TOML run config, e.g. "
+        "configs/synthetic-afm.toml"]
+    debug = subprocess.run([*command, "--debug"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "UsageError" in debug.stderr
