@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.manifest import Task
 
@@ -15,8 +15,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
+class CriteoOptions(_Section):
+    """`[data.criteo]`: how Criteo-format logs (label, I1..I13, C1..C26) are read and encoded."""
+
+    delimiter: str = Field(default="\t", min_length=1, max_length=1)
+    """Column separator: tab in Criteo's logs, "," in DeepCTR's sample."""
+    header: bool = False
+    """Whether the first line names the columns (it is skipped; columns are taken by position)."""
+    integers: Literal["log_buckets", "numeric"] = "log_buckets"
+    """I1..I13: categorical buckets of floor(ln(x)^2) for x > 2 and x itself below (the Kaggle
+    winners' transform), or one numeric feature each, standardised on the training data."""
+    missing: Literal["learned", "empty"] = "learned"
+    """An empty column: its field's own learned index, or no entry (the field is left out)."""
+    hash_buckets: int = Field(default=0, ge=0)
+    """C1..C26: indices per field for values under min_count, by crc32(value) % n (0: one OOV index)."""
+    keep_dropped: bool = False
+    """Retraining from a previous bundle: keep old values that fell under min_count in the vocabulary."""
+    rows_per_shard: int = Field(default=1 << 19, ge=1)
+    """Rows per encoded shard on disk."""
+    block_bytes: int = Field(default=1 << 24, ge=1 << 16)
+    """Bytes of text the CSV reader parses at a time (memory is bounded by this and the vocabulary)."""
+
+
 class DataConfig(_Section):
-    format: Literal["libfm", "tabular", "synthetic"]
+    format: Literal["libfm", "tabular", "synthetic", "criteo"]
     train: str = ""
     """Training file (libfm) or the tabular schema file (tabular)."""
     validation: str = ""
@@ -30,6 +52,18 @@ class DataConfig(_Section):
     """Values seen fewer times in training map to the field's out-of-vocabulary index."""
     synthetic: dict[str, Any] = Field(default_factory=dict)
     """Generator settings for format = synthetic (see training.synthetic.SyntheticSpec)."""
+    criteo: CriteoOptions = CriteoOptions()
+    """Reading and encoding options for format = criteo."""
+    cache_dir: str = ".cache/afm-data"
+    """Where encoded shards are kept and reused while the raw files and settings are unchanged."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _criteo_min_count(cls, raw: Any) -> Any:
+        """Criteo logs default to min_count = 10 (the usual setting), the other formats to 1."""
+        if isinstance(raw, dict) and raw.get("format") == "criteo" and "min_count" not in raw:
+            return {**raw, "min_count": 10}
+        return raw
 
 
 class ModelSection(_Section):
@@ -57,6 +91,12 @@ class TrainSection(_Section):
     init_from: str = ""
     """A finished FM run directory to start from instead of training `pretrain` again."""
     eval_batch_size: int = Field(default=16384, ge=1)
+    shuffle_buffer: int = Field(default=1 << 20, ge=1)
+    """Rows shuffled together: whole shards, in a new order each epoch, up to this many rows."""
+    checkpoint_every_steps: int = Field(default=0, ge=0)
+    """Write the training state every this many steps (0: off); also after every epoch."""
+    checkpoint_every_minutes: float = Field(default=10.0, ge=0.0)
+    """... and every this many minutes of training (0: off)."""
 
 
 class RunConfig(_Section):
@@ -68,9 +108,35 @@ class RunConfig(_Section):
     train: TrainSection = TrainSection()
     source: str = ""
     """Where the config was read from (filled in by `load_config`)."""
+    overrides: list[str] = Field(default_factory=list)
+    """The `--set` overrides it was read with (filled in by `load_config`)."""
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed: the config, wherever it was read from."""
+        return self.model_dump(exclude={"source", "overrides"})
+
+    def pretrain_overrides(self) -> list[str]:
+        """The overrides that reach the FM this AFM is pretrained from: `pretrain.KEY=VALUE`,
+        and the plain ones that shape the whole run (data, embedding size, seed, epochs, ...)."""
+        chosen = []
+        for override in self.overrides:
+            key = override.partition("=")[0].strip()
+            if key.startswith(PRETRAIN_PREFIX):
+                chosen.append(override.strip()[len(PRETRAIN_PREFIX):])
+            elif key.startswith(SHARED_WITH_PRETRAIN):
+                chosen.append(override)
+        return chosen
+
+
+PRETRAIN_PREFIX = "pretrain."
+SHARED_WITH_PRETRAIN = (
+    "data.", "seed", "model.embed_dim", "train.epochs", "train.patience", "train.batch_size",
+    "train.eval_batch_size", "train.shuffle_buffer", "train.checkpoint_",
+)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """`overrides` are `key=value`; `pretrain.key=value` ones only reach the pretraining FM."""
     path = Path(path)
     with path.open("rb") as f:
         raw = tomllib.load(f)
@@ -78,8 +144,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         key, sep, value = override.partition("=")
         if not sep or not key:
             raise ValueError(f"override must look like key=value, got {override!r}")
-        _set(raw, key.strip().split("."), _parse_value(value.strip()))
+        if not key.strip().startswith(PRETRAIN_PREFIX):
+            _set(raw, key.strip().split("."), _parse_value(value.strip()))
     raw["source"] = str(path)
+    raw["overrides"] = list(overrides or [])
     return RunConfig.model_validate(raw)
 
 

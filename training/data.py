@@ -15,7 +15,7 @@ from model.manifest import DataFingerprint, Task
 
 @dataclass
 class Dataset:
-    indices: np.ndarray  # (N, F, L) int64
+    indices: np.ndarray  # (N, F, L) int64, or int32 as read from shards
     weights: np.ndarray  # (N, F, L) float32
     labels: np.ndarray  # (N,) float32: the target (regression) or 0/1 (binary)
     oov: int = 0  # how many values mapped to an out-of-vocabulary index

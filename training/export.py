@@ -24,10 +24,11 @@ from model.manifest import (
     Task,
     sha256_file,
 )
-from training.data import Dataset
+from training.shards import Shards
 
 log = logging.getLogger(__name__)
 OPSET = 17
+IMPORTANCE_ROWS = 1 << 20
 
 
 class _Explaining(nn.Module):
@@ -64,16 +65,21 @@ def export_onnx(model: PairModel, space: FeatureSpace, path: Path) -> None:
 
 @torch.no_grad()
 def pair_importance(
-    model: PairModel, space: FeatureSpace, data: Dataset, batch_size: int = 16384
+    model: PairModel, space: FeatureSpace, data: Shards, batch_size: int = 16384,
+    max_rows: int = IMPORTANCE_ROWS,
 ) -> list[PairImportance]:
-    """Mean attention and mean |contribution| per field pair, over the instances holding it."""
+    """Mean attention and mean |contribution| per field pair, over the instances holding it
+    (the first `max_rows` rows of `data`)."""
     model.eval()
     attention_sum = np.zeros(len(space.pairs))
     contribution_sum = np.zeros(len(space.pairs))
     count = np.zeros(len(space.pairs))
-    for start in range(0, len(data), batch_size):
-        indices = torch.from_numpy(data.indices[start : start + batch_size])
-        weights = torch.from_numpy(data.weights[start : start + batch_size])
+    for chunk in data.chunks(batch_size):
+        if max_rows <= 0:
+            break
+        max_rows -= len(chunk)
+        indices = torch.from_numpy(chunk.indices.astype(np.int64))
+        weights = torch.from_numpy(chunk.weights)
         explanation = model.explain(indices, weights)
         present = (weights != 0).any(dim=2)
         rows, cols = model.pairs.rows, model.pairs.cols
@@ -102,7 +108,7 @@ def write_bundle(
     version: str,
     task: Task,
     label_range: tuple[float, float],
-    validation: Dataset,
+    validation: Shards,
     training: dict[str, Any],
     data: dict[str, DataFingerprint],
     metrics: dict[str, float],

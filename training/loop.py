@@ -1,88 +1,93 @@
-"""The training loop in the open: one epoch, evaluation, early stopping, fit."""
+"""The training loop in the open: one epoch, evaluation, early stopping, fit.
+
+Data-parallel under torchrun (`training.distributed`): every rank reads its own rows,
+DistributedDataParallel averages the gradients, rank 0 evaluates and writes checkpoints,
+and every rank follows rank 0's early-stopping decision.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model.afm import AFM, PairModel
 from model.manifest import Task
+from training import checkpoint
 from training.config import TrainSection
-from training.data import Dataset
+from training.distributed import Context, from_main, total
 from training.metrics import MONITOR, evaluate_scores, is_better
 from training.optim import loss_function, make_optimizer
+from training.shards import Batch, Reading, Shards
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Tensors:
-    """A dataset as torch tensors, converted once (numpy memory is shared)."""
+class EpochProgress:
+    """Where an epoch is: batches done and the running loss (saved in checkpoints)."""
 
-    indices: torch.Tensor
-    weights: torch.Tensor
-    labels: torch.Tensor
-
-    @classmethod
-    def of(cls, data: Dataset) -> Tensors:
-        return cls(
-            torch.from_numpy(data.indices), torch.from_numpy(data.weights), torch.from_numpy(data.labels)
-        )
-
-    def __len__(self) -> int:
-        return len(self.labels)
+    step: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
 
 
 def train_one_epoch(
-    model: PairModel,
-    data: Tensors,
+    model: nn.Module,
+    batches: Iterable[Batch],
     optimizer: torch.optim.Optimizer,
     task: Task,
     cfg: TrainSection,
-    generator: torch.Generator,
-    progress: str = "",
-) -> float:
-    """One pass in a random order; returns the mean training loss (without the L2 term)."""
+    progress: EpochProgress,
+    after_step: Callable[[], None] = lambda: None,
+) -> None:
+    """One pass over `batches`, adding to `progress` (the training loss without the L2 term)."""
     model.train()
     criterion = loss_function(task)
-    order = torch.randperm(len(data), generator=generator)
-    total, seen = 0.0, 0
-    batches = tqdm(order.split(cfg.batch_size), desc=progress, leave=False, disable=None)
+    regularised = _unwrap(model)
     for batch in batches:
-        scores = model(data.indices[batch], data.weights[batch])
-        loss = criterion(scores, data.labels[batch])
+        loss = criterion(model(batch.indices, batch.weights), batch.labels)
         objective = loss
-        if cfg.attention_l2 > 0 and isinstance(model, AFM):
-            objective = loss + cfg.attention_l2 * model.attention_l2()
+        if cfg.attention_l2 > 0 and isinstance(regularised, AFM):
+            objective = loss + cfg.attention_l2 * regularised.attention_l2()
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
-        seen += len(batch)
-    return total / max(seen, 1)
+        progress.step += 1
+        progress.loss_sum += loss.item() * len(batch.labels)
+        progress.seen += len(batch.labels)
+        after_step()
 
 
 @torch.no_grad()
-def predict(model: PairModel, data: Tensors, batch_size: int) -> np.ndarray:
+def predict(model: PairModel, data: Shards, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> scores and labels of every row, in order."""
     model.eval()
-    parts = [
-        model(data.indices[i : i + batch_size], data.weights[i : i + batch_size])
-        for i in range(0, len(data), batch_size)
-    ]
-    return torch.cat(parts).numpy()
+    scores, labels = [], []
+    for chunk in data.chunks(batch_size):
+        indices = torch.from_numpy(chunk.indices.astype(np.int64))
+        scores.append(model(indices, torch.from_numpy(chunk.weights)).numpy())
+        labels.append(chunk.labels)
+    if not scores:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(scores), np.concatenate(labels)
 
 
 def evaluate(
-    model: PairModel, data: Tensors, task: Task, label_range: tuple[float, float], batch_size: int
+    model: PairModel, data: Shards, task: Task, label_range: tuple[float, float], batch_size: int
 ) -> dict[str, float]:
-    return evaluate_scores(task, data.labels.numpy(), predict(model, data, batch_size), label_range)
+    scores, labels = predict(model, data, batch_size)
+    return evaluate_scores(task, labels, scores, label_range)
 
 
 @dataclass
@@ -115,32 +120,93 @@ class FitResult:
     seconds: float = 0.0
 
 
+@dataclass
+class Checkpointing:
+    """When to write the training state, and where (rank 0 only)."""
+
+    directory: Path
+    every_steps: int
+    every_seconds: float
+    config: dict[str, Any]
+    last: float = field(default_factory=time.monotonic)
+
+    def due(self, global_step: int) -> bool:
+        if self.every_steps and global_step % self.every_steps == 0:
+            return True
+        return bool(self.every_seconds) and time.monotonic() - self.last >= self.every_seconds
+
+
 def fit(
     model: PairModel,
-    train: Dataset,
-    validation: Dataset,
+    train: Shards,
+    validation: Shards,
     task: Task,
     label_range: tuple[float, float],
     cfg: TrainSection,
     seed: int,
+    context: Context,
+    checkpoints: Checkpointing,
 ) -> FitResult:
-    """Train with early stopping on the validation metric; the best epoch's weights are
-    loaded back into `model` before returning."""
-    generator = torch.Generator().manual_seed(seed)
-    train_t, valid_t = Tensors.of(train), Tensors.of(validation)
+    """Train with early stopping on the validation metric, resuming from the newest checkpoint
+    in `checkpoints.directory` if there is one; the best epoch's weights are loaded back into
+    `model` before returning."""
+    trained: nn.Module = DistributedDataParallel(model) if context.distributed else model
     optimizer = make_optimizer(model, cfg)
+    reading = Reading(batch_size=max(cfg.batch_size // context.world_size, 1), seed=seed,
+                      rank=context.rank, world_size=context.world_size, buffer_rows=cfg.shuffle_buffer)
+    steps = train.steps(reading)
     monitor, _ = MONITOR[task]
     stopping = EarlyStopping(task, cfg.patience)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())
+    start_epoch, progress = 1, EpochProgress()
+    state = checkpoint.latest(checkpoints.directory)
+    if state is not None:
+        _check_resumable(state, checkpoints.config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        stopping = EarlyStopping(**state["stopping"])
+        best_state, result.history = state["best_model"], state["history"]
+        result.best_metrics = state["best_metrics"]
+        start_epoch, progress = state["epoch"], EpochProgress(**state["progress"])
+    if state is not None and context.is_main:
+        torch.set_rng_state(state["rng"])  # rank 0's dropout masks go on as if never stopped
+    else:
+        torch.manual_seed(seed + 7919 * context.rank + start_epoch * 104729 + progress.step)
+    log.info("%d rows, %d per step (%d per process x %d), %d steps per epoch, lr %g",
+             len(train), reading.batch_size * context.world_size, reading.batch_size,
+             context.world_size, steps, cfg.lr)
+
+    def save(epoch: int, epoch_progress: EpochProgress) -> None:
+        if not context.is_main:
+            return
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                 "step": epoch_progress.step, "progress": asdict(epoch_progress),
+                 "stopping": asdict(stopping), "best_model": best_state, "history": result.history,
+                 "best_metrics": result.best_metrics, "rng": torch.get_rng_state(),
+                 "config": checkpoints.config, "world_size": context.world_size}
+        checkpoint.save(checkpoints.directory, state, (epoch - 1) * steps + epoch_progress.step)
+        checkpoints.last = time.monotonic()
+
     started = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start_epoch, cfg.epochs + 1):
         tick = time.perf_counter()
-        loss = train_one_epoch(model, train_t, optimizer, task, cfg, generator, f"epoch {epoch}")
+        batches = train.batches(reading, epoch, skip=progress.step)
+        bar = tqdm(batches, total=steps - progress.step, desc=f"epoch {epoch}/{cfg.epochs}",
+                   leave=False, disable=None if context.is_main else True)
+
+        def after_step(epoch: int = epoch, current: EpochProgress = progress) -> None:
+            if checkpoints.due((epoch - 1) * steps + current.step) and current.step < steps:
+                save(epoch, current)
+
+        train_one_epoch(trained, bar, optimizer, task, cfg, progress, after_step)
         train_seconds = time.perf_counter() - tick
-        metrics = evaluate(model, valid_t, task, label_range, cfg.eval_batch_size)
-        row = {"epoch": epoch, "train_loss": loss, "train_seconds": train_seconds,
-               "samples_per_second": len(train) / train_seconds,
+        loss_sum, seen = total(context, progress.loss_sum, progress.seen)
+        metrics = evaluate(model, validation, task, label_range, cfg.eval_batch_size) \
+            if context.is_main else {}
+        metrics = from_main(context, metrics)
+        row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_seconds": train_seconds,
+               "samples_per_second": seen / train_seconds,
                **{f"validation_{k}": v for k, v in metrics.items()}}
         result.history.append(row)
         improved = stopping.update(epoch, metrics[monitor])
@@ -148,14 +214,29 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
             result.best_metrics = metrics
         log.info(
-            "epoch %d  loss %.5f  validation %s  %.1fs (%.0f samples/s)%s",
-            epoch, loss, " ".join(f"{k} {v:.5f}" for k, v in metrics.items()),
-            train_seconds, len(train) / train_seconds, "  *" if improved else "",
+            "epoch %d/%d  loss %.5f  validation %s  %.1fs (%.0f samples/s)%s",
+            epoch, cfg.epochs, row["train_loss"], " ".join(f"{k} {v:.5f}" for k, v in metrics.items()),
+            train_seconds, row["samples_per_second"], "  *" if improved else "",
         )
+        progress = EpochProgress()
         if stopping.should_stop:
             log.info("no better %s for %d epochs: stopping", monitor, cfg.patience)
             break
+        save(epoch + 1, progress)
     model.load_state_dict(best_state)
     result.best_epoch = stopping.best_epoch
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _check_resumable(state: dict[str, Any], config: dict[str, Any]) -> None:
+    if state["config"] != config:
+        changed = sorted(k for k in {*config, *state["config"]} if config.get(k) != state["config"].get(k))
+        raise checkpoint.CheckpointError(
+            f"the checkpoint was written by another config (sections {', '.join(changed)} differ): "
+            "train into another --out directory, or pass --fresh to start over"
+        )
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model

@@ -1,9 +1,10 @@
-"""One training run: data -> model -> fit -> checkpoint, history, plots, bundle."""
+"""One training run: data -> shards -> model -> fit -> checkpoint, history, plots, bundle."""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,26 +13,61 @@ import torch
 
 from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm
 from model.features import FeatureSpace
-from model.manifest import Manifest
+from model.manifest import DataFingerprint, Manifest
 from training import libfm, synthetic
 from training.config import RunConfig, load_config
-from training.data import Dataset, Splits, binary_labels, fingerprint
+from training.data import Splits, binary_labels, fingerprint
+from training.distributed import Context, barrier
 from training.export import write_bundle
-from training.loop import fit
+from training.loop import Checkpointing, FitResult, fit
 from training.plots import save_plots
+from training.shards import Shards, cached, write_dataset
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINTS = "checkpoints"
+PRETRAIN = "pretrain"
 
 
 @dataclass
 class Prepared:
     space: FeatureSpace
-    splits: Splits
+    train: Shards
+    validation: Shards
+    fingerprints: dict[str, DataFingerprint]
     label_range: tuple[float, float]
 
 
 def prepare_data(cfg: RunConfig) -> Prepared:
+    """Every format as shard sets in the data cache, encoded once and reused."""
+    data = cfg.data
+    cache = Path(data.cache_dir)
+    if data.format == "criteo":
+        from training import criteo
+
+        ready = criteo.prepare(data, cache)
+        space, train, validation, prints = ready.space, ready.train, ready.validation, ready.fingerprints
+    else:
+        space, splits = _read_in_memory(cfg)
+        hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
+        key = {"data": data.model_dump(), "fingerprints": hashes}
+
+        def build(directory: Path) -> None:
+            write_dataset(directory / "train", splits.train)
+            write_dataset(directory / "validation", splits.validation)
+            (directory / "space.json").write_text(json.dumps([f.model_dump() for f in space.fields]))
+
+        directory = cached(cache, key, build)
+        train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")
+        prints = splits.fingerprints
+    log.info(
+        "data: %d train, %d validation rows; %d fields, %d features; %d validation values out of vocabulary",
+        len(train), len(validation), space.num_fields, space.num_features, validation.oov,
+    )
+    return Prepared(space, train, validation, prints, _label_range(train, data.task))
+
+
+def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
     data = cfg.data
     if data.format == "libfm":
         train_rows, valid_rows = libfm.read_libfm(data.train), libfm.read_libfm(data.validation)
@@ -42,27 +78,24 @@ def prepare_data(cfg: RunConfig) -> Prepared:
             "train": fingerprint(data.train, len(train)),
             "validation": fingerprint(data.validation, len(validation)),
         }
-        splits = Splits(train, validation, prints)
-    elif data.format == "tabular":
+        return space, Splits(train, validation, prints)
+    if data.format == "tabular":
         from training import tabular
 
-        space, splits = tabular.load(data)
-    else:
-        spec = synthetic.SyntheticSpec.model_validate(data.synthetic)
-        space, train, validation = synthetic.datasets(spec)
-        splits = Splits(train, validation, {})
-    log.info(
-        "data: %d train, %d validation rows; %d fields, %d features; %d validation values out of vocabulary",
-        len(splits.train), len(splits.validation), space.num_fields, space.num_features,
-        splits.validation.oov,
-    )
-    return Prepared(space, splits, _label_range(splits.train, data.task))
+        return tabular.load(data)
+    spec = synthetic.SyntheticSpec.model_validate(data.synthetic)
+    space, train, validation = synthetic.datasets(spec)
+    return space, Splits(train, validation, {})
 
 
-def _label_range(train: Dataset, task: str) -> tuple[float, float]:
+def _label_range(train: Shards, task: str) -> tuple[float, float]:
     if task == "binary":
         return (0.0, 1.0)
-    return (float(train.labels.min()), float(train.labels.max()))
+    low, high = np.inf, -np.inf
+    for k in range(len(train.sizes)):
+        labels = train.shard(k).labels
+        low, high = min(low, float(labels.min())), max(high, float(labels.max()))
+    return (low, high)
 
 
 def model_config(cfg: RunConfig, space: FeatureSpace) -> ModelConfig:
@@ -78,32 +111,56 @@ def load_checkpoint(run_dir: Path) -> PairModel:
     return model
 
 
-def _start_from_fm(model: AFM, cfg: RunConfig, out: Path) -> None:
+def _start_from_fm(model: AFM, cfg: RunConfig, out: Path, context: Context) -> None:
     if cfg.train.init_from:
         fm = load_checkpoint(Path(cfg.train.init_from))
     else:
-        fm_config = load_config(Path(cfg.source).parent / cfg.train.pretrain)
-        log.info("paper protocol: training the FM of %s first", fm_config.source)
-        run(fm_config, out / "pretrain")
-        fm = load_checkpoint(out / "pretrain")
+        pretrain_dir = out / PRETRAIN
+        if (pretrain_dir / CHECKPOINT).is_file() and not (pretrain_dir / CHECKPOINTS).exists():
+            log.info("paper protocol: reusing the finished FM in %s", pretrain_dir)
+        else:
+            fm_config = load_config(Path(cfg.source).parent / cfg.train.pretrain, cfg.pretrain_overrides())
+            log.info("paper protocol: training the FM of %s first", fm_config.source)
+            run(fm_config, pretrain_dir, context)
+        fm = load_checkpoint(pretrain_dir)
     if not isinstance(fm, FM):
         raise ValueError(f"AFM starts from an FM, got a {fm.config.kind} checkpoint")
     init_from_fm(model, fm)
 
 
-def run(cfg: RunConfig, out: Path) -> Manifest:
+def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool = False) -> Manifest:
+    """Train `cfg` into the run directory `out`, resuming a run killed there unless `fresh`.
+    Under torchrun every rank calls this; rank 0 writes and every rank returns the manifest."""
+    context = context or Context()
     out.mkdir(parents=True, exist_ok=True)
+    if fresh and context.is_main:
+        for stale in (out / CHECKPOINTS, out / PRETRAIN / CHECKPOINTS):
+            shutil.rmtree(stale, ignore_errors=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    prepared = prepare_data(cfg)
+    if context.is_main:
+        prepared = prepare_data(cfg)
+    barrier(context)  # the others find rank 0's shards in the cache
+    if not context.is_main:
+        prepared = prepare_data(cfg)
     model = build_model(model_config(cfg, prepared.space))
     if isinstance(model, AFM) and (cfg.train.pretrain or cfg.train.init_from):
-        _start_from_fm(model, cfg, out)
-    log.info("%s: %d parameters", cfg.name, sum(p.numel() for p in model.parameters()))
-    splits = prepared.splits
-    result = fit(model, splits.train, splits.validation, cfg.data.task, prepared.label_range,
-                 cfg.train, cfg.seed)
+        _start_from_fm(model, cfg, out, context)
+    log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
+             torch.get_num_threads())
+    checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
+                                60 * cfg.train.checkpoint_every_minutes, cfg.identity())
+    result = fit(model, prepared.train, prepared.validation, cfg.data.task, prepared.label_range,
+                 cfg.train, cfg.seed, context, checkpoints)
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
+    if context.is_main:
+        _write_run(out, cfg, model, prepared, result, context)
+    barrier(context)
+    return Manifest.read(out)
+
+
+def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared, result: FitResult,
+               context: Context) -> None:
     torch.save(
         {"model": model.state_dict(), "model_config": model.config.to_dict(),
          "metrics": result.best_metrics, "epoch": result.best_epoch},
@@ -115,9 +172,11 @@ def run(cfg: RunConfig, out: Path) -> Manifest:
          "epochs": result.history}, indent=2))
     manifest = write_bundle(
         out, model, prepared.space, name=cfg.name, version=cfg.version, task=cfg.data.task,
-        label_range=prepared.label_range, validation=splits.validation,
-        training={**cfg.model_dump(), "best_epoch": result.best_epoch},
-        data=splits.fingerprints, metrics=result.best_metrics,
+        label_range=prepared.label_range, validation=prepared.validation,
+        training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
+                  "world_size": context.world_size, "backend": context.backend or "none",
+                  "threads": torch.get_num_threads()},
+        data=prepared.fingerprints, metrics=result.best_metrics,
     )
     save_plots(out, result.history, manifest)
-    return manifest
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume

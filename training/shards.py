@@ -219,12 +219,13 @@ class _Mapped(NamedTuple):
 
 
 def _take(data: _Mapped | Dataset, rows: slice | np.ndarray) -> Dataset:
-    indices = np.asarray(data.indices[rows])
+    """The rows, copied into memory (and so writable, as torch wants)."""
+    indices = np.array(data.indices[rows])
     if data.weights is None:
         weights = (indices != PADDING_INDEX).astype(np.float32)
     else:
-        weights = np.asarray(data.weights[rows])
-    return Dataset(indices, weights, np.asarray(data.labels[rows]))
+        weights = np.array(data.weights[rows])
+    return Dataset(indices, weights, np.array(data.labels[rows]))
 
 
 def _concat(parts: list[Dataset], shape: tuple[int, int]) -> Dataset:

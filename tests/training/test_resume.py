@@ -1,0 +1,88 @@
+"""A killed run resumes from its newest good checkpoint and ends where an unbroken run ends."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.manifest import Manifest
+from tests.helpers import REPO, train_bundle
+from training import checkpoint
+from training.checkpoint import CheckpointError
+
+ARGS = ["train.epochs=12", "train.checkpoint_every_steps=25", "data.synthetic.rows=20000"]
+
+
+def _overrides(cache: Path) -> list[str]:
+    return [*ARGS, f"data.cache_dir={cache}"]
+
+
+def _kill_after_checkpoints(out: Path, cache: Path, count: int) -> None:
+    """Start afm-train and SIGKILL it once `count` checkpoints have been written."""
+    command = [sys.executable, "-m", "training.cli", "--config", str(REPO / "configs" / "synthetic-afm.toml"),
+               "--out", str(out)]
+    for override in _overrides(cache):
+        command += ["--set", override]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while len(list((out / "checkpoints").glob("step-*.pt"))) < count:
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_matches_an_unbroken_one(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    unbroken = train_bundle("synthetic-afm.toml", tmp_path / "unbroken", _overrides(tmp_path / "cache"))
+    _kill_after_checkpoints(tmp_path / "killed", tmp_path / "cache", 2)
+    saved = sorted((tmp_path / "killed" / "checkpoints").glob("step-*.pt"))
+    state = checkpoint.load(saved[-1])
+    assert 0 < state["step"] or state["epoch"] > 1
+    assert not (tmp_path / "killed" / "manifest.json").exists()
+
+    resumed = train_bundle("synthetic-afm.toml", tmp_path / "killed", _overrides(tmp_path / "cache"))
+    assert resumed.metrics["rmse"] == pytest.approx(unbroken.metrics["rmse"], rel=1e-4)
+    assert not (tmp_path / "killed" / "checkpoints").exists()
+    assert Manifest.read(tmp_path / "killed").training["best_epoch"] == unbroken.training["best_epoch"]
+
+
+def test_a_corrupt_checkpoint_is_refused_and_the_previous_one_used(tmp_path: Path) -> None:
+    directory = tmp_path / "checkpoints"
+    good = {"model": {}, "optimizer": {}, "epoch": 2, "step": 5, "config": {}}
+    checkpoint.save(directory, good, step=10)
+    checkpoint.save(directory, {**good, "step": 9}, step=20)
+    newest = directory / "step-0000000020.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # cut short, as a kill mid-write would leave it
+    with pytest.raises(CheckpointError, match="step-0000000020.pt: unreadable"):
+        checkpoint.load(newest)
+    assert checkpoint.latest(directory)["step"] == 5  # type: ignore[index]
+    torch.save({"model": {}}, newest)
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        checkpoint.load(newest)
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path: Path) -> None:
+    for step in range(1, 6):
+        state = {"model": {}, "optimizer": {}, "epoch": 1, "step": step, "config": {}}
+        checkpoint.save(tmp_path, state, step)
+    kept = [p.name for p in sorted(tmp_path.glob("step-*.pt"))]
+    assert kept == ["step-0000000004.pt", "step-0000000005.pt"]
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path: Path) -> None:
+    _kill_after_checkpoints(tmp_path / "run", tmp_path / "cache", 1)
+    with pytest.raises(CheckpointError, match="sections .*model.*differ.*--fresh"):
+        train_bundle("synthetic-afm.toml", tmp_path / "run",
+                     [*_overrides(tmp_path / "cache"), "model.embed_dim=8"])
