@@ -66,15 +66,26 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. train.epochs=5 (repeatable)")
     parser.add_argument("--out", required=True, help="run directory; the bundle is written here")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over instead of resuming from the checkpoints a killed run left in --out")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
     _logging()
-    from training.run import run  # torch is imported only for training
+    from training import distributed  # torch is imported only for training
+    from training.checkpoint import CheckpointError
+    from training.run import run
 
     with _user_errors("afm-train", args.debug):
         cfg = _config(args.config, args.overrides)
-        manifest = run(cfg, Path(args.out))
-    print(json.dumps({"bundle": str(Path(args.out).resolve()), "metrics": manifest.metrics}))
+        context = distributed.start()  # data-parallel when started by torchrun
+        try:
+            manifest = run(cfg, Path(args.out), context, fresh=args.fresh)
+        except CheckpointError as e:
+            raise UsageError(f"cannot resume in {args.out}: {e}") from e
+        finally:
+            distributed.stop(context)
+    if context.is_main:
+        print(json.dumps({"bundle": str(Path(args.out).resolve()), "metrics": manifest.metrics}))
     return 0
 
 
