@@ -54,19 +54,23 @@ def train_one_epoch(
     """One pass over `batches`, adding to `progress` (the training loss without the L2 term)."""
     model.train()
     criterion = loss_function(task)
-    regularised = _unwrap(model)
+    inner = _unwrap(model)
     for batch in batches:
         loss = criterion(model(batch.indices, batch.weights), batch.labels)
-        objective = loss
-        if cfg.attention_l2 > 0 and isinstance(regularised, AFM):
-            objective = loss + cfg.attention_l2 * regularised.attention_l2()
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        (loss + penalty(inner, cfg)).backward()
         optimizer.step()
         progress.step += 1
         progress.loss_sum += loss.item() * len(batch.labels)
         progress.seen += len(batch.labels)
         after_step()
+
+
+def penalty(model: nn.Module, cfg: TrainSection) -> torch.Tensor | float:
+    """The regularisation terms added to a batch's mean loss."""
+    if cfg.attention_l2 > 0 and isinstance(model, AFM):
+        return cfg.attention_l2 * model.attention_l2()
+    return 0.0
 
 
 @torch.no_grad()
@@ -146,10 +150,12 @@ def fit(
     seed: int,
     context: Context,
     checkpoints: Checkpointing,
+    on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None,
 ) -> FitResult:
     """Train with early stopping on the validation metric, resuming from the newest checkpoint
     in `checkpoints.directory` if there is one; the best epoch's weights are loaded back into
-    `model` before returning."""
+    `model` before returning. `on_epoch(epoch, validation metrics)` is called after every
+    epoch (a tuner prunes a trial by raising from it)."""
     trained: nn.Module = DistributedDataParallel(model) if context.distributed else model
     optimizer = make_optimizer(model, cfg)
     reading = Reading(batch_size=max(cfg.batch_size // context.world_size, 1), seed=seed,
@@ -219,6 +225,7 @@ def fit(
             train_seconds, row["samples_per_second"], "  *" if improved else "",
         )
         progress = EpochProgress()
+        on_epoch(epoch, metrics)
         if stopping.should_stop:
             log.info("no better %s for %d epochs: stopping", monitor, cfg.patience)
             break

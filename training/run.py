@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,9 +129,11 @@ def _start_from_fm(model: AFM, cfg: RunConfig, out: Path, context: Context) -> N
     init_from_fm(model, fm)
 
 
-def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool = False) -> Manifest:
+def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool = False,
+        on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None) -> Manifest:
     """Train `cfg` into the run directory `out`, resuming a run killed there unless `fresh`.
-    Under torchrun every rank calls this; rank 0 writes and every rank returns the manifest."""
+    Under torchrun every rank calls this; rank 0 writes and every rank returns the manifest.
+    `on_epoch` sees each epoch's validation metrics (not the pretraining FM's)."""
     context = context or Context()
     out.mkdir(parents=True, exist_ok=True)
     if fresh and context.is_main:
@@ -151,7 +154,7 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
                                 60 * cfg.train.checkpoint_every_minutes, cfg.identity())
     result = fit(model, prepared.train, prepared.validation, cfg.data.task, prepared.label_range,
-                 cfg.train, cfg.seed, context, checkpoints)
+                 cfg.train, cfg.seed, context, checkpoints, on_epoch)
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
     if context.is_main:
         _write_run(out, cfg, model, prepared, result, context)
