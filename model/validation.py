@@ -35,7 +35,9 @@ def describe(errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None 
     if not errors:
         return f"invalid {root}"
     located = [(_user_loc(e), e) for e in errors]
-    loc, first = max(located, key=lambda pair: len(pair[0]))  # deepest: the most specific
+    # The deepest is the most specific; of equals, an unknown key (a typo explains the
+    # missing key that comes with it).
+    loc, first = max(located, key=lambda pair: (len(pair[0]), pair[1].get("type") == "extra_forbidden"))
     if first.get("type") == "json_invalid":
         return f"malformed JSON: {first.get('ctx', {}).get('error', first.get('msg'))}"
     where = _dotted(loc) or root

@@ -13,14 +13,14 @@ from prometheus_client import CollectorRegistry
 from service.errors import install_handlers
 from service.logs import configure_logging
 from service.memory import HeapTrimmer, malloc_trim
-from service.metrics import Metrics, multiprocess_dir, reap_dead_workers
+from service.metrics import Metrics, multiprocess_dir, reap_dead_workers, refresh_process_metrics
 from service.middleware import RequestMiddleware
 from service.responses import ORJSONResponse
-from service.routes import oip, ops, predict
+from service.routes import docs, oip, ops, predict
 from service.routes.body import openapi_components
 from service.routes.oip import server_version
 from service.runtime import Runtime
-from service.schemas import InferenceRequest, PredictRequest
+from service.schemas import EncodeRequest, InferenceRequest, PredictRequest
 from service.settings import Settings
 from service.shared import SharedChoice
 
@@ -44,15 +44,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if multiproc is not None:
             reap_dead_workers(multiproc)
         await runtime.start()
-        following = asyncio.create_task(runtime.follow(FOLLOW_INTERVAL_S)) if shared else None
+        tasks = [asyncio.create_task(runtime.follow(FOLLOW_INTERVAL_S))] if shared else []
+        if multiproc is not None:
+            tasks.append(asyncio.create_task(refresh_process_metrics(metrics.process)))
         yield
-        if following is not None:
-            following.cancel()
+        for task in tasks:
+            task.cancel()
         await runtime.stop()
 
     app = FastAPI(
         title="AFM serving", version=server_version(), description=DESCRIPTION,
         lifespan=lifespan, default_response_class=ORJSONResponse,
+        docs_url=None, redoc_url=None,  # served offline by service.routes.docs
         # The service exports Prometheus metrics; FastAPI's OpenTelemetry hooks cost ~5 us
         # a request even with no provider configured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -64,10 +67,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     # costs ~40 us a request and each route tried before the match ~1 us.
     predict.register(app, runtime)
     oip.register(app, runtime, settings.max_instances)
-    ops.register(app, runtime, registry, multiproc)
+    predict.register_encode(app, runtime)
+    ops.register(app, runtime, registry, multiproc, metrics.process)
     if settings.admin_token is not None:
         ops.register_admin(app, runtime, settings.admin_token.get_secret_value())
-    openapi_components(app, [PredictRequest, InferenceRequest])
+    docs.register(app)
+    openapi_components(app, [PredictRequest, InferenceRequest, EncodeRequest])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
@@ -78,7 +83,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     trimmer = HeapTrimmer(settings.trim_after_bytes, malloc_trim(), metrics.heap_trims)
     app.add_middleware(
         RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-        max_url_bytes=settings.max_url_bytes, trimmer=trimmer,
+        max_url_bytes=settings.max_url_bytes, trimmer=trimmer, routes=app.router.routes,
     )
     return app
 

@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel
 
 from service.schemas import (
+    EncodeResponse,
     ExplainResponse,
     ImportanceResponse,
     ModelMetadata,
@@ -68,6 +69,11 @@ class AFMClient:
     def health(self) -> ReadyStatus:
         """Readiness; raises AFMClientError (503) while no model is loaded."""
         return self._call("GET", "/readyz", ReadyStatus)
+
+    def encode(self, instances: Sequence[Instance]) -> EncodeResponse:
+        """The Open Inference Protocol tensors for these instances (`inputs`), and the
+        model's `infer` route to post `{"inputs": inputs}` to."""
+        return self._call("POST", "/encode", EncodeResponse, json={"instances": list(instances)})
 
     def metadata(self) -> ModelMetadata:
         return self._call("GET", "/metadata", ModelMetadata)

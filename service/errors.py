@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from model.validation import describe
 from service.responses import ORJSONResponse
 from service.schemas import ErrorBody
 
@@ -30,7 +31,9 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    """The request is well-formed HTTP but its content does not fit the model."""
+    """Invalid input, whatever check finds it: malformed JSON, a body that does not match
+    the schema, or values that do not fit the model. Always 400 (as the Open Inference
+    Protocol answers invalid requests), so a client needs one rule for its own mistakes."""
 
     status = 400
 
@@ -59,12 +62,6 @@ class UnsupportedMediaType(ServiceError):
     status = 415
 
 
-class SchemaMismatch(ServiceError):
-    """Well-formed JSON that does not match the request schema."""
-
-    status = 422
-
-
 class ReloadRefused(ServiceError):
     """A bundle failed to load or verify; the model that was serving still is."""
 
@@ -82,14 +79,15 @@ class NotReady(ServiceError):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
-        (400, "Malformed JSON, or input that does not fit the model"),
+        (400, "Invalid input: malformed JSON, a body that does not match the schema, or values "
+              "that do not fit the model"),
         (401, "No bearer token"),
         (403, "Wrong bearer token, or a path outside the models root"),
         (404, "No such model, version or bundle"),
         (413, "Body or batch over the limit"),
         (414, "URL over the limit (AFM_MAX_URL_BYTES)"),
         (415, "Content-Type other than JSON"),
-        (422, "Body that does not match the schema, or a bundle refused by a reload"),
+        (422, "A bundle refused by a reload (the model that was serving still is)"),
         (431, "Request headers over the limit (AFM_MAX_HEADER_BYTES)"),
         (503, "Model not loaded yet"),
     )
@@ -115,14 +113,13 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def describe_validation(exc: RequestValidationError) -> str:
-    """The first validation problem as one line: `body.instances.0.f1: Input should be ...`."""
-    errors = exc.errors()
-    if not errors:
-        return "invalid request"
-    first = errors[0]
-    where = ".".join(str(part) for part in first.get("loc", ()))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first.get('msg', 'invalid')}{more}"
+    """FastAPI's validation errors (query, path, bodies it parses) as one line."""
+    errors = [{**e, "loc": _without_body(tuple(e.get("loc", ())))} for e in exc.errors()]
+    return describe(errors, root="the body")
+
+
+def _without_body(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return loc[1:] if loc[:1] == ("body",) else loc
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
@@ -133,10 +130,7 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
-    status = 400 if malformed else 422
-    message = "malformed JSON body" if malformed else describe_validation(exc)
-    return error_response(status, message)
+    return error_response(InvalidInput.status, describe_validation(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

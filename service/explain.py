@@ -18,6 +18,7 @@ from model.features import Encoded, FieldKind
 PADDING_NAME = ""
 OOV_NAME = "<oov>"
 SMALL_BATCH = 8
+EMPTY_WARNING = "no field present: every field is missing or null, so the score reflects no input"
 
 
 class Explainer:
@@ -40,6 +41,12 @@ class Explainer:
         self._value_list: list[str] = self._value_names.tolist()
         self._pairs = list(space.pairs)
         self._pair_list: list[list[str]] = self._pair_names.tolist()
+        self._empty = space.encode([{}])  # (1, F, L): what an instance with no field encodes to
+
+    def _empty_rows(self, encoded: Encoded) -> np.ndarray:
+        """Rows of instances that hold no field: encoded exactly as `{}` is."""
+        same = (encoded.indices == self._empty.indices) & (encoded.weights == self._empty.weights)
+        return np.flatnonzero(same.all(axis=(1, 2)))
 
     def predictions(
         self, encoded: Encoded, scores: Scores, explain: bool, top_k: int | None = None
@@ -54,6 +61,8 @@ class Explainer:
             {"score": score, self._label: value, "oov": oov.get(row, [])}
             for row, (score, value) in enumerate(zip(scores.score.tolist(), values, strict=True))
         ]
+        for row in self._empty_rows(encoded).tolist():
+            results[row]["warning"] = EMPTY_WARNING
         if explain:
             for result, explanation in zip(
                 results, self._explanations(encoded, scores, top_k), strict=True

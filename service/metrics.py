@@ -7,6 +7,7 @@ whichever worker answers it, reads and sums the files of all workers.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
     multiprocess,
@@ -33,6 +35,7 @@ LATENCY_BUCKETS = (
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 SCORE_BUCKETS = (-10.0, -5.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+PROCESS_REFRESH_S = 5.0
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 
@@ -80,6 +83,7 @@ class Metrics:
             "afm_heap_trims", "Times freed heap went back to the OS after a large request body.",
             registry=registry,
         )
+        self.process = ProcessMetrics(registry, multiprocess_dir() is not None)
 
     def observe_run(self, seconds: float, rows: int) -> None:
         self.run_seconds.observe(seconds)
@@ -95,6 +99,45 @@ class Metrics:
         if before is not None:
             self.model_info.labels(before.name, before.version, before.onnx_sha256).set(0)
         self.model_info.labels(manifest.name, manifest.version, manifest.onnx_sha256).set(1)
+
+
+class ProcessMetrics:
+    """`process_*` metrics (CPU, memory, open files, start time) of this process.
+
+    One process: prometheus_client's ProcessCollector on the registry. Several workers:
+    custom collectors do not work in multiprocess mode (prometheus_client's documentation),
+    so each worker copies ProcessCollector's readings into gauges in "liveall" mode, which
+    export one series per live worker labelled `pid`; `refresh` runs in each worker
+    periodically and in the worker answering a scrape.
+    """
+
+    def __init__(self, registry: CollectorRegistry, multiprocess_mode: bool) -> None:
+        self._reader = ProcessCollector(registry=None if multiprocess_mode else registry)
+        self._gauges: dict[str, Gauge] = {}
+        if multiprocess_mode:
+            for family in self._reader.collect():
+                for sample in family.samples:
+                    self._gauges[sample.name] = Gauge(
+                        sample.name, f"{family.documentation} (this worker)",
+                        registry=registry, multiprocess_mode="liveall",
+                    )
+            self.refresh()
+
+    def refresh(self) -> None:
+        if not self._gauges:
+            return
+        for family in self._reader.collect():
+            for sample in family.samples:
+                gauge = self._gauges.get(sample.name)
+                if gauge is not None:
+                    gauge.set(sample.value)
+
+
+async def refresh_process_metrics(process: ProcessMetrics) -> None:
+    """Run forever in each worker (multiprocess mode): keep its process_* series current."""
+    while True:
+        await asyncio.sleep(PROCESS_REFRESH_S)
+        process.refresh()
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:

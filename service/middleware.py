@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response, url_too_long
@@ -29,8 +30,9 @@ error_log = logging.getLogger("service.errors")
 
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, max_url_bytes: int,
-                 trimmer: HeapTrimmer | None = None) -> None:
+                 trimmer: HeapTrimmer | None = None, routes: list[BaseRoute] | None = None) -> None:
         self.app = app
+        self.routes = routes if routes is not None else []
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.max_url_bytes = max_url_bytes
@@ -61,6 +63,7 @@ class RequestMiddleware:
             await send(message)
 
         tracked = scope["path"] not in UNTRACKED
+        root_path = scope.get("root_path", "")  # a mount changes it while routing
         start = time.perf_counter()
         if tracked:
             self.metrics.in_flight.inc()
@@ -78,7 +81,7 @@ class RequestMiddleware:
         finally:
             if tracked:
                 self.metrics.in_flight.dec()
-                self._record(scope, status, time.perf_counter() - start, request_id)
+                self._record(scope, status, time.perf_counter() - start, request_id, root_path)
             if moved >= self.trim_after_bytes and self.trimmer is not None:
                 self.trimmer.after_request(moved)
 
@@ -123,8 +126,9 @@ class RequestMiddleware:
     def _too_large(self) -> ASGIApp:
         return error_response(413, f"request body larger than {self.max_body_bytes} bytes")
 
-    def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
-        route = scope.get("route")
+    def _record(self, scope: Scope, status: int, seconds: float, request_id: str,
+                root_path: str) -> None:
+        route = scope.get("route") or self._route_of({**scope, "root_path": root_path})
         template = getattr(route, "path", None) or "unmatched"
         key = (template, scope["method"], status)
         children = self._children.get(key)
@@ -145,6 +149,17 @@ class RequestMiddleware:
                     "client": client[0] if client else None,
                 }},
             )
+
+
+    def _route_of(self, scope: Scope) -> BaseRoute | None:
+        """The route a request the app never routed was for: a body refused here (413),
+        or a route that does not record itself in the scope (mounts, FastAPI's
+        /openapi.json). Only such requests pay for this walk."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route
+        return None
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

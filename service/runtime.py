@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from model.bundle import Bundle, BundleError, Scores
-from model.features import FeatureError
+from model.features import Encoded, FeatureError
 from service import describe
 from service.batcher import Batcher
 from service.errors import Forbidden, InvalidInput, NotFound, NotReady, PayloadTooLarge, ReloadRefused
@@ -132,6 +132,15 @@ class Runtime:
     async def predict(
         self, instances: Sequence[Mapping[str, Any]], explain: bool, top_k: int | None = None
     ) -> dict[str, Any]:
+        model, encoded = self.encode(instances)
+        scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
+        _check_scores(scores)
+        self._metrics.observe_scored(scores.score, encoded.oov)
+        results = model.explainer.predictions(encoded, scores, explain, top_k)
+        return {"model": model.ref, "predictions": results}
+
+    def encode(self, instances: Sequence[Mapping[str, Any]]) -> tuple[LoadedModel, Encoded]:
+        """Field values -> the model's input tensors, with the values out of vocabulary."""
         model = self.model
         self._check_batch(len(instances))
         try:  # refuses, naming the field, numbers that overflow float32 once normalised
@@ -139,11 +148,7 @@ class Runtime:
         except FeatureError as e:
             raise InvalidInput(str(e)) from e
         _check_text(encoded.oov)
-        scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
-        _check_scores(scores)
-        self._metrics.observe_scored(scores.score, encoded.oov)
-        results = model.explainer.predictions(encoded, scores, explain, top_k)
-        return {"model": model.ref, "predictions": results}
+        return model, encoded
 
     async def explain(self, instance: Mapping[str, Any]) -> dict[str, Any]:
         """One instance with every pair it holds."""

@@ -72,6 +72,14 @@ class PredictRequest(_Body):
     )
 
 
+class EncodeRequest(_Body):
+    model_config = examples({"instances": [EXAMPLE_INSTANCE]})
+
+    instances: list[dict[str, FieldValue]] = Field(
+        min_length=1, description="Raw instances, as `POST /predict` takes them."
+    )
+
+
 class ModelRef(_Body):
     name: str
     version: str
@@ -114,6 +122,10 @@ class Prediction(_Body):
         default=None, description="Regression tasks: the score clipped to the label range."
     )
     oov: list[OOVValue] = Field(description="Values out of vocabulary (scored as unknown).")
+    warning: str | None = Field(
+        default=None, description="Only on an instance with no field present (every field "
+        "missing or null): its score reflects no input.",
+    )
     explanation: Explanation | None = None
 
 
@@ -165,6 +177,41 @@ class ImportanceResponse(_Body):
     importance: list[PairImportance] = Field(
         description="Field pairs on the validation data, largest mean |contribution| first."
     )
+
+
+class Tensor(_Body):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[int] | list[float] = Field(description="Row-major, flat.")
+
+
+class EncodedOOV(_Body):
+    instance: int
+    field: str
+    value: str
+
+
+class EncodeResponse(_Body):
+    """The Open Inference Protocol inputs for these instances: post `{"inputs": inputs}` to
+    `infer` and the scores are those `POST /predict` gives."""
+
+    model_config = examples({
+        "model": {"name": "synthetic-afm", "version": "1"},
+        "infer": "/v2/models/synthetic-afm/versions/1/infer",
+        "inputs": [
+            {"name": "indices", "shape": [1, 6, 1], "datatype": "INT64",
+             "data": [4, 48, 63, 103, 145, 161]},
+            {"name": "weights", "shape": [1, 6, 1], "datatype": "FP32",
+             "data": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]},
+        ],
+        "oov": [],
+    })
+
+    model: ModelRef
+    infer: str = Field(description="The infer route of the model that encoded them.")
+    inputs: list[Tensor]
+    oov: list[EncodedOOV] = Field(description="Values out of vocabulary (encoded as unknown).")
 
 
 # --- metadata, health, admin -------------------------------------------------------------

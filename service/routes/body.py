@@ -14,8 +14,10 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
-from service.errors import InvalidInput, SchemaMismatch, ServiceError, UnsupportedMediaType
+from model.validation import describe
+from service.errors import InvalidInput, UnsupportedMediaType
 
 Body = TypeVar("Body", bound=BaseModel)
 REF = "#/components/schemas/{model}"
@@ -27,22 +29,27 @@ async def read_json(request: Request, model: type[Body]) -> Body:
         kind = media.partition(";")[0].strip().lower()
         if kind != "application/json" and not kind.endswith("+json"):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {media[:64]!r}")
+    body = await request.body()
+    if b"NaN" in body or b"Infinity" in body:  # a byte search: no cost to other bodies
+        _refuse_non_finite(body)
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(body)
     except ValidationError as e:
-        raise _problem(e) from e
+        raise InvalidInput(describe(e.errors(include_url=False), model, "the body")) from e
 
 
-def _problem(error: ValidationError) -> ServiceError:
-    errors = error.errors(include_url=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return InvalidInput(f"malformed JSON body: {first['msg'].removeprefix('Invalid JSON: ')}")
-    # A union reports one error per member; the deepest one is the most telling.
-    first = max(errors, key=lambda e: len(e["loc"]))
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return SchemaMismatch(f"{where}: {first['msg']}{more}")
+def _refuse_non_finite(body: bytes) -> None:
+    """JSON has no NaN or Infinity, but pydantic's parser (like Python's) takes them: refuse
+    them by name. Only bodies holding those words pay for these parses."""
+    try:
+        from_json(body, allow_inf_nan=False)
+    except ValueError as e:
+        try:
+            from_json(body)
+        except ValueError:
+            return  # malformed anyway: the validation error says where
+        raise InvalidInput(f"malformed JSON: NaN and infinities are not allowed (JSON numbers "
+                           f"must be finite): {e}") from e
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -59,6 +66,7 @@ def openapi_components(app: FastAPI, models: list[type[BaseModel]]) -> None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
+            _drop_fastapi_422(schema)
             for model in models:
                 definition = model.model_json_schema(ref_template=REF)
                 components.update(definition.pop("$defs", {}))
@@ -67,3 +75,16 @@ def openapi_components(app: FastAPI, models: list[type[BaseModel]]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drop_fastapi_422(schema: dict[str, Any]) -> None:
+    """FastAPI documents a 422 for every route it validates; this service answers invalid
+    input with 400 (`service.errors.InvalidInput`), which the routes document themselves."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                del responses["422"]
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)

@@ -65,7 +65,8 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
         runtime.model  # noqa: B018 (raises NotReady -> 503)
         return Response(status_code=200)
 
-    meta: dict[str, Any] = {"tags": TAGS, "response_model": OIPModelMetadata, "responses": ERROR_RESPONSES}
+    meta: dict[str, Any] = {"tags": TAGS, "response_model": OIPModelMetadata,
+                            "responses": {404: ERROR_RESPONSES[404], 503: ERROR_RESPONSES[503]}}
 
     @app.get("/v2/models/{name}", **meta)
     @app.get("/v2/models/{name}/versions/{model_version}", **meta)
@@ -81,8 +82,10 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
         served(name, model_version)
         return Response(status_code=200)
 
-    infer_meta: dict[str, Any] = {"tags": TAGS, "response_model": InferenceResponse,
-                  "responses": ERROR_RESPONSES, "openapi_extra": json_body(InferenceRequest)}
+    infer_meta: dict[str, Any] = {
+        "tags": TAGS, "response_model": InferenceResponse, "openapi_extra": json_body(InferenceRequest),
+        "responses": {s: ERROR_RESPONSES[s] for s in (400, 404, 413, 415, 503)},
+    }
 
     @app.post("/v2/models/{name}/infer", **infer_meta)
     @app.post("/v2/models/{name}/versions/{model_version}/infer", **infer_meta)

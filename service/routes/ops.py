@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 
 from service.errors import ERROR_RESPONSES, Forbidden, Unauthorized
-from service.metrics import CONTENT_TYPE, exposition
+from service.metrics import CONTENT_TYPE, ProcessMetrics, exposition
 from service.responses import ORJSONResponse
 from service.runtime import Runtime
 from service.schemas import ModelMetadata, ReadyStatus, ReloadRequest, ReloadResponse, Status
@@ -21,7 +21,8 @@ TAGS: list[str | Enum] = ["operations"]
 
 
 def register(
-    app: FastAPI, runtime: Runtime, registry: CollectorRegistry, multiproc: Path | None
+    app: FastAPI, runtime: Runtime, registry: CollectorRegistry, multiproc: Path | None,
+    process: ProcessMetrics,
 ) -> None:
 
     @app.get("/healthz", tags=TAGS, response_model=Status)
@@ -44,7 +45,9 @@ def register(
     @app.get("/metrics", tags=TAGS, response_class=Response,
              responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}})
     async def metrics() -> Response:
-        """Prometheus text format; with several workers, the sum over all of them."""
+        """Prometheus text format; with several workers, the sum over all of them (and each
+        worker's own process_* series, labelled pid)."""
+        process.refresh()
         return Response(exposition(registry, multiproc), media_type=CONTENT_TYPE)
 
     @app.get("/metadata", tags=TAGS, response_model=ModelMetadata, responses=unready)

@@ -1,4 +1,4 @@
-"""POST /predict and GET /explain."""
+"""POST /predict, GET /explain and POST /encode (field values -> the model's tensors)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from model.features import FeatureSpace, FieldKind
+from model.features import Encoded, FeatureSpace, FieldKind
 from service.errors import ERROR_RESPONSES, InvalidInput
 from service.responses import ORJSONResponse
 from service.routes.body import json_body, read_json
-from service.runtime import Runtime
+from service.runtime import LoadedModel, Runtime
 from service.schemas import (
+    EncodeRequest,
+    EncodeResponse,
     ExplainOptions,
     ExplainResponse,
     ImportanceResponse,
@@ -24,11 +26,11 @@ from service.schemas import (
 
 TAGS: list[str | Enum] = ["predict"]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: ERROR_RESPONSES[status] for status in (400, 413, 415, 422, 503)
+    status: ERROR_RESPONSES[status] for status in (400, 413, 415, 503)
 }
 # A query string is bounded by the URL limit (AFM_MAX_URL_BYTES, 414 in the middleware).
 EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: ERROR_RESPONSES[status] for status in (400, 413, 414, 415, 422, 503)
+    status: ERROR_RESPONSES[status] for status in (400, 413, 414, 415, 503)
 }
 
 
@@ -62,6 +64,30 @@ def register(app: FastAPI, runtime: Runtime) -> None:
             return ORJSONResponse(runtime.importance())
         instance = instance_from_query(runtime.model.bundle.features, items)
         return ORJSONResponse(await runtime.explain(instance))
+
+
+def register_encode(app: FastAPI, runtime: Runtime) -> None:
+    @app.post("/encode", response_model=EncodeResponse, responses=ERRORS,
+              tags=["open inference protocol"], openapi_extra=json_body(EncodeRequest))
+    async def encode(request: Request) -> Response:
+        """Field values -> the `indices` and `weights` tensors the Open Inference Protocol's
+        `infer` takes: the vocabulary lookup, for clients that speak only that protocol."""
+        body = await read_json(request, EncodeRequest)
+        model, encoded = runtime.encode(body.instances)
+        return ORJSONResponse(encode_response(model, encoded))
+
+
+def encode_response(model: LoadedModel, encoded: Encoded) -> dict[str, Any]:
+    ref = model.ref
+    shape = list(encoded.indices.shape)
+    return {
+        "model": ref, "infer": f"/v2/models/{ref['name']}/versions/{ref['version']}/infer",
+        "inputs": [
+            {"name": "indices", "shape": shape, "datatype": "INT64", "data": encoded.indices.ravel()},
+            {"name": "weights", "shape": shape, "datatype": "FP32", "data": encoded.weights.ravel()},
+        ],
+        "oov": [{"instance": row, "field": field, "value": value} for row, field, value in encoded.oov],
+    }
 
 
 def instance_from_query(space: FeatureSpace, items: list[tuple[str, str]]) -> dict[str, Any]:

@@ -30,22 +30,23 @@ PREDICT_CASES = [
     ("", 400, "malformed JSON"),
     ("[" * 10_000 + "]" * 10_000, 400, "malformed JSON"),
     ('{"instances": [{"f0": "\\ud800"}]}', 400, "malformed JSON"),
-    ('"just a string"', 422, "object"),
-    ('{"instances": {"f0": "v1"}}', 422, "instances"),
-    ('{"instances": []}', 422, "instances"),
-    ('{"instances": [{"f0": "v1"}], "extra": 1}', 422, "extra"),
-    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": 0}}', 422, "top_k"),
-    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": -3}}', 422, "top_k"),
-    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": 10000000}}', 422, "top_k"),
-    ('{"instances": [{"f0": "v1"}], "explain": "yes"}', 422, "explain"),
-    ('{"instances": [{"f0": NaN}]}', 400, "'f0'"),
-    ('{"instances": [{"f0": Infinity}]}', 400, "'f0'"),
+    ('"just a string"', 400, "object"),
+    ('{"instances": {"f0": "v1"}}', 400, "instances"),
+    ('{"instances": []}', 400, "instances"),
+    ('{"instances": [{"f0": "v1"}], "extra": 1}', 400, "extra"),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": 0}}', 400, "top_k"),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": -3}}', 400, "top_k"),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": 10000000}}', 400, "top_k"),
+    ('{"instances": [{"f0": "v1"}], "explain": "yes"}', 400, "explain"),
+    ('{"instances": [{"f0": NaN}]}', 400, "NaN and infinities are not allowed"),
+    ('{"instances": [{"f0": Infinity}]}', 400, "NaN and infinities are not allowed"),
+    ('{"instances": [{"f0": "NaN"}]}', 200, ""),  # a string, not a number: an OOV value
     (body([{"nope": "v1"}]), 400, "unknown field 'nope'"),
     (body([{"f0": True}]), 400, "'f0' takes a string or an integer, got bool"),
     (body([{"f0": 1.5}]), 400, "'f0' takes a string or an integer, got float"),
     (body([{"f0": {"a": 1}}]), 400, "'f0'"),
     (body([{"f0": ["v1", "v2"]}]), 400, "'f0'"),
-    (body(["not an object"]), 422, "instances.0"),
+    (body(["not an object"]), 400, "instances.0"),
     (body([INSTANCE] * 1025), 413, "at most 1024 instances"),
 ]
 
@@ -56,7 +57,37 @@ def test_bad_predict_bodies_get_4xx_naming_the_problem(
 ) -> None:
     response = client.post("/predict", content=payload, headers=JSON)
     assert response.status_code == status, response.text
-    assert phrase in response.json()["error"]
+    assert phrase in response.json().get("error", "")
+
+
+# Invalid input is 400 whichever check finds it, in the request's own terms.
+USER_TERMS = [
+    ('{"instances": "abc"}', 'instances must be a valid array, got "abc"'),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": -1}}', "explain.top_k must be at least 1, got -1"),
+    ('{"instances": [{"f0": "v1"}], "explain": {"top_k": 1.5}}',
+     "explain.top_k must be a valid integer, got 1.5"),
+    ('{"instances": [{"f0": "v1"}], "explain": "yes"}',
+     'explain must be a valid boolean or an object, got "yes"'),
+    ('{"instances": [{"f0": "v1"}], "extra": 1}', "unknown key 'extra'"),
+    ('{"instancse": [{"f0": "v1"}]}', "unknown key 'instancse' (did you mean 'instances'?)"),
+    ("[]", "the body must be an object, got an array of 0"),
+    ('{"instances": [{"f0": -Infinity}]}',
+     "malformed JSON: NaN and infinities are not allowed (JSON numbers must be finite)"),
+]
+
+
+@pytest.mark.parametrize(("payload", "message"), USER_TERMS)
+def test_invalid_input_is_400_in_user_terms(client: TestClient, payload: str, message: str) -> None:
+    response = client.post("/predict", content=payload, headers=JSON)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error.startswith(message), error
+    assert "ExplainOptions" not in error and "PredictRequest" not in error
+
+
+def test_oip_and_fastapi_validation_errors_are_400_too(client: TestClient) -> None:
+    response = client.post("/v2/models/synthetic-afm/infer", content='{"inputs": "x"}', headers=JSON)
+    assert response.status_code == 400 and response.json()["error"].startswith("inputs must be")
 
 
 MIXED_CASES = [

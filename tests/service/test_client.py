@@ -46,3 +46,10 @@ def test_client_raises_the_services_error(afm: AFMClient) -> None:
     with pytest.raises(AFMClientError) as caught:
         afm.reload("wrong-token-0123456789")
     assert caught.value.status == 403
+
+
+def test_client_encodes_for_the_tensor_api(afm: AFMClient) -> None:
+    encoded = afm.encode([INSTANCE, {"f0": "unseen"}])
+    assert [t.name for t in encoded.inputs] == ["indices", "weights"]
+    assert encoded.inputs[0].shape == [2, 6, 1] and encoded.infer.endswith("/infer")
+    assert [(o.instance, o.field, o.value) for o in encoded.oov] == [(1, "f0", "unseen")]

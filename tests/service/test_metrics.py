@@ -8,8 +8,11 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.app import create_app
 from service.metrics import SCORE_BUCKETS, observe_many
-from tests.service.conftest import INSTANCE
+from tests.service.conftest import INSTANCE, SettingsFactory
+
+JSON = {"content-type": "application/json"}
 
 
 def samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -73,6 +76,28 @@ def test_unmatched_paths_share_one_label(client: TestClient) -> None:
         client.get(path)
     table = samples(client)
     assert value(table, "afm_requests_total", route="unmatched", method="GET", status="404") == 3
+
+
+def test_docs_and_refused_bodies_keep_their_route(make_settings: SettingsFactory) -> None:
+    app = create_app(make_settings(max_body_bytes=1024), registry=CollectorRegistry())
+    with TestClient(app) as client:
+        for path in ("/docs", "/openapi.json", "/docs/assets/swagger-ui.css"):
+            assert client.get(path).status_code == 200
+        big = b"x" * 2048
+        assert client.post("/predict", content=big, headers=JSON).status_code == 413
+        assert client.post("/v2/models/m/infer", content=big, headers=JSON).status_code == 413
+        table = samples(client)
+    for route in ("/docs", "/openapi.json", "/docs/assets"):
+        assert value(table, "afm_requests_total", route=route, method="GET", status="200") == 1
+    for route in ("/predict", "/v2/models/{name}/infer"):
+        assert value(table, "afm_requests_total", route=route, method="POST", status="413") == 1
+    assert not any(dict(labels).get("route") == "unmatched" for _, labels in table)
+
+
+def test_a_single_process_exports_its_process_metrics(client: TestClient) -> None:
+    table = samples(client)
+    assert value(table, "process_resident_memory_bytes") > 10e6
+    assert value(table, "process_cpu_seconds_total") > 0 and value(table, "process_open_fds") > 0
 
 
 @pytest.mark.parametrize("count", [3, 500])

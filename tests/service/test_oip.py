@@ -108,13 +108,13 @@ def bad(change: dict[str, Any], which: int = 0) -> dict[str, Any]:
     (bad({"shape": [6, 1], "data": [1] * 6}), 400, "shape [B, 6, 1]"),
     (bad({"shape": [2, 3, 1]}), 400, "shape [B, 6, 1]"),
     (bad({"shape": [100000, 6, 1]}), 413, "over the limit"),
-    (bad({"shape": [-1, 6, 1]}), 422, "shape"),
+    (bad({"shape": [-1, 6, 1]}), 400, "shape"),
     (bad({"name": "other"}), 400, "unknown input 'other'"),
     (bad({"name": "weights", "datatype": "FP32"}), 400, "given twice"),
     ({"inputs": bad({})["inputs"][:1]}, 400, "missing input(s) ['weights']"),
     ({"inputs": bad({})["inputs"], "outputs": [{"name": "nope"}]}, 400, "unknown output(s)"),
-    ({"inputs": []}, 422, "inputs"),
-    ({"id": 5, "inputs": bad({})["inputs"]}, 422, "id"),
+    ({"inputs": []}, 400, "inputs"),
+    ({"id": 5, "inputs": bad({})["inputs"]}, 400, "id"),
 ])
 def test_malformed_tensors_get_4xx(client: TestClient, payload: dict[str, Any], status: int,
                                    phrase: str) -> None:
@@ -128,3 +128,23 @@ def test_infer_on_a_model_not_served_is_404(client: TestClient) -> None:
     assert response.status_code == 404
     response = client.post("/v2/models/synthetic-afm/versions/7/infer", json=bad({}))
     assert response.status_code == 404 and "version 7" in response.json()["error"]
+
+
+def test_encode_gives_the_tensors_infer_takes(client: TestClient, mixed_client: TestClient) -> None:
+    cases = [
+        (client, [INSTANCE, {"f0": "unseen"}, {}], ("f0", "unseen")),
+        (mixed_client, [{"user": "u1", "tags": ["a", "b"], "price": 40.0, "age": 30}, {"tags": ["zz"]}],
+         ("tags", "zz")),
+    ]
+    for http, instances, (field, unknown) in cases:
+        encoded = http.post("/encode", json={"instances": instances})
+        assert encoded.status_code == 200, encoded.text
+        body = encoded.json()
+        assert body["oov"] == [{"instance": 1, "field": field, "value": unknown}]
+        inferred = http.post(body["infer"], json={"inputs": body["inputs"], "outputs": [{"name": "score"}]})
+        assert inferred.status_code == 200, inferred.text
+        predicted = http.post("/predict", json={"instances": instances}).json()["predictions"]
+        np.testing.assert_allclose(inferred.json()["outputs"][0]["data"],
+                                   [p["score"] for p in predicted], rtol=1e-6)
+    refused = client.post("/encode", json={"instances": [{"nope": 1}]})
+    assert refused.status_code == 400 and "unknown field 'nope'" in refused.json()["error"]

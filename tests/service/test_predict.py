@@ -145,3 +145,14 @@ def test_explain_without_parameters_gives_global_importance(client: TestClient,
     assert len(body.importance) == len(manifest.importance) == 15
     sizes = [p.mean_abs_contribution for p in body.importance]
     assert sizes == sorted(sizes, reverse=True)
+
+
+def test_an_instance_with_no_field_is_flagged(client: TestClient, mixed_client: TestClient) -> None:
+    body = {"instances": [INSTANCE, {}, {"f0": None, "f1": None}, {"f0": "unseen"}]}
+    predictions = client.post("/predict", json=body).json()["predictions"]
+    assert ["warning" in p for p in predictions] == [False, True, True, False]
+    assert predictions[1]["warning"].startswith("no field present")
+    assert predictions[1]["score"] == predictions[2]["score"]
+    PredictResponse.model_validate(client.post("/predict", json={"instances": [{}]}).json())
+    assert "warning" in mixed_client.post("/predict", json={"instances": [{"tags": []}]}).json()[
+        "predictions"][0]

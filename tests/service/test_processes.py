@@ -124,6 +124,12 @@ def test_a_scrape_sums_every_worker(bundle_dir: Path, tmp_path: Path) -> None:
             assert count(text, *PREDICTED) == sent
             assert count(text, "afm_instances_scored_total", {}) == sent
             assert count(text, "afm_model_info", {"version": "1"}) == 1
+            # process_* per worker, labelled pid (prometheus_client's multiprocess way)
+            memory = {s.labels["pid"]: s.value for family in text_string_to_metric_families(text)
+                      for s in family.samples if s.name == "process_resident_memory_bytes"}
+            assert len(memory) == 2 and all(v > 10e6 for v in memory.values()), memory
+            assert count(text, "process_cpu_seconds_total", {}) > 0
+            assert count(text, "process_open_fds", {}) > 0
 
 
 def predicted_version(url: str) -> str:

@@ -75,6 +75,14 @@ def test_reload_may_not_leave_the_models_root(admin: TestClient, name: str, stat
     assert served_version(admin) == "1"
 
 
+def test_a_reload_body_that_fastapi_validates_is_400_in_user_terms(admin: TestClient) -> None:
+    response = admin.post("/admin/reload", headers=AUTH, json={"model_dir": 7})
+    assert response.status_code == 400
+    assert response.json()["error"] == "model_dir must be a valid string, got 7"
+    response = admin.post("/admin/reload", headers=AUTH, json={"modeldir": "v2"})
+    assert response.json()["error"] == "unknown key 'modeldir'"
+
+
 def test_reload_refuses_symlinks_out_of_the_root(admin: TestClient, models_root: Path,
                                                  bundle_dir: Path) -> None:
     (models_root / "escape").symlink_to(bundle_dir, target_is_directory=True)
