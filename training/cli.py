@@ -68,15 +68,24 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="run directory; the bundle is written here")
     parser.add_argument("--fresh", action="store_true",
                         help="start over instead of resuming from the checkpoints a killed run left in --out")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="encode the data into the cache (data.cache_dir) and stop, e.g. before "
+                        "a multi-machine run")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
     _logging()
     from training import distributed  # torch is imported only for training
     from training.checkpoint import CheckpointError
-    from training.run import run
+    from training.run import prepare_data, run
 
     with _user_errors("afm-train", args.debug):
         cfg = _config(args.config, args.overrides)
+        if args.prepare_only:
+            prepared = prepare_data(cfg)
+            print(json.dumps({"train": str(prepared.train.directory), "train_rows": len(prepared.train),
+                              "validation": str(prepared.validation.directory),
+                              "validation_rows": len(prepared.validation)}))
+            return 0
         context = distributed.start()  # data-parallel when started by torchrun
         try:
             manifest = run(cfg, Path(args.out), context, fresh=args.fresh)
