@@ -73,11 +73,11 @@ class PairModel(nn.Module):
     def explain(self, indices: torch.Tensor, weights: torch.Tensor) -> Explanation:
         """Score with per-pair attention and contributions; use in eval mode."""
         fields = self.embedding(indices, weights)
-        products, pair_present = self.pairs(fields, _present(weights))
-        attention, contributions = self.pair_terms(products, pair_present)  # (B, P) each
+        products = self.pairs(fields)  # (P, B, K)
+        attention, contributions = self.pair_terms(products, self.pairs.present(_present(weights)))
         field_linear = self.linear(indices, weights)  # (B, F)
-        score = self.linear.bias + field_linear.sum(dim=1) + contributions.sum(dim=1)
-        return Explanation(score, attention, contributions, field_linear)
+        score = self.linear.bias + field_linear.sum(dim=1) + contributions.sum(dim=0)
+        return Explanation(score, attention.t(), contributions.t(), field_linear)
 
     def interaction(self, fields: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -85,7 +85,8 @@ class PairModel(nn.Module):
     def pair_terms(
         self, products: torch.Tensor, pair_present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> attention a_ij (B, P) and signed contributions c_ij (B, P)."""
+        """(P, B, K) products, (P, B) pair mask -> attention a_ij and signed contributions
+        c_ij, (P, B) each."""
         raise NotImplementedError
 
 
@@ -99,7 +100,7 @@ class FM(PairModel):
         self, products: torch.Tensor, pair_present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = pair_present.to(products.dtype)
-        attention = mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+        attention = mask / mask.sum(dim=0, keepdim=True).clamp(min=1.0)
         return attention, products.sum(dim=-1) * mask
 
 
@@ -112,9 +113,8 @@ class AFM(PairModel):
         self.p = nn.Parameter(torch.ones(config.embed_dim))
 
     def interaction(self, fields: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        products, pair_present = self.pairs(fields, present)  # (B, P, K), (B, P)
-        attention = self.attention_dropout(self.attention(products, pair_present))  # (B, P)
-        pooled = (attention.unsqueeze(-1) * products).sum(dim=1)  # (B, K)
+        attention = self.attention(self.pairs(fields), self.pairs.present(present))  # (P, B)
+        pooled = self.pairs.weighted_sum(fields, self.attention_dropout(attention))  # (B, K)
         return self.pair_dropout(pooled) @ self.p
 
     def pair_terms(

@@ -4,6 +4,10 @@ An instance is F fields; a field holds up to L (index, weight) entries into one 
 feature table, and a field's vector is the weighted sum of its entries' embeddings.
 Index 0 is padding (weight 0). Shapes: B batch, F fields, L entries, K embedding size,
 P = F (F - 1) / 2 field pairs, T attention size.
+
+Per-pair tensors are laid out pair-major, (P, B, ...): gathering field rows is then a copy of
+contiguous (B, K) blocks, and its backward pass an add of such blocks rather than a
+scattered `index_put`.
 """
 
 from __future__ import annotations
@@ -44,32 +48,47 @@ class LinearTerm(nn.Module):
 
 
 class PairwiseProducts(nn.Module):
-    """Element-wise products v_i x_i * v_j x_j for every field pair i < j (eq. 2).
+    """Element-wise products v_i x_i * v_j x_j for every field pair i < j (eq. 2), and the
+    pair-weighted sums over them.
 
-    The pair indices are computed once and gathered in one step, so the graph stays
-    small and there is no Python loop over pairs.
+    The pair indices are computed once; there is no Python loop over pairs.
     """
 
     rows: torch.Tensor
     cols: torch.Tensor
+    flat: torch.Tensor
 
     def __init__(self, num_fields: int) -> None:
         super().__init__()
         if num_fields < 2:
             raise ValueError(f"pairwise interactions need at least 2 fields, got {num_fields}")
+        self.num_fields = num_fields
         rows, cols = torch.triu_indices(num_fields, num_fields, offset=1)
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)
+        self.register_buffer("flat", rows * num_fields + cols, persistent=False)
 
     @property
     def num_pairs(self) -> int:
         return int(self.rows.numel())
 
-    def forward(self, fields: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, F, K) field vectors and (B, F) presence -> (B, P, K) products, (B, P) pair mask."""
-        products = fields[:, self.rows] * fields[:, self.cols]  # (B, P, K)
-        pair_present = present[:, self.rows] & present[:, self.cols]  # (B, P)
-        return products, pair_present
+    def forward(self, fields: torch.Tensor) -> torch.Tensor:
+        """(B, F, K) field vectors -> (P, B, K) products, pair-major."""
+        by_field = fields.transpose(0, 1).contiguous()  # (F, B, K)
+        return by_field.index_select(0, self.rows) * by_field.index_select(0, self.cols)
+
+    def present(self, present: torch.Tensor) -> torch.Tensor:
+        """(B, F) field presence -> (P, B): both fields of the pair are in the instance."""
+        by_field = present.t()  # (F, B)
+        return by_field[self.rows] & by_field[self.cols]
+
+    def weighted_sum(self, fields: torch.Tensor, pair_weights: torch.Tensor) -> torch.Tensor:
+        """sum_{i<j} a_ij (v_i * v_j) as sum_i v_i * (A V)_i, A the (B, F, F) upper-triangular
+        matrix of the (P, B) weights: a batched matmul instead of per-pair (B, P, K) tensors."""
+        batch, f = fields.shape[0], self.num_fields
+        matrix = pair_weights.new_zeros(f * f, batch).index_copy(0, self.flat, pair_weights)  # (F*F, B)
+        matrix = matrix.t().reshape(batch, f, f)  # (B, F, F)
+        return (fields * torch.bmm(matrix, fields)).sum(dim=1)  # (B, K)
 
 
 class AttentionNet(nn.Module):
@@ -90,9 +109,9 @@ class AttentionNet(nn.Module):
         nn.init.normal_(self.h.weight, std=1.0 / attention_dim**0.5)
 
     def forward(self, products: torch.Tensor, pair_present: torch.Tensor) -> torch.Tensor:
-        """(B, P, K), (B, P) -> (B, P) weights summing to 1 over the pair axis."""
-        logits = self.h(torch.relu(self.project(products))).squeeze(-1)  # (B, P)
+        """(P, B, K), (P, B) -> (P, B) weights summing to 1 over the pair axis."""
+        logits = self.h(torch.relu(self.project(products))).squeeze(-1)  # (P, B)
         # A large finite negative rather than -inf: an instance with no pair left still
         # gets finite, uniform weights over zero products instead of NaN.
         logits = torch.where(pair_present, logits, torch.full_like(logits, -1e9))
-        return torch.softmax(logits, dim=1)
+        return torch.softmax(logits, dim=0)
