@@ -6,14 +6,22 @@ weights 1 (sum) or 1/n (mean). Numeric: the field's own index, weight = the norm
 value. Bucketised: a numeric value mapped to a categorical bucket.
 
 Layout of the table: index 0 is padding (weight 0); each categorical, multi-valued or
-bucketised field owns an out-of-vocabulary index followed by its vocabulary; a numeric
-field owns one index.
+bucketised field owns an out-of-vocabulary index followed by its vocabulary (or buckets);
+a numeric field owns one index. Two options extend a field's block, in this order after it:
+
+- `missing = "learned"`: an absent, null or empty value takes the field's own "missing"
+  index (weight 1) instead of leaving the field empty; real logs (Criteo) miss values often
+  and the absence itself predicts.
+- `hash_buckets = n` (categorical, multi): a value out of the vocabulary takes one of n
+  indices chosen by crc32 of its UTF-8 bytes (stable across processes and machines, unlike
+  `hash()`), so a new value gets a learned vector; it is still reported as out of vocabulary.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PADDING_INDEX = 0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+MISSING_LABEL = "<missing>"
 
 
 class FieldKind(StrEnum):
@@ -54,9 +63,18 @@ class FieldSpec(BaseModel):
     """Numeric fields: weight = (value - center) / scale, fitted on the training data."""
     boundaries: list[float] = Field(default_factory=list)
     """Bucketised fields: sorted bucket edges; bucket k holds boundaries[k-1] <= v < boundaries[k]."""
+    missing: Literal["empty", "learned"] = "empty"
+    """An absent, null or empty ("") value: no entry (empty), or the field's own index (learned)."""
+    hash_buckets: int = Field(default=0, ge=0)
+    """Categorical, multi: indices for out-of-vocabulary values, by crc32(value) % hash_buckets."""
 
     @model_validator(mode="after")
     def _check(self) -> FieldSpec:
+        if self.hash_buckets and self.kind not in (FieldKind.CATEGORICAL, FieldKind.MULTI):
+            raise ValueError(f"field {self.name!r}: only categorical and multi-valued fields "
+                             f"take hash_buckets, not {self.kind}")
+        if self.missing == "learned" and "" in self.vocabulary:
+            raise ValueError(f"field {self.name!r}: '' means missing, it cannot be a value")
         if self.kind != FieldKind.MULTI and self.max_entries != 1:
             raise ValueError(f"field {self.name!r}: only multi-valued fields take max_entries > 1")
         if self.kind == FieldKind.NUMERIC and (self.scale == 0 or not math.isfinite(self.scale)):
@@ -68,15 +86,35 @@ class FieldSpec(BaseModel):
         return self
 
     @property
-    def values(self) -> list[str]:
-        """The field's known values in table order (bucket labels for bucketised fields)."""
+    def known(self) -> list[str]:
+        """The values an instance can name: the vocabulary, or bucket labels (bucketised)."""
         if self.kind == FieldKind.BUCKETIZED:
             return bucket_labels(self.boundaries)
         return self.vocabulary
 
     @property
+    def values(self) -> list[str]:
+        """Names of the field's indices after its first (OOV, or a numeric field's value):
+        the known values, then "<missing>" and "<hash k>" labels when the options add them."""
+        extra = [MISSING_LABEL] if self.missing == "learned" else []
+        return self.known + extra + [f"<hash {k}>" for k in range(self.hash_buckets)]
+
+    @property
     def table_size(self) -> int:
-        return 1 if self.kind == FieldKind.NUMERIC else 1 + len(self.values)
+        return 1 + len(self.values) if self.kind != FieldKind.NUMERIC else (
+            2 if self.missing == "learned" else 1)
+
+    @property
+    def missing_offset(self) -> int | None:
+        """The missing index relative to the field's offset, when missing values are learned."""
+        if self.missing != "learned":
+            return None
+        return 1 if self.kind == FieldKind.NUMERIC else 1 + len(self.known)
+
+    @property
+    def hash_offset(self) -> int:
+        """The first hash bucket relative to the field's offset (when hash_buckets > 0)."""
+        return 1 + len(self.known) + (self.missing == "learned")
 
 
 def bucket_labels(boundaries: Sequence[float]) -> list[str]:
@@ -128,10 +166,39 @@ class FeatureSpace:
 
     @cached_property
     def _lookup(self) -> list[dict[str, int]]:
-        return [
-            {value: offset + 1 + k for k, value in enumerate(spec.values)}
-            for spec, offset in zip(self.fields, self.offsets, strict=True)
-        ]
+        """Value -> index per field; "" names the missing index where missing is learned."""
+        lookups = []
+        for spec, offset in zip(self.fields, self.offsets, strict=True):
+            lookup = {value: offset + 1 + k for k, value in enumerate(spec.known)}
+            if spec.missing_offset is not None and spec.kind != FieldKind.NUMERIC:
+                lookup[""] = offset + spec.missing_offset
+            lookups.append(lookup)
+        return lookups
+
+    def missing_index(self, position: int) -> int | None:
+        """The field's missing index (missing = "learned"), else None (an empty field)."""
+        relative = self.fields[position].missing_offset
+        return None if relative is None else self.offsets[position] + relative
+
+    def hash_index(self, position: int, value: str) -> int | None:
+        """The hash bucket of an out-of-vocabulary value (hash_buckets > 0), else None."""
+        spec = self.fields[position]
+        if not spec.hash_buckets:
+            return None
+        return self.offsets[position] + spec.hash_offset + stable_hash(value) % spec.hash_buckets
+
+    @cached_property
+    def _template(self) -> tuple[list[int], list[float]]:
+        """One encoded row before its values are written: padding, or the missing index of
+        fields that learn one (so an absent field encodes as a null one does)."""
+        width = self.num_fields * self.max_entries
+        indices, weights = [PADDING_INDEX] * width, [0.0] * width
+        for position in range(self.num_fields):
+            missing = self.missing_index(position)
+            if missing is not None:
+                indices[position * self.max_entries] = missing
+                weights[position * self.max_entries] = 1.0
+        return indices, weights
 
     def oov_index(self, position: int) -> int:
         return self.offsets[position]
@@ -149,20 +216,23 @@ class FeatureSpace:
                 spec=spec, start=position * width, oov=self.offsets[position],
                 lookup=self._lookup[position],
                 single=spec.kind == FieldKind.CATEGORICAL,
+                hash_base=self.offsets[position] + spec.hash_offset,
             )
             for position, spec in enumerate(self.fields)
         }
 
     def encode(self, instances: Sequence[Mapping[str, Any]]) -> Encoded:
-        """Encode raw instances. A missing field is an empty field; an unknown value maps to
-        the field's out-of-vocabulary index and is reported, never an error.
+        """Encode raw instances. An absent, null or empty value is an empty field, or the
+        field's missing index where it learns one; an unknown value maps to the field's
+        out-of-vocabulary index (or its hash bucket) and is reported, never an error.
 
         Entries are written to flat Python lists, turned into arrays once: a numpy item
         assignment costs ~10x a list's. A categorical string (the common value) takes an
         inline path; every other value goes through `_encode_value`."""
         width = self.num_fields * self.max_entries
-        indices = [PADDING_INDEX] * (len(instances) * width)
-        weights = [0.0] * (len(instances) * width)
+        template_indices, template_weights = self._template
+        indices = template_indices * len(instances)
+        weights = template_weights * len(instances)
         oov: list[tuple[int, str, str]] = []
         slots = self._slots
         for row, instance in enumerate(instances):
@@ -177,7 +247,7 @@ class FeatureSpace:
                     at = base + slot.start
                     index = slot.lookup.get(value)
                     if index is None:
-                        index = slot.oov
+                        index = slot.unknown(value)
                         oov.append((row, name, value))
                     indices[at], weights[at] = index, 1.0
                 elif value is not None:
@@ -190,6 +260,8 @@ class FeatureSpace:
         """The human-readable value(s) of one field of one encoded instance."""
         spec = self.fields[position]
         if spec.kind == FieldKind.NUMERIC:
+            if weights[0] and int(indices[0]) == self.missing_index(position):
+                return MISSING_LABEL
             return f"{float(weights[0]) * spec.scale + spec.center:g}" if weights[0] else ""
         names = []
         for index, weight in zip(indices, weights, strict=True):
@@ -207,6 +279,17 @@ class _Slot:
     oov: int
     lookup: dict[str, int]
     single: bool  # categorical: exactly one entry
+    hash_base: int  # the first hash bucket (used when spec.hash_buckets > 0)
+
+    def unknown(self, value: str) -> int:
+        """The index of an out-of-vocabulary value: its hash bucket, or the OOV index."""
+        buckets = self.spec.hash_buckets
+        return self.hash_base + stable_hash(value) % buckets if buckets else self.oov
+
+
+def stable_hash(value: str) -> int:
+    """crc32 of the UTF-8 bytes: the same in every process (Python's hash() is salted)."""
+    return zlib.crc32(value.encode("utf-8"))
 
 
 Out = tuple[list[int], list[float], list[tuple[int, str, str]]]
@@ -215,6 +298,8 @@ Out = tuple[list[int], list[float], list[tuple[int, str, str]]]
 def _encode_value(slot: _Slot, value: Any, row: int, at: int, out: Out) -> None:
     """Any value but a categorical string: entries from `at` on, in the flat lists `out`."""
     spec, (indices, weights, oov) = slot.spec, out
+    if value == "" and spec.missing == "learned":
+        return  # the row's template already holds the missing index
     if spec.kind == FieldKind.NUMERIC:
         weight = (_number(spec.name, value) - spec.center) / spec.scale
         if abs(weight) > FLOAT32_MAX:
@@ -231,7 +316,7 @@ def _encode_value(slot: _Slot, value: Any, row: int, at: int, out: Out) -> None:
     for token in tokens:
         index = slot.lookup.get(token)
         if index is None:
-            index = slot.oov
+            index = slot.unknown(token)
             oov.append((row, spec.name, token))
         indices[at], weights[at] = index, weight
         at += 1

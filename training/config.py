@@ -33,7 +33,7 @@ class CriteoOptions(_Section):
     """Retraining from a previous bundle: keep old values that fell under min_count in the vocabulary."""
     rows_per_shard: int = Field(default=1 << 19, ge=1)
     """Rows per encoded shard on disk."""
-    block_bytes: int = Field(default=1 << 24, ge=1 << 16)
+    block_bytes: int = Field(default=1 << 22, ge=1 << 16)
     """Bytes of text the CSV reader parses at a time (memory is bounded by this and the vocabulary)."""
 
 

@@ -136,3 +136,71 @@ def test_describe_round_trips_values(space: FeatureSpace) -> None:
 def test_invalid_field_specs_are_refused(spec: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FieldSpec.model_validate(spec)
+
+
+@pytest.fixture
+def learned() -> FeatureSpace:
+    return FeatureSpace([
+        FieldSpec(name="c", kind=FieldKind.CATEGORICAL, vocabulary=["a", "b"], missing="learned",
+                  hash_buckets=3),
+        FieldSpec(name="m", kind=FieldKind.MULTI, vocabulary=["x"], max_entries=2, missing="learned"),
+        FieldSpec(name="n", kind=FieldKind.NUMERIC, center=1.0, scale=2.0, missing="learned"),
+        FieldSpec(name="b", kind=FieldKind.BUCKETIZED, boundaries=[0, 10], missing="learned"),
+        FieldSpec(name="e", kind=FieldKind.CATEGORICAL, vocabulary=["a"]),
+    ])
+
+
+def test_layout_adds_missing_then_hash_indices(learned: FeatureSpace) -> None:
+    # c: oov, a, b, missing, 3 hashes; m: oov, x, missing; n: value, missing; b: oov, 3 buckets, missing
+    assert learned.offsets == [1, 8, 11, 13, 18]
+    assert learned.missing_index(0) == 4 and learned.missing_index(2) == 12
+    assert learned.missing_index(4) is None
+    assert learned.fields[0].values == ["a", "b", "<missing>", "<hash 0>", "<hash 1>", "<hash 2>"]
+
+
+@pytest.mark.parametrize("instance", [{}, {"c": None, "m": None, "n": None, "b": None},
+                                      {"c": "", "m": [], "n": "", "b": ""}])
+def test_absent_null_and_empty_values_take_the_missing_index(learned: FeatureSpace,
+                                                             instance: dict) -> None:
+    encoded = learned.encode([instance])
+    assert encoded.indices[0, :, 0].tolist() == [4, 10, 12, 17, 0]
+    assert encoded.weights[0, :, 0].tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
+    assert encoded.oov == []
+    shown = [learned.describe(f, encoded.indices[0, f], encoded.weights[0, f]) for f in range(4)]
+    assert shown == ["<missing>", ["<missing>"], "<missing>", "<missing>"]
+
+
+def test_values_overwrite_the_missing_index(learned: FeatureSpace) -> None:
+    encoded = learned.encode([{"c": "b", "m": ["x", "x"], "n": 5, "b": 10}])
+    assert encoded.indices[0, :, 0].tolist() == [3, 9, 11, 16, 0]
+    assert encoded.weights[0, 2, 0] == 2.0 and encoded.weights[0, 1].tolist() == [0.5, 0.5]
+
+
+def test_unknown_values_hash_stably_and_are_reported(learned: FeatureSpace) -> None:
+    import zlib
+
+    encoded = learned.encode([{"c": "zzz"}, {"c": "zzz"}, {"e": "zzz"}])
+    expected = 1 + 4 + zlib.crc32(b"zzz") % 3
+    assert encoded.indices[:2, 0, 0].tolist() == [expected, expected]
+    assert learned.hash_index(0, "zzz") == expected and learned.hash_index(4, "zzz") is None
+    assert encoded.indices[2, 4, 0] == learned.oov_index(4)
+    assert encoded.oov == [(0, "c", "zzz"), (1, "c", "zzz"), (2, "e", "zzz")]
+
+
+def test_old_manifests_field_specs_load_with_the_old_layout() -> None:
+    spec = FieldSpec.model_validate({"name": "c", "kind": "categorical", "vocabulary": ["a"],
+                                     "max_entries": 1, "pooling": "mean", "center": 0.0,
+                                     "scale": 1.0, "boundaries": []})
+    assert spec.missing == "empty" and spec.hash_buckets == 0 and spec.table_size == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"name": "x", "kind": "numeric", "hash_buckets": 2}, "only categorical and multi"),
+        ({"name": "x", "kind": "categorical", "vocabulary": [""], "missing": "learned"}, "missing"),
+    ],
+)
+def test_invalid_missing_and_hash_options_are_refused(spec: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FieldSpec.model_validate(spec)

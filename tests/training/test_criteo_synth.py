@@ -1,0 +1,58 @@
+"""The synthetic Criteo-format generator: the format, its truth, and its Bayes figures."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training import criteo_synth
+from training.metrics import auc, logloss
+
+
+def test_rows_have_criteo_shape_and_missing_values(tmp_path: Path) -> None:
+    path = tmp_path / "log.tsv.gz"
+    criteo_synth.main(["--rows", "3000", "--out", str(path), "--scale", "0.001"])
+    with gzip.open(path, "rt") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    assert len(rows) == 3000 and {len(r) for r in rows} == {40}
+    assert {r[0] for r in rows} == {"0", "1"}
+    i1 = [r[1] for r in rows]
+    assert 0.3 < i1.count("") / len(i1) < 0.6  # I1 is empty about 45% of the time
+    c1 = [r[14] for r in rows]
+    assert all(len(v) == 8 and int(v, 16) >= 0 for v in c1)
+    assert min(int(r[2]) for r in rows if r[2]) == -1 and max(int(r[5]) for r in rows if r[5]) > 1000
+
+
+def test_bayes_figures_are_those_of_the_written_probabilities(tmp_path: Path) -> None:
+    path = tmp_path / "log.tsv"
+    truth = criteo_synth.write(path, 20_000, criteo_synth.World(scale=0.001), seed=3, chunk_rows=4096)
+    labels = np.array([float(line.split("\t", 1)[0]) for line in path.read_text().splitlines()])
+    probs = np.load(f"{path}.probs.npy").astype(np.float64)
+    assert truth["positives"] == labels.sum() and 0.2 < labels.mean() < 0.3
+    assert abs(truth["bayes_auc"] - auc(labels, probs)) < 1e-4
+    logits = np.log(probs) - np.log1p(-probs)
+    assert abs(truth["bayes_logloss"] - logloss(labels, logits)) < 1e-4
+    assert 0.75 < truth["bayes_auc"] < 0.9  # Criteo-like difficulty
+    assert json.loads(Path(f"{path}.truth.json").read_text())["rows"] == 20_000
+
+
+def test_same_world_and_seed_give_the_same_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    world = criteo_synth.World(scale=0.001)
+    criteo_synth.write(a, 2000, world, seed=1, chunk_rows=500)
+    criteo_synth.write(b, 2000, world, seed=1, chunk_rows=500)
+    assert a.read_bytes() == b.read_bytes()
+    criteo_synth.write(b, 2000, world, seed=2, chunk_rows=500)
+    assert a.read_bytes() != b.read_bytes()
+
+
+def test_planted_pairs_carry_signal(tmp_path: Path) -> None:
+    """Without the planted interactions the truth is much easier to beat: they matter."""
+    world = criteo_synth.World(scale=0.001)
+    flat = criteo_synth.World(scale=0.001, interaction=0.0)
+    full = criteo_synth.write(tmp_path / "a.tsv", 20_000, world, seed=1)
+    none = criteo_synth.write(tmp_path / "b.tsv", 20_000, flat, seed=1)
+    assert full["bayes_auc"] > none["bayes_auc"] + 0.03
