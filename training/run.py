@@ -23,6 +23,7 @@ from training.export import write_bundle
 from training.loop import Checkpointing, FitResult, fit
 from training.plots import save_plots
 from training.shards import Shards, cached, write_dataset
+from training.warm_start import index_mapping, warm_start
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -37,17 +38,22 @@ class Prepared:
     validation: Shards
     fingerprints: dict[str, DataFingerprint]
     label_range: tuple[float, float]
+    mapping: np.ndarray | None = None
+    """With a previous model: its feature table's index -> this one's (-1: dropped)."""
 
 
-def prepare_data(cfg: RunConfig) -> Prepared:
-    """Every format as shard sets in the data cache, encoded once and reused."""
+def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepared:
+    """Every format as shard sets in the data cache, encoded once and reused. Criteo logs
+    grow the `previous` model's vocabulary when given one (day-by-day retraining)."""
     data = cfg.data
     cache = Path(data.cache_dir)
+    mapping = None
     if data.format == "criteo":
         from training import criteo
 
-        ready = criteo.prepare(data, cache)
+        ready = criteo.prepare(data, cache, previous)
         space, train, validation, prints = ready.space, ready.train, ready.validation, ready.fingerprints
+        mapping = ready.mapping
     else:
         space, splits = _read_in_memory(cfg)
         hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
@@ -65,7 +71,7 @@ def prepare_data(cfg: RunConfig) -> Prepared:
         "data: %d train, %d validation rows; %d fields, %d features; %d validation values out of vocabulary",
         len(train), len(validation), space.num_fields, space.num_features, validation.oov,
     )
-    return Prepared(space, train, validation, prints, _label_range(train, data.task))
+    return Prepared(space, train, validation, prints, _label_range(train, data.task), mapping)
 
 
 def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
@@ -112,18 +118,28 @@ def load_checkpoint(run_dir: Path) -> PairModel:
     return model
 
 
-def _start_from_fm(model: AFM, cfg: RunConfig, out: Path, context: Context) -> None:
+def _initial_weights(model: PairModel, cfg: RunConfig, out: Path, prepared: Prepared,
+                     context: Context) -> None:
+    """`train.init_from`: start from a previous run's model (an FM, or yesterday's model on a
+    grown vocabulary); else the paper protocol's `train.pretrain`: train the FM first."""
     if cfg.train.init_from:
-        fm = load_checkpoint(Path(cfg.train.init_from))
+        previous_dir = Path(cfg.train.init_from)
+        previous = load_checkpoint(previous_dir)
+        mapping = prepared.mapping
+        if mapping is None:
+            mapping = index_mapping(Manifest.read(previous_dir).feature_space(), prepared.space)
+        warm_start(model, previous, mapping)
+        return
+    if not (isinstance(model, AFM) and cfg.train.pretrain):
+        return
+    pretrain_dir = out / PRETRAIN
+    if (pretrain_dir / CHECKPOINT).is_file() and not (pretrain_dir / CHECKPOINTS).exists():
+        log.info("paper protocol: reusing the finished FM in %s", pretrain_dir)
     else:
-        pretrain_dir = out / PRETRAIN
-        if (pretrain_dir / CHECKPOINT).is_file() and not (pretrain_dir / CHECKPOINTS).exists():
-            log.info("paper protocol: reusing the finished FM in %s", pretrain_dir)
-        else:
-            fm_config = load_config(Path(cfg.source).parent / cfg.train.pretrain, cfg.pretrain_overrides())
-            log.info("paper protocol: training the FM of %s first", fm_config.source)
-            run(fm_config, pretrain_dir, context)
-        fm = load_checkpoint(pretrain_dir)
+        fm_config = load_config(Path(cfg.source).parent / cfg.train.pretrain, cfg.pretrain_overrides())
+        log.info("paper protocol: training the FM of %s first", fm_config.source)
+        run(fm_config, pretrain_dir, context)
+    fm = load_checkpoint(pretrain_dir)
     if not isinstance(fm, FM):
         raise ValueError(f"AFM starts from an FM, got a {fm.config.kind} checkpoint")
     init_from_fm(model, fm)
@@ -141,14 +157,14 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
             shutil.rmtree(stale, ignore_errors=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    previous = Manifest.read(Path(cfg.train.init_from)).feature_space() if cfg.train.init_from else None
     if context.is_main:
-        prepared = prepare_data(cfg)
+        prepared = prepare_data(cfg, previous)
     barrier(context)  # the others find rank 0's shards in the cache
     if not context.is_main:
-        prepared = prepare_data(cfg)
+        prepared = prepare_data(cfg, previous)
     model = build_model(model_config(cfg, prepared.space))
-    if isinstance(model, AFM) and (cfg.train.pretrain or cfg.train.init_from):
-        _start_from_fm(model, cfg, out, context)
+    _initial_weights(model, cfg, out, prepared, context)
     log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
              torch.get_num_threads())
     checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
