@@ -145,9 +145,17 @@ def _tabular(bundle: Bundle, path: str) -> Dataset:
     return tabular.evaluation_data(path, bundle.features, bundle.manifest.task)
 
 
+def _criteo(bundle: Bundle, path: str) -> Iterator[Dataset]:
+    """Blocks of a Criteo-format file (its delimiter and header read off its first line),
+    scored one at a time: memory does not grow with the file."""
+    from training import criteo
+
+    return criteo.evaluation_data(path, bundle.features, bundle.manifest.task)
+
+
 # One reader per --format; a new format is one function and one entry here.
-READERS: dict[str, Callable[[Bundle, str], Dataset]] = {
-    "libfm": _libfm, "jsonl": _jsonl, "tabular": _tabular,
+READERS: dict[str, Callable[[Bundle, str], Dataset | Iterator[Dataset]]] = {
+    "libfm": _libfm, "jsonl": _jsonl, "tabular": _tabular, "criteo": _criteo,
 }
 # Formats a file's name tells unambiguously; anything else is read as libfm (the default).
 SUFFIXES = {".libfm": "libfm", ".jsonl": "jsonl", ".toml": "tabular"}
@@ -166,7 +174,7 @@ def data_format(path: str, given: str | None) -> str:
     return given
 
 
-def load_eval_data(bundle: Bundle, path: str, fmt: str) -> Dataset:
+def load_eval_data(bundle: Bundle, path: str, fmt: str) -> Dataset | Iterator[Dataset]:
     if fmt not in READERS:
         raise UsageError(f"unknown data format {fmt!r}: one of {', '.join(READERS)}")
     return READERS[fmt](bundle, path)
@@ -180,6 +188,17 @@ def score(bundle: Bundle, data: Dataset) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def scored(bundle: Bundle, data: Dataset | Iterator[Dataset]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(labels, scores, oov) of a dataset, or of a stream of blocks read one at a time."""
+    blocks = [data] if isinstance(data, Dataset) else data
+    labels, scores, oov = [], [], 0
+    for block in blocks:
+        labels.append(block.labels)
+        scores.append(score(bundle, block))
+        oov += block.oov
+    return np.concatenate(labels), np.concatenate(scores), oov
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="afm-eval", description="Score a labelled file with an exported bundle (onnxruntime)."
@@ -189,7 +208,8 @@ def eval_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=list(READERS),
                         help="libfm rows, JSON lines of {\"instance\": {...}, \"label\": y}, or "
                         "a tabular schema file (its validation split, or all rows with "
-                        "split.method = 'none'); default: from the file's suffix "
+                        "split.method = 'none'), or criteo rows (label, I1..I13, C1..C26); "
+                        "default: from the file's suffix "
                         f"({', '.join(f'{s} {f}' for s, f in SUFFIXES.items())}), else {DEFAULT_FORMAT}")
     parser.add_argument("--scores", help="also write one raw score per line to this file")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
@@ -198,11 +218,11 @@ def eval_main(argv: list[str] | None = None) -> int:
         fmt = data_format(args.data, args.format)
         bundle = _bundle(args.model)
         data = load_eval_data(bundle, args.data, fmt)
-    scores = score(bundle, data)
+        labels, scores, oov = scored(bundle, data)  # a streamed file is read here
     if args.scores:
         np.savetxt(args.scores, scores, fmt="%.9g")
-    result = {"rows": len(data), "oov": data.oov,
-              **evaluate_scores(bundle.manifest.task, data.labels, scores, bundle.manifest.label_range)}
+    result = {"rows": len(labels), "oov": oov,
+              **evaluate_scores(bundle.manifest.task, labels, scores, bundle.manifest.label_range)}
     print(json.dumps(result))
     return 0
 

@@ -265,3 +265,41 @@ def test_generator_writes_truth_beside_the_file(files: dict[str, Path]) -> None:
     probs = np.load(f"{files['train']}.probs.npy")
     assert truth["rows"] == len(probs) == 4000
     assert 0.5 < truth["bayes_auc"] < 1 and 0 < truth["bayes_logloss"] < 0.69
+
+
+@pytest.mark.slow
+def test_trained_bundle_scores_a_criteo_file_with_afm_eval(files: dict[str, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import train_bundle
+    from training.cli import eval_main
+
+    out = tmp_path / "run"
+    manifest = train_bundle("criteo-fm.toml", out, [
+        f"data.train={files['train']}", f"data.validation={files['validation']}",
+        f"data.cache_dir={tmp_path / 'cache'}", "data.min_count=3", "train.epochs=1",
+        "model.embed_dim=4"])
+    assert [f.missing for f in manifest.fields] == ["learned"] * 39
+    assert manifest.fields[0].kind == FieldKind.BUCKETIZED
+    capsys.readouterr()
+    assert eval_main(["--model", str(out), "--data", str(files["validation"]), "--format", "criteo"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 1000 and result["oov"] > 0
+    assert result["auc"] == pytest.approx(manifest.metrics["auc"], abs=1e-4)
+    assert result["logloss"] == pytest.approx(manifest.metrics["logloss"], abs=1e-4)
+
+
+@needs_sample
+def test_afm_eval_reads_the_real_sample_with_its_header(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import train_bundle
+    from training.cli import eval_main
+
+    out = tmp_path / "run"
+    train_bundle("criteo-fm.toml", out, [
+        f"data.train={SAMPLE}", f"data.validation={SAMPLE}", "data.criteo.delimiter=','",
+        "data.criteo.header=true", f"data.cache_dir={tmp_path / 'cache'}", "data.min_count=2",
+        "train.epochs=1", "model.embed_dim=4"])
+    capsys.readouterr()
+    assert eval_main(["--model", str(out), "--data", str(SAMPLE), "--format", "criteo"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 200 and 0 <= result["auc"] <= 1

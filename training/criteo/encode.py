@@ -97,9 +97,10 @@ class Encoder:
 
 
 def datasets(blocks: Iterable[pa.RecordBatch], encoder: Encoder) -> Iterator[Dataset]:
-    """Encoded blocks as in-memory datasets (explicit weights), e.g. for evaluation."""
+    """Encoded blocks as in-memory datasets (int64 indices, explicit weights: the model's
+    input types), e.g. for evaluation."""
     for batch in blocks:
         block = encoder.encode(batch)
         weights = block.weights if block.weights is not None else (
             block.indices != PADDING_INDEX).astype(np.float32)
-        yield Dataset(block.indices, weights, block.labels, block.oov)
+        yield Dataset(block.indices.astype(np.int64), weights, block.labels, block.oov)
