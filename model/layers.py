@@ -86,9 +86,9 @@ class PairwiseProducts(nn.Module):
         """sum_{i<j} a_ij (v_i * v_j) as sum_i v_i * (A V)_i, A the (B, F, F) upper-triangular
         matrix of the (P, B) weights: a batched matmul instead of per-pair (B, P, K) tensors."""
         batch, f = fields.shape[0], self.num_fields
-        matrix = pair_weights.new_zeros(f * f, batch).index_copy(0, self.flat, pair_weights)  # (F*F, B)
-        matrix = matrix.t().reshape(batch, f, f)  # (B, F, F)
-        return (fields * torch.bmm(matrix, fields)).sum(dim=1)  # (B, K)
+        # Batch-major and contiguous: bmm takes a slow per-instance path on strided batches.
+        matrix = pair_weights.new_zeros(batch, f * f).index_copy(1, self.flat, pair_weights.t())
+        return (fields * torch.bmm(matrix.view(batch, f, f), fields)).sum(dim=1)  # (B, K)
 
 
 class AttentionNet(nn.Module):
