@@ -68,7 +68,8 @@ class Encoder:
         space, spec = self.space, self.space.fields[position]
         encoded = pc.dictionary_encode(column)
         distinct = encoded.dictionary.to_numpy(zero_copy_only=False)  # object strings
-        at = self._vocab[position].get_indexer(distinct)  # type: ignore[union-attr]
+        # An object Index as the target: pandas converts a bare array first (~30% slower).
+        at = self._vocab[position].get_indexer(pd.Index(distinct, dtype=object))  # type: ignore[union-attr]
         table = np.where(at >= 0, space.oov_index(position) + 1 + at, space.oov_index(position))
         missing = space.missing_index(position)
         if missing is not None:
