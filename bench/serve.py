@@ -7,7 +7,9 @@ Every server configuration compared (batching wait, workers) runs at the same ti
 its own port, and the loads are interleaved round by round, so background load on a
 shared machine falls on all of them alike; figures are medians over the rounds.
 Without --model-dir, the synthetic AFM (configs/synthetic-afm.toml) is trained once
-into runs/bench-synthetic-afm and reused.
+into runs/bench-synthetic-afm and reused; with --paper, a bundle of the paper's Frappe
+shape (10 fields, K = 256, T = 8, ~5,400 features) is trained on generated data into
+runs/bench-paper-afm and only its 1- and 256-instance loads run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from bench.scenarios import Load, plan, scenarios
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = REPO / "runs" / "bench-synthetic-afm"
+PAPER_RUN = REPO / "runs" / "bench-paper-afm"
+PAPER_SHAPE = ["data.synthetic.num_fields=10", "data.synthetic.cardinality=540",
+               "model.embed_dim=256", "model.attention_dim=8", "train.batch_size=4096"]
+PAPER_LOADS = "predict-1,predict-1-explain,predict-256,predict-256-explain"
 log = logging.getLogger("bench.serve")
 
 
@@ -59,7 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--main-only", action="store_true",
                         help="no batching or workers comparison; implies --no-write")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--paper", action="store_true", help="the paper-shaped bundle instead, "
+                        "1 and 256 instances on the main server; implies --no-write")
     args = parser.parse_args(argv)
+    if args.paper:
+        args.main_only, args.only = True, args.only or PAPER_LOADS
     if args.only or args.main_only:
         args.no_write = True  # the document holds complete runs only
     return args
@@ -68,15 +78,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def bundle_dir(args: argparse.Namespace) -> Path:
     if args.model_dir is not None:
         return Path(args.model_dir).resolve()
-    if not (DEFAULT_RUN / "manifest.json").is_file():
-        log.info("training the synthetic AFM into %s", DEFAULT_RUN)
+    run, shape = (PAPER_RUN, PAPER_SHAPE) if args.paper else (DEFAULT_RUN, [])
+    if not (run / "manifest.json").is_file():
+        log.info("training the synthetic AFM into %s", run)
         subprocess.run(
             [str(Path(sys.executable).with_name("afm-train")), "--config",
-             str(REPO / "configs" / "synthetic-afm.toml"), "--out", str(DEFAULT_RUN),
-             "--set", f"train.epochs={args.epochs}"],
+             str(REPO / "configs" / "synthetic-afm.toml"), "--out", str(run),
+             "--set", f"train.epochs={args.epochs}", *(x for kv in shape for x in ("--set", kv))],
             check=True, stdout=subprocess.DEVNULL,
         )
-    return DEFAULT_RUN
+    return run
 
 
 def configs(args: argparse.Namespace) -> list[Config]:
