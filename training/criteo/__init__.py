@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +35,9 @@ from training.criteo.encode import Encoder, datasets
 from training.criteo.reader import Reader, sniff
 from training.criteo.vocab import feature_space, grow
 from training.data import Dataset
-from training.shards import Shards, ShardWriter, cached, file_key
+
+if TYPE_CHECKING:  # training.shards imports torch, which afm-eval does not need
+    from training.shards import Shards
 
 log = logging.getLogger(__name__)
 VERSION = 1  # of the cached layouts below: bump to rebuild every cache
@@ -74,6 +76,8 @@ def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = 
 
 def counts_dir(path: Path, options: CriteoOptions, cache_root: Path) -> Path:
     """Pass 1 over a training file, cached: value counts and integer statistics."""
+    from training.shards import cached, file_key
+
     key = {"kind": "criteo-counts", "version": VERSION, "file": file_key(path),
            **_parsing(options)}
 
@@ -88,6 +92,8 @@ def counts_dir(path: Path, options: CriteoOptions, cache_root: Path) -> Path:
 def shards(path: Path, space: FeatureSpace, task: Task, options: CriteoOptions,
            cache_root: Path) -> Shards:
     """Pass 2 over a file, cached: its rows encoded with `space` as shards."""
+    from training.shards import Shards, ShardWriter, cached, file_key
+
     key = {"kind": "criteo-shards", "version": VERSION, "file": file_key(path), "task": task,
            "space": space_digest(space), "rows_per_shard": options.rows_per_shard,
            **_parsing(options)}
