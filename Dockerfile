@@ -47,6 +47,9 @@ COPY service /src/service
 COPY training /src/training
 RUN /opt/venv/bin/pip install --no-deps /src && /opt/venv/bin/pip check
 COPY configs /app/configs
+# The encoded-data cache (data.cache_dir, relative to /app) is the one place training writes
+# besides the bundle.
+RUN install -d -o afm -g afm /app/.cache
 COPY deploy/train-default.sh /usr/local/bin/afm-train-default
 ENV PATH=/opt/venv/bin:$PATH \
     OMP_NUM_THREADS=2 \

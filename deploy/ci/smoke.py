@@ -1,16 +1,21 @@
 """Checks a running compose stack from outside: the service through its published port,
-then Prometheus' HTTP API until it has scraped the service and loaded the alert rules.
+then Prometheus' HTTP API until it has scraped the service and loaded the alert rules,
+then (with --dashboard) every query of the Grafana dashboard against those real series.
+Grafana itself is not run here (no registry serves its image, Debian does not package it).
 
-    python deploy/ci/smoke.py --service http://127.0.0.1:18000 --prometheus http://127.0.0.1:19090
+    python deploy/ci/smoke.py --service http://127.0.0.1:18000 --prometheus http://127.0.0.1:19090 \
+        --dashboard deploy/grafana/dashboards/afm.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,8 +53,11 @@ def check_service(http: httpx.Client) -> str:
 
     bad = http.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert bad.status_code == 400 and "error" in bad.json(), bad.text
+    docs = http.get("/docs")
+    assert docs.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in docs.text, docs.text[:200]
+    assert http.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
     print(f"service: model {meta['name']} {meta['version']}, scores {scores[0]:.4f}, "
-          f"explanations and OIP infer answered, bad JSON refused with 400")
+          f"explanations and OIP infer answered, bad JSON refused with 400, /docs served offline")
     return str(meta["name"])
 
 
@@ -76,6 +84,36 @@ def check_prometheus(http: httpx.Client, model: str, timeout_s: float) -> None:
           f"{len(RULES)} alert rules healthy")
 
 
+# Grafana's variables, as the dashboard's defaults set them.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$route": "/predict"}
+
+
+def check_dashboard(http: httpx.Client, dashboard: Path, timeout_s: float) -> None:
+    """Every panel query is valid PromQL for this Prometheus and, once two scrapes are in,
+    returns series; the only ones allowed to stay empty count events that have not
+    happened (5xx errors, reloads)."""
+    panels = json.loads(dashboard.read_text())["panels"]
+    queries = {target["expr"]: panel["title"] for panel in panels for target in panel.get("targets", [])}
+
+    def run(expr: str) -> tuple[str, list[Any]]:
+        for name, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(name, value)
+        body = http.get("/api/v1/query", params={"query": expr}).json()
+        return str(body.get("status")), list(body.get("data", {}).get("result", []))
+
+    for expr, title in queries.items():
+        status, _ = run(expr)
+        assert status == "success", f"dashboard panel {title!r}: Prometheus refuses {expr!r}"
+    may_be_empty = ("5..", "afm_reloads_total")
+
+    def empty() -> list[str]:
+        return [expr for expr in queries if not run(expr)[1] and not any(m in expr for m in may_be_empty)]
+
+    wait_for("every dashboard query to return series", lambda: not empty() or None, timeout_s)
+    print(f"grafana dashboard: {len(queries)} queries of {len(panels)} panels valid against the "
+          f"real series, all with data but those counting 5xx errors and reloads")
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout_s: float) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -94,12 +132,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--service", required=True)
     parser.add_argument("--prometheus", required=True)
+    parser.add_argument("--dashboard", type=Path, help="a Grafana dashboard whose queries to check")
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args()
     with httpx.Client(base_url=args.service, timeout=10) as http:
         model = check_service(http)
     with httpx.Client(base_url=args.prometheus, timeout=10) as http:
         check_prometheus(http, model, args.timeout)
+        if args.dashboard:
+            check_dashboard(http, args.dashboard, args.timeout)
     return 0
 
 

@@ -87,3 +87,63 @@ def test_image_pins_satisfy_the_project_requirements(extra: str) -> None:
         key = requirement.name.lower().replace("_", "-")
         assert key in pins, f"{requirement.name} is not pinned in {extra}.txt: run deploy/lock.sh"
         assert requirement.specifier.contains(pins[key]), (requirement, pins[key])
+
+
+def test_compose_builds_on_the_base_images_it_is_given() -> None:
+    default = compose_config()["services"]
+    assert default["afm"]["build"]["args"]["PYTHON_IMAGE"] == "python:3.11-slim-bookworm"
+    assert default["prometheus"]["image"] == "prom/prometheus:v2.53.3"
+    env = {"PATH": str(BIN), "AFM_PYTHON_IMAGE": "afm-standin/python:3.11-slim-bookworm",
+           "AFM_PROMETHEUS_IMAGE": "afm-standin/prometheus:v2.53.3"}
+    result = subprocess.run([str(BIN / "docker-compose"), "config", "--format", "json"],
+                            cwd=REPO, capture_output=True, text=True, env=env)
+    services = json.loads(result.stdout)["services"]
+    for name in ("afm", "trainer"):
+        assert services[name]["build"]["args"]["PYTHON_IMAGE"] == env["AFM_PYTHON_IMAGE"]
+    assert services["prometheus"]["image"] == env["AFM_PROMETHEUS_IMAGE"]
+
+
+FAKE_DOCKER = """#!/bin/sh
+echo "$*" >> "$CALLS"
+case "$1 $2" in
+  "image inspect") grep -qxF "$3" "$HAVE" 2>/dev/null; exit $? ;;
+  "pull "*) exit 1 ;;
+  "import "*) cat > /dev/null ;;
+esac
+exit 0
+"""
+FAKE_DEBOOTSTRAP = """#!/bin/sh
+root=$4
+mkdir -p "$root/etc/ssl/certs" "$root/etc/apt" "$root/usr/local/bin" "$root/usr/bin"
+echo "I: Base system installed successfully."
+"""
+
+
+def test_standins_never_take_an_official_image_name(tmp_path: Path) -> None:
+    """deploy/ci/standins.sh with no registry: stand-ins are made under afm-standin/ only,
+    reused when present, and named to the build through AFM_*_IMAGE."""
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    for name, text in (("docker", FAKE_DOCKER), ("debootstrap", FAKE_DEBOOTSTRAP)):
+        (fakes / name).write_text(text)
+        (fakes / name).chmod(0o755)
+    for tool in ("prometheus", "promtool"):
+        (fakes / tool).write_text("")
+    calls, have, out = tmp_path / "calls", tmp_path / "have", tmp_path / "images.env"
+    env = {"PATH": f"{fakes}:/usr/bin:/bin", "CALLS": str(calls), "HAVE": str(have),
+           "PROMETHEUS_BIN": str(fakes), "TMPDIR": str(tmp_path)}
+    script = str(REPO / "deploy" / "ci" / "standins.sh")
+    result = subprocess.run(["bash", script, str(out)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().splitlines() == ["AFM_PYTHON_IMAGE=afm-standin/python:3.11-slim-bookworm",
+                                            "AFM_PROMETHEUS_IMAGE=afm-standin/prometheus:v2.53.3"]
+    made = [line.split()[-1] for line in calls.read_text().splitlines() if line.startswith("import")]
+    made += [line.split()[line.split().index("-t") + 1] for line in calls.read_text().splitlines()
+             if line.startswith("build")]
+    assert made == ["afm-standin/python:3.11-slim-bookworm", "afm-standin/prometheus:v2.53.3"]
+    assert not list(tmp_path.glob("afm-standin.*"))  # the build trees are gone
+    have.write_text("afm-standin/python:3.11-slim-bookworm\nafm-standin/prometheus:v2.53.3\n")
+    calls.unlink()
+    again = subprocess.run(["bash", script, str(out)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "reusing afm-standin/python" in again.stdout
+    assert not [line for line in calls.read_text().splitlines() if line.startswith(("import", "build"))]

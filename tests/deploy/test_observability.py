@@ -109,7 +109,8 @@ def test_grafana_provisioning_matches_the_dashboard_and_the_compose_mounts() -> 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
-    reason="promtool not installed (Debian package prometheus; the CI deploy stage installs it)",
+    reason="promtool not installed (Debian package prometheus; .ci/run installs it with "
+           "deploy/ci/tools.sh before the tests)",
 )
 
 
