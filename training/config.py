@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.manifest import Task
+from training.metrics import monitored
 
 
 class _Section(BaseModel):
@@ -86,6 +87,30 @@ class TrainSection(_Section):
     FM wants gentle steps on the pretrained embeddings and larger ones on the new weights."""
     attention_l2: float = Field(default=0.0, ge=0.0)
     """lambda of eq. 7: L2 on the attention network's W only, per batch of mean loss."""
+    embedding_l2: float = Field(default=0.0, ge=0.0)
+    """L2 on the embedding vectors v_i (0.5 * lambda * ||v||^2, added to a batch's mean loss)."""
+    linear_l2: float = Field(default=0.0, ge=0.0)
+    """L2 on the linear weights w_i (not the global bias), the same way as `embedding_l2`."""
+    l2_scope: Literal["batch", "table"] = "batch"
+    """`batch`: the rows each instance uses, averaged over the batch (libFM's per-sample SGD
+    term: frequent features are pulled harder); `table`: every row, once per step (DeepCTR)."""
+    warmup_epochs: float = Field(default=0.0, ge=0.0)
+    """Raise every learning rate linearly from ~0 over this many epochs (counted in steps)."""
+    lr_decay: Literal["none", "exponential", "cosine"] = "none"
+    """After warm-up: none; exponential (x `lr_gamma` per epoch); cosine to 0 at `epochs`."""
+    lr_gamma: float = Field(default=0.9, gt=0.0, le=1.0)
+    """The per-epoch factor of `lr_decay = "exponential"`."""
+    freeze_pretrained_epochs: int = Field(default=0, ge=0)
+    """AFM from an FM: keep the FM's embeddings and linear weights fixed for this many first
+    epochs, so that the new attention network and p learn against the FM they start from."""
+    monitor: Literal["", "auc", "logloss", "rmse"] = ""
+    """The validation metric of early stopping and the best epoch ("": auc for binary, rmse
+    for regression)."""
+    min_delta: float = Field(default=0.0, ge=0.0)
+    """An epoch resets the patience only if it beats the best (smoothed) metric by more than this."""
+    patience_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Patience counts on an exponential moving average of the metric with this weight on the
+    past (0: the raw metric), so one lucky epoch does not end a run; the best raw epoch is kept."""
     pretrain: str = ""
     """Paper protocol: a config (relative to this one) of the FM to train first and start from."""
     init_from: str = ""
@@ -99,6 +124,48 @@ class TrainSection(_Section):
     """... and every this many minutes of training (0: off)."""
 
 
+class SearchRange(_Section):
+    """One dimension of a `[tune.space]`: `choices`, or a range `low`..`high` (integers if both
+    are), optionally on a log scale or in steps of `step`."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if (self.choices is None) == (self.low is None or self.high is None):
+            raise ValueError("give either choices = [...] or both low and high")
+        if self.low is not None and self.high is not None and not self.low < self.high:
+            raise ValueError(f"low must be below high, got {self.low} and {self.high}")
+        if self.log and self.low is not None and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, got {self.low}")
+        return self
+
+
+class TuneSection(_Section):
+    """`[tune]`, read by `afm-tune` only: the search space and how to search it."""
+
+    space: dict[str, SearchRange] = Field(min_length=1)
+    """Dotted config key (as for --set, e.g. "train.lr") -> its range or choices."""
+    metric: Literal["", "auc", "logloss", "rmse"] = ""
+    """The validation metric to optimise ("": the run's early-stopping monitor)."""
+    n_trials: int = Field(default=20, ge=1)
+    """Finished (complete or pruned) trials the study stops at, counted across resumes."""
+    timeout_minutes: float = Field(default=0.0, ge=0.0)
+    """Start no new trial after this many minutes of this invocation (0: no limit)."""
+    parallel: int = Field(default=1, ge=1)
+    """Trials at a time: 1 with all of torch's threads, or N processes with one thread each."""
+    pruner: Literal["median", "none"] = "median"
+    """Stop a trial whose validation metric is worse than the median of earlier trials' at the same epoch."""
+    startup_trials: int = Field(default=5, ge=0)
+    """Trials that are never pruned (and that TPE samples at random before modelling)."""
+    warmup_epochs: int = Field(default=2, ge=0)
+    """Epochs of a trial that are never pruned."""
+
+
 class RunConfig(_Section):
     name: str
     version: str = "1"
@@ -106,10 +173,18 @@ class RunConfig(_Section):
     data: DataConfig
     model: ModelSection = ModelSection()
     train: TrainSection = TrainSection()
+    tune: TuneSection | None = Field(default=None, exclude=True)
+    """`[tune]`: read by afm-tune; afm-train ignores it (and runs do not record it)."""
     source: str = ""
     """Where the config was read from (filled in by `load_config`)."""
     overrides: list[str] = Field(default_factory=list)
     """The `--set` overrides it was read with (filled in by `load_config`)."""
+
+    @model_validator(mode="after")
+    def _monitor_fits_task(self) -> RunConfig:
+        for choice in (self.train.monitor, self.tune.metric if self.tune else ""):
+            monitored(self.data.task, choice)
+        return self
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the config, wherever it was read from."""

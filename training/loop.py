@@ -26,8 +26,8 @@ from model.manifest import Task
 from training import checkpoint
 from training.config import TrainSection
 from training.distributed import Context, from_main, total
-from training.metrics import MONITOR, evaluate_scores, is_better
-from training.optim import loss_function, make_optimizer
+from training.metrics import LOWER_IS_BETTER, evaluate_scores, monitored
+from training.optim import freeze_pretrained, loss_function, make_optimizer, make_schedule
 from training.shards import Batch, Reading, Shards
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def train_one_epoch(
     for batch in batches:
         loss = criterion(model(batch.indices, batch.weights), batch.labels)
         optimizer.zero_grad(set_to_none=True)
-        (loss + penalty(inner, cfg)).backward()
+        (loss + penalty(inner, cfg, batch)).backward()
         optimizer.step()
         progress.step += 1
         progress.loss_sum += loss.item() * len(batch.labels)
@@ -66,11 +66,27 @@ def train_one_epoch(
         after_step()
 
 
-def penalty(model: nn.Module, cfg: TrainSection) -> torch.Tensor | float:
-    """The regularisation terms added to a batch's mean loss."""
+def penalty(model: nn.Module, cfg: TrainSection, batch: Batch | None = None) -> torch.Tensor | float:
+    """The regularisation terms added to a batch's mean loss (`batch`: the rows it uses)."""
+    total: torch.Tensor | float = 0.0
     if cfg.attention_l2 > 0 and isinstance(model, AFM):
-        return cfg.attention_l2 * model.attention_l2()
-    return 0.0
+        total = cfg.attention_l2 * model.attention_l2()
+    if cfg.embedding_l2 > 0 and isinstance(model, PairModel):
+        total = total + cfg.embedding_l2 * _rows_l2(model.embedding.embedding.weight, cfg, batch)
+    if cfg.linear_l2 > 0 and isinstance(model, PairModel):
+        total = total + cfg.linear_l2 * _rows_l2(model.linear.weight.weight, cfg, batch)
+    return total
+
+
+def _rows_l2(table: torch.Tensor, cfg: TrainSection, batch: Batch | None) -> torch.Tensor:
+    """0.5 * ||row||^2 summed over the rows each instance uses and averaged over the batch
+    (l2_scope "batch"), or over the whole table (l2_scope "table")."""
+    if cfg.l2_scope == "table" or batch is None:
+        return 0.5 * table.square().sum()
+    # Unique rows weighted by their count: the same sum as per occurrence, gathering each row
+    # once (index_select: its backward adds rows in a fixed order whatever the thread count).
+    rows, counts = torch.unique(batch.indices[batch.weights != 0], return_counts=True)
+    return 0.5 * (counts * table.index_select(0, rows).square().sum(dim=1)).sum() / len(batch.labels)
 
 
 @torch.no_grad()
@@ -100,16 +116,32 @@ class EarlyStopping:
 
     task: Task
     patience: int
+    metric: str = ""
+    """The watched metric ("": the task's default)."""
+    min_delta: float = 0.0
+    smoothing: float = 0.0
     best: float | None = None
     best_epoch: int = 0
     stale: int = 0
+    smoothed: float | None = None
+    best_smoothed: float | None = None
 
     def update(self, epoch: int, value: float) -> bool:
-        if is_better(self.task, value, self.best):
-            self.best, self.best_epoch, self.stale = value, epoch, 0
-            return True
-        self.stale += 1
-        return False
+        """-> whether `value` is the best so far (its weights are kept). The patience counts
+        epochs whose smoothed value beats the best smoothed one by no more than `min_delta`."""
+        sign = 1.0 if LOWER_IS_BETTER[monitored(self.task, self.metric)] else -1.0
+        improved = self.best is None or sign * (self.best - value) > 0
+        if improved:
+            self.best, self.best_epoch = value, epoch
+        if self.smoothed is None or not self.smoothing:
+            self.smoothed = value
+        else:
+            self.smoothed = self.smoothing * self.smoothed + (1 - self.smoothing) * value
+        if self.best_smoothed is None or sign * (self.best_smoothed - self.smoothed) > self.min_delta:
+            self.best_smoothed, self.stale = self.smoothed, 0
+        else:
+            self.stale += 1
+        return improved
 
     @property
     def should_stop(self) -> bool:
@@ -161,8 +193,8 @@ def fit(
     reading = Reading(batch_size=max(cfg.batch_size // context.world_size, 1), seed=seed,
                       rank=context.rank, world_size=context.world_size, buffer_rows=cfg.shuffle_buffer)
     steps = train.steps(reading)
-    monitor, _ = MONITOR[task]
-    stopping = EarlyStopping(task, cfg.patience)
+    monitor = monitored(task, cfg.monitor)
+    stopping = EarlyStopping(task, cfg.patience, monitor, cfg.min_delta, cfg.patience_smoothing)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())
     start_epoch, progress = 1, EpochProgress()
@@ -175,6 +207,7 @@ def fit(
         best_state, result.history = state["best_model"], state["history"]
         result.best_metrics = state["best_metrics"]
         start_epoch, progress = state["epoch"], EpochProgress(**state["progress"])
+    schedule = make_schedule(optimizer, cfg, steps, done=(start_epoch - 1) * steps + progress.step)
     if state is not None and context.is_main:
         torch.set_rng_state(state["rng"])  # rank 0's dropout masks go on as if never stopped
     else:
@@ -197,11 +230,14 @@ def fit(
     started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs + 1):
         tick = time.perf_counter()
+        freeze_pretrained(model, cfg, epoch, context.distributed)
         batches = train.batches(reading, epoch, skip=progress.step)
         bar = tqdm(batches, total=steps - progress.step, desc=f"epoch {epoch}/{cfg.epochs}",
                    leave=False, disable=None if context.is_main else True)
 
         def after_step(epoch: int = epoch, current: EpochProgress = progress) -> None:
+            if schedule is not None:
+                schedule.step()
             if checkpoints.due((epoch - 1) * steps + current.step) and current.step < steps:
                 save(epoch, current)
 

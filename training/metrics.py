@@ -46,6 +46,20 @@ def evaluate_scores(
     return {"rmse": rmse(labels, scores, label_range)}
 
 
+# Whether lower is better, for every metric early stopping or a tuner may watch.
+LOWER_IS_BETTER: dict[str, bool] = {"rmse": True, "logloss": True, "auc": False}
+TASK_METRICS: dict[Task, tuple[str, ...]] = {"regression": ("rmse",), "binary": ("auc", "logloss")}
+
+
+def monitored(task: Task, choice: str = "") -> str:
+    """The metric early stopping watches: `choice` if the task has it, the task's default if ""."""
+    if not choice:
+        return MONITOR[task][0]
+    if choice not in TASK_METRICS[task]:
+        raise ValueError(f"a {task} task reports {' or '.join(TASK_METRICS[task])}, not {choice!r}")
+    return choice
+
+
 def is_better(task: Task, candidate: float, best: float | None) -> bool:
     _, lower_is_better = MONITOR[task]
     if best is None:
