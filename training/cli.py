@@ -42,8 +42,8 @@ def _user_errors(prog: str, debug: bool) -> Iterator[None]:
     """Turn the errors a user's input causes into one line and exit status 2."""
     try:
         yield
-    except (UsageError, BundleError, FileNotFoundError, IsADirectoryError, PermissionError,
-            ValueError) as e:
+    except (UsageError, BundleError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError, ValueError) as e:
         if debug:
             raise
         # ValueError is what this code base raises for bad data and arguments.
@@ -52,8 +52,10 @@ def _user_errors(prog: str, debug: bool) -> Iterator[None]:
 
 
 def _one_line(error: Exception) -> str:
-    if isinstance(error, FileNotFoundError | IsADirectoryError | PermissionError):
+    if isinstance(error, FileNotFoundError):
         return f"cannot read {error.filename}: {error.strerror}"
+    if isinstance(error, IsADirectoryError | NotADirectoryError | PermissionError):  # read or write
+        return f"cannot use {error.filename}: {error.strerror}"
     text = " ".join(str(error).split())
     if isinstance(error, UsageError | BundleError):
         return text

@@ -160,3 +160,12 @@ def test_cli_errors_print_no_traceback_unless_debug(tmp_path: Path) -> None:
         "configs/synthetic-afm.toml"]
     debug = subprocess.run([*command, "--debug"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "UsageError" in debug.stderr
+
+
+def test_a_place_training_cannot_write_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a directory should be")
+    argv = ["--config", SYNTHETIC, "--set", f"data.cache_dir={blocked / 'cache'}",
+            "--out", str(tmp_path / "run")]
+    line = one_line_error(train_main, argv, capsys)
+    assert line.startswith(f"afm-train: cannot use {blocked}/cache") and "Not a directory" in line
