@@ -47,8 +47,8 @@ PY
   then reuse=1; fi
 fi
 if [ -z "$reuse" ]; then
-  echo "main.sh: training the default model into $bundle (configs/synthetic-afm.toml; a few minutes on 2 shared cores)"
+  echo "main.sh: training the default model into $bundle (configs/synthetic-afm.toml; about a minute on 2 shared cores)"
   afm-train --config configs/synthetic-afm.toml --out "$bundle"
 fi
-echo "main.sh: bundle $PWD/$bundle; serving on http://$host:$port (API page: http://$host:$port/docs)"
+echo "main.sh: bundle $(cd "$bundle" && pwd); serving on http://$host:$port (API page: http://$host:$port/docs)"
 exec afm-serve --model-dir "$bundle" --host "$host" --port "$port"
