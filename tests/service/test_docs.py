@@ -1,12 +1,20 @@
 """/docs and /redoc work with no network: every script, style and icon they load comes from
-this server, and the OpenAPI document they render documents one status for invalid input."""
+this server (and, where Chromium is installed, Swagger UI renders in it with no network);
+the OpenAPI document they render documents one status for invalid input."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
+from tests.helpers import REPO
 
 # Attribute URLs in the page, and the URLs its inline script passes to Swagger UI / ReDoc.
 URL = re.compile(r"""(?:src|href|url|spec-url)\s*[=:]\s*["']([^"']+)["']""")
@@ -52,3 +60,27 @@ def test_openapi_documents_400_for_invalid_input_and_no_422_but_reload(client: T
     for path in ("/predict", "/encode", "/v2/models/{name}/infer"):
         assert "400" in schema["paths"][path]["post"]["responses"], path
     assert "/docs" not in schema["paths"] and "/docs/assets" not in str(schema["paths"])
+
+
+# The server and a headless Chromium in a network namespace of their own, with loopback
+# only: Swagger UI renders /docs there, so nothing it needs comes from outside.
+OFFLINE_BROWSER = """
+ip link set lo up
+"$PYTHON" -m service.cli --model-dir "$BUNDLE" --port 18556 >/dev/null 2>&1 &
+server=$!
+ready="import urllib.request as u; u.urlopen('http://127.0.0.1:18556/readyz')"
+for _ in $(seq 60); do "$PYTHON" -c "$ready" 2>/dev/null && break; sleep 0.5; done
+timeout 60 chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=8000 \\
+  --dump-dom http://127.0.0.1:18556/docs 2>/dev/null
+kill $server; wait $server
+"""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None or shutil.which("unshare") is None
+                    or os.geteuid() != 0, reason="needs chromium, unshare and root (a network namespace)")
+def test_docs_render_in_a_browser_with_no_network(bundle_dir: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": "/tmp", "PYTHON": sys.executable, "BUNDLE": str(bundle_dir)}
+    result = subprocess.run(["unshare", "--net", "bash", "-c", OFFLINE_BROWSER], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=180)
+    rendered = set(re.findall(r'data-path="([^"]+)"', result.stdout))  # Swagger UI's operations
+    assert {"/predict", "/explain", "/encode", "/v2/models/{name}/infer"} <= rendered, result.stdout[-500:]
