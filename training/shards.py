@@ -68,11 +68,11 @@ class ShardWriter:
         if not self._pending_rows:
             return
         stem = self.directory / f"{len(self.sizes):05d}"
-        np.save(f"{stem}.indices.npy", np.concatenate([p[0] for p in self._pending]).astype(np.int32))
+        np.save(f"{stem}.indices.npy", np.concatenate([p[0] for p in self._pending], dtype=np.int32))
         if not self.implicit_weights:
             np.save(f"{stem}.weights.npy",
-                    np.concatenate([p[1] for p in self._pending]).astype(np.float32))  # type: ignore[misc]
-        np.save(f"{stem}.labels.npy", np.concatenate([p[2] for p in self._pending]).astype(np.float32))
+                    np.concatenate([p[1] for p in self._pending], dtype=np.float32))  # type: ignore[misc]
+        np.save(f"{stem}.labels.npy", np.concatenate([p[2] for p in self._pending], dtype=np.float32))
         self.sizes.append(self._pending_rows)
         self._pending, self._pending_rows = [], 0
 
@@ -135,11 +135,11 @@ class Shards:
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def shard(self, k: int) -> _Mapped:
+    def shard(self, k: int) -> _Rows:
         """Shard k, memory-mapped (nothing is read until used)."""
         stem = self.directory / f"{k:05d}"
         weights = None if self.implicit_weights else np.load(f"{stem}.weights.npy", mmap_mode="r")
-        return _Mapped(np.load(f"{stem}.indices.npy", mmap_mode="r"), weights,
+        return _Rows(np.load(f"{stem}.indices.npy", mmap_mode="r"), weights,
                        np.load(f"{stem}.labels.npy", mmap_mode="r"))
 
     def read(self, start: int, stop: int) -> Dataset:
@@ -151,7 +151,7 @@ class Shards:
                 break
             lo, hi = max(start - self.starts[k], 0), min(stop, self.starts[k + 1]) - self.starts[k]
             parts.append(_take(self.shard(k), slice(int(lo), int(hi))))
-        return _concat(parts, self.shape)
+        return _concat(parts, self.shape).dataset()
 
     def chunks(self, rows: int) -> Iterator[Dataset]:
         """Every row in order, `rows` at a time."""
@@ -179,11 +179,12 @@ class Shards:
                 skip -= count
                 continue
             data = _concat([self._rank_rows(k, reading) for k in shard_ids], self.shape)
+            order: np.ndarray | None = None  # rows are gathered batch by batch: one copy in memory
             if reading.shuffle:
-                order = np.random.default_rng([reading.seed, epoch, b]).permutation(len(data))
-                data = _take(data, order)
-            for start in range(skip * reading.batch_size, len(data), reading.batch_size):
-                yield _batch(_take(data, slice(start, start + reading.batch_size)))
+                order = np.random.default_rng([reading.seed, epoch, b]).permutation(rows)
+            for start in range(skip * reading.batch_size, rows, reading.batch_size):
+                chosen = slice(start, start + reading.batch_size)
+                yield _take(data, chosen if order is None else order[chosen]).batch()
             skip = 0
 
     def _buffers(self, reading: Reading, epoch: int) -> Iterator[tuple[list[int], int]]:
@@ -204,43 +205,51 @@ class Shards:
         if ids:
             yield ids, rows
 
-    def _rank_rows(self, k: int, reading: Reading) -> Dataset:
+    def _rank_rows(self, k: int, reading: Reading) -> _Rows:
         mine = self.sizes[k] // reading.world_size
         stop = mine * reading.world_size
         return _take(self.shard(k), slice(reading.rank, stop, reading.world_size))
 
 
-class _Mapped(NamedTuple):
-    """A memory-mapped shard; no weights when they are implicit (1 where the index is not padding)."""
+class _Rows(NamedTuple):
+    """Rows as stored: memory-mapped or copied; no weights when they are implicit (1 where
+    the index is not padding), so that a shuffle buffer holds the indices alone."""
 
     indices: np.ndarray
     weights: np.ndarray | None
     labels: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.labels)
 
-def _take(data: _Mapped | Dataset, rows: slice | np.ndarray) -> Dataset:
+    def full_weights(self) -> np.ndarray:
+        if self.weights is None:
+            return (self.indices != PADDING_INDEX).astype(np.float32)
+        return self.weights
+
+    def dataset(self) -> Dataset:
+        return Dataset(self.indices, self.full_weights(), self.labels)
+
+    def batch(self) -> Batch:
+        return Batch(torch.from_numpy(self.indices.astype(np.int64)),
+                     torch.from_numpy(self.full_weights()), torch.from_numpy(self.labels))
+
+
+def _take(data: _Rows, rows: slice | np.ndarray) -> _Rows:
     """The rows, copied into memory (and so writable, as torch wants)."""
-    indices = np.array(data.indices[rows])
-    if data.weights is None:
-        weights = (indices != PADDING_INDEX).astype(np.float32)
-    else:
-        weights = np.array(data.weights[rows])
-    return Dataset(indices, weights, np.array(data.labels[rows]))
+    weights = None if data.weights is None else np.array(data.weights[rows])
+    return _Rows(np.array(data.indices[rows]), weights, np.array(data.labels[rows]))
 
 
-def _concat(parts: list[Dataset], shape: tuple[int, int]) -> Dataset:
+def _concat(parts: list[_Rows], shape: tuple[int, int]) -> _Rows:
     if not parts:
-        return Dataset(np.zeros((0, *shape), np.int32), np.zeros((0, *shape), np.float32),
-                       np.zeros(0, np.float32))
+        return _Rows(np.zeros((0, *shape), np.int32), np.zeros((0, *shape), np.float32),
+                     np.zeros(0, np.float32))
     if len(parts) == 1:
         return parts[0]
-    return Dataset(np.concatenate([p.indices for p in parts]), np.concatenate([p.weights for p in parts]),
-                   np.concatenate([p.labels for p in parts]))
-
-
-def _batch(data: Dataset) -> Batch:
-    return Batch(torch.from_numpy(data.indices.astype(np.int64)), torch.from_numpy(data.weights),
-                 torch.from_numpy(data.labels))
+    weights = None if parts[0].weights is None else np.concatenate([p.full_weights() for p in parts])
+    return _Rows(np.concatenate([p.indices for p in parts]), weights,
+                 np.concatenate([p.labels for p in parts]))
 
 
 def file_key(path: Path) -> dict[str, Any]:
