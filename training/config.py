@@ -114,8 +114,12 @@ class TrainSection(_Section):
     pretrain: str = ""
     """Paper protocol: a config (relative to this one) of the FM to train first and start from."""
     init_from: str = ""
-    """A finished FM run directory to start from instead of training `pretrain` again."""
+    """A finished run directory to start from: an FM (the paper protocol, instead of training
+    `pretrain`), or yesterday's model on a newer log; known values keep their vectors."""
     eval_batch_size: int = Field(default=16384, ge=1)
+    compile: bool = False
+    """Run training steps under torch.compile: FM steps several times faster after a compile of
+    seconds; no gain for AFM (docs/BENCHMARKS.md, training speed)."""
     shuffle_buffer: int = Field(default=1 << 20, ge=1)
     """Rows shuffled together: whole shards, in a new order each epoch, up to this many rows."""
     checkpoint_every_steps: int = Field(default=0, ge=0)

@@ -189,6 +189,8 @@ def fit(
     `model` before returning. `on_epoch(epoch, validation metrics)` is called after every
     epoch (a tuner prunes a trial by raising from it)."""
     trained: nn.Module = DistributedDataParallel(model) if context.distributed else model
+    if cfg.compile:  # the call is compiled, not the module: state_dict keys stay unprefixed
+        trained = torch.compile(trained, dynamic=True)  # type: ignore[assignment]
     optimizer = make_optimizer(model, cfg)
     reading = Reading(batch_size=max(cfg.batch_size // context.world_size, 1), seed=seed,
                       rank=context.rank, world_size=context.world_size, buffer_rows=cfg.shuffle_buffer)
@@ -282,4 +284,11 @@ def _check_resumable(state: dict[str, Any], config: dict[str, Any]) -> None:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    """The model inside DistributedDataParallel and torch.compile's wrappers."""
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+            model = model._orig_mod
+        else:
+            return model
