@@ -277,7 +277,7 @@ def test_trained_bundle_scores_a_criteo_file_with_afm_eval(files: dict[str, Path
     manifest = train_bundle("criteo-fm.toml", out, [
         f"data.train={files['train']}", f"data.validation={files['validation']}",
         f"data.cache_dir={tmp_path / 'cache'}", "data.min_count=3", "train.epochs=1",
-        "model.embed_dim=4"])
+        "model.embed_dim=4", "train.compile=false"])
     assert [f.missing for f in manifest.fields] == ["learned"] * 39
     assert manifest.fields[0].kind == FieldKind.BUCKETIZED
     capsys.readouterr()
@@ -298,7 +298,7 @@ def test_afm_eval_reads_the_real_sample_with_its_header(tmp_path: Path,
     train_bundle("criteo-fm.toml", out, [
         f"data.train={SAMPLE}", f"data.validation={SAMPLE}", "data.criteo.delimiter=','",
         "data.criteo.header=true", f"data.cache_dir={tmp_path / 'cache'}", "data.min_count=2",
-        "train.epochs=1", "model.embed_dim=4"])
+        "train.epochs=1", "model.embed_dim=4", "train.compile=false"])
     capsys.readouterr()
     assert eval_main(["--model", str(out), "--data", str(SAMPLE), "--format", "criteo"]) == 0
     result = json.loads(capsys.readouterr().out)

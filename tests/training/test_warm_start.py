@@ -77,7 +77,7 @@ def test_a_new_day_grows_the_vocabulary_and_starts_from_yesterday(tmp_path: Path
     for day, seed in (("day1", 1), ("day2", 2), ("valid", 3)):
         write(tmp_path / f"{day}.tsv", 3000, world, seed)
     common = [f"data.validation={tmp_path / 'valid.tsv'}", f"data.cache_dir={tmp_path / 'cache'}",
-              "data.min_count=2", "train.epochs=2", "train.batch_size=256"]
+              "data.min_count=2", "train.epochs=2", "train.batch_size=256", "train.compile=false"]
     train_bundle("criteo-fm.toml", tmp_path / "run1", [f"data.train={tmp_path / 'day1.tsv'}", *common])
     train_bundle("criteo-fm.toml", tmp_path / "run2", [
         f"data.train={tmp_path / 'day2.tsv'}", f"train.init_from={tmp_path / 'run1'}",
