@@ -32,6 +32,7 @@ BIN = Path(sys.executable).parent
 ENV = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "4294967296",
        "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 PASS_LINE = re.compile(r"(counting|encoding) (\S+): (\d+) rows in ([\d.]+) s \((\d+) rows/s\)")
+PROGRESS_LINE = re.compile(r"epoch \d+/\d+: step (\d+)/(\d+), (\d+) samples/s")
 SAMPLE_S = 0.1
 
 
@@ -155,6 +156,10 @@ def train(config: str, kind: str, train_file: Path, validation: Path, cache: Pat
         command += ["--set", s]
     stage = Stage(f"train-{kind}", command).run(timeout_s=minutes * 60 if minutes else None)
     record = stage.record()
+    progress = PROGRESS_LINE.findall(stage.stderr)
+    if progress:  # the last minute-by-minute line: where a stopped run had got to
+        step, steps, rate = progress[-1]
+        record.update({"last_step": int(step), "steps_per_epoch": int(steps), "samples_per_s": int(rate)})
     history = out / "history.json"
     if history.is_file():
         h = json.loads(history.read_text())
@@ -172,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-minutes", type=float, help="stop each training after this long")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="for training runs")
     parser.add_argument("--results", type=Path, default=Path("/work/bench-data/criteo-results.jsonl"))
+    parser.add_argument("--reuse-cache", action="store_true",
+                        help="keep an existing cache (skip the first, uncached preprocessing)")
     args = parser.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     for rows in args.rows:
@@ -179,11 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         train_file = args.data_dir / f"criteo-{tag}.train.tsv"
         validation = args.data_dir / f"criteo-{tag}.valid.tsv"
         cache = args.data_dir / f"cache-{tag}"
-        shutil.rmtree(cache, ignore_errors=True)
         records = [generate(train_file, rows, 0, args.scale),
                    generate(validation, max(rows // 10, 1000), 1, args.scale)]
         config = str(REPO / "configs" / "criteo-fm.toml")
-        records.append(prepare(config, train_file, validation, cache, "prepare"))
+        if not (args.reuse_cache and cache.is_dir()):
+            shutil.rmtree(cache, ignore_errors=True)
+            records.append(prepare(config, train_file, validation, cache, "prepare"))
         records.append(prepare(config, train_file, validation, cache, "prepare-cached"))
         for kind in args.train:
             records.append(train(str(REPO / "configs" / f"criteo-{kind}.toml"), kind, train_file,
@@ -208,7 +216,11 @@ def report(rows: int, records: list[dict[str, Any]]) -> None:
             notes = "; ".join(f"{p['pass']} {p['file']} {p['rows_per_s']:,} rows/s" for p in r["passes"])
             notes += f"; cache {r['cache_bytes'] / 2**30:.2f} GiB"
         elif r.get("best_metrics"):
-            notes = json.dumps(r["best_metrics"])
+            rates = [round(e["samples_per_second"]) for e in r.get("epochs", [])]
+            notes = f"{json.dumps(r['best_metrics'])}; samples/s per epoch {rates}"
+        elif r.get("samples_per_s"):
+            notes = (f"stopped at step {r['last_step']:,} of {r['steps_per_epoch']:,}: "
+                     f"{r['samples_per_s']:,} samples/s")
         print(f"| {r['stage']} | {r.get('seconds', '')} | {r.get('cpu_seconds', '')} | "
               f"{r.get('peak_rss_anon_mib', '')} | {notes} |")
 

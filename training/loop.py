@@ -237,11 +237,15 @@ def fit(
         bar = tqdm(batches, total=steps - progress.step, desc=f"epoch {epoch}/{cfg.epochs}",
                    leave=False, disable=None if context.is_main else True)
 
-        def after_step(epoch: int = epoch, current: EpochProgress = progress) -> None:
+        report = _ProgressLog(epoch, cfg.epochs, steps, progress, context)
+
+        def after_step(epoch: int = epoch, current: EpochProgress = progress,
+                       report: _ProgressLog = report) -> None:
             if schedule is not None:
                 schedule.step()
             if checkpoints.due((epoch - 1) * steps + current.step) and current.step < steps:
                 save(epoch, current)
+            report.maybe()
 
         train_one_epoch(trained, bar, optimizer, task, cfg, progress, after_step)
         train_seconds = time.perf_counter() - tick
@@ -281,6 +285,30 @@ def _check_resumable(state: dict[str, Any], config: dict[str, Any]) -> None:
             f"the checkpoint was written by another config (sections {', '.join(changed)} differ): "
             "train into another --out directory, or pass --fresh to start over"
         )
+
+
+class _ProgressLog:
+    """A log line a minute within long epochs (for logs that no progress bar reaches)."""
+
+    every_seconds = 60.0
+
+    def __init__(self, epoch: int, epochs: int, steps: int, progress: EpochProgress,
+                 context: Context) -> None:
+        self.epoch, self.epochs, self.steps, self.progress = epoch, epochs, steps, progress
+        self.enabled = context.is_main
+        self.began = self.last = time.monotonic()
+        self.first_step, self.world = progress.step, context.world_size
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < self.every_seconds:
+            return
+        self.last = now
+        done = self.progress.step - self.first_step
+        rows = self.progress.seen * self.world * done / max(self.progress.step, 1)
+        log.info("epoch %d/%d: step %d/%d, %.0f samples/s, loss %.5f", self.epoch, self.epochs,
+                 self.progress.step, self.steps, rows / (now - self.began),
+                 self.progress.loss_sum / max(self.progress.seen, 1))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
