@@ -118,9 +118,18 @@ def _peer(spec: dict[str, Any], cards: np.ndarray) -> Any:
 def worker(spec: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     cards, ids, labels = _batches(Path(spec["data"]), 8)
-    if spec["impl"] == "peer":
+    inputs: list[tuple[torch.Tensor, ...]]
+    if spec["impl"] == "gemm":  # the forward projection of every pair and its two gradients
+        pairs = len(cards) * (len(cards) - 1) // 2
+        u, w = torch.randn(pairs * BATCH, spec["k"]), torch.randn(spec["t"], spec["k"])
+        dz = torch.randn(pairs * BATCH, spec["t"])
+        inputs = [()] * len(labels)
+
+        def step(x: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+            u @ w.t(), dz.t() @ u, dz @ w
+    elif spec["impl"] == "peer":
         model = _peer(spec, cards)
-        inputs: list[tuple[torch.Tensor, ...]] = [(torch.from_numpy(x).float(),) for x in ids]
+        inputs = [(torch.from_numpy(x).float(),) for x in ids]
 
         def step(x: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:  # DeepCTR's fit, per batch
             pred = model(x[0]).squeeze(-1)
@@ -204,7 +213,7 @@ def variants(
         impls.append("peer")
     out = []
     for kind in ("afm", "fm"):
-        for impl in impls:
+        for impl in impls + (["gemm"] if args.gemm_bound and kind == "afm" else []):
             spec = {"impl": "ours" if impl == "compiled" else impl, "kind": kind, "k": k, "t": t,
                     "dropout": args.dropout if kind == "afm" else 0.0, "data": str(data),
                     "compile": impl == "compiled", "before_path": str(root)}
@@ -213,7 +222,8 @@ def variants(
 
 
 def label(spec: dict[str, Any], before: str) -> str:
-    name = {"ours": "ours", "before": f"ours at {before}", "peer": "DeepCTR-Torch 0.3.0"}[spec["impl"]]
+    name = {"ours": "ours", "before": f"ours at {before}", "peer": "DeepCTR-Torch 0.3.0",
+            "gemm": "its 3 projection GEMMs alone (a bound)"}[spec["impl"]]
     return f"{spec['kind'].upper()}, {name}{' + torch.compile' if spec['compile'] else ''}"
 
 
@@ -252,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peer-python", default="/work/deepctr-venv/bin/python")
     parser.add_argument("--before", default="", help="a git revision to measure our models at")
     parser.add_argument("--compile", action="store_true", help="also ours under torch.compile")
+    parser.add_argument("--gemm-bound", action="store_true",
+                        help="also AFM's projection GEMMs alone: a bound on any fp32 AFM step")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
