@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from service.errors import install_handlers
+from service.http_errors import install_handlers
 from service.logs import configure_logging
 from service.memory import HeapTrimmer, malloc_trim
 from service.metrics import Metrics, multiprocess_dir, reap_dead_workers, refresh_process_metrics

@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response, url_too_long
+from service.http_errors import error_response, status_of, url_too_long
 from service.logs import ACCESS_LOGGER
 from service.memory import HeapTrimmer
 from service.metrics import Metrics
@@ -97,7 +97,7 @@ class RequestMiddleware:
         url_bytes = len(scope.get("raw_path") or scope["path"]) + (len(query) + 1 if query else 0)
         if url_bytes > self.max_url_bytes:
             error = url_too_long(self.max_url_bytes)
-            return receive, error_response(error.status, error.message), 0
+            return receive, error_response(status_of(error), error.message), 0
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():

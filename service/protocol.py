@@ -24,7 +24,8 @@ import orjson
 from httptools import HttpParserError
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from service.errors import InvalidInput, ServiceError, error_body, headers_too_large, url_too_long
+from service.errors import InvalidInput, ServiceError
+from service.http_errors import error_body, headers_too_large, status_of, url_too_long
 
 log = logging.getLogger("service.protocol")
 
@@ -81,9 +82,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, error: ServiceError) -> None:
         self._in_head = False
-        log.warning("request refused before the app: %d %s", error.status, error.message)
+        status = status_of(error)
+        log.warning("request refused before the app: %d %s", status, error.message)
         body = orjson.dumps(error_body(error.message))
-        head = [STATUS_LINE[error.status]]
+        head = [STATUS_LINE[status]]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head += [b"content-type: application/json\r\n",
                  b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n"]

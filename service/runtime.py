@@ -24,7 +24,7 @@ from model.bundle import Bundle, BundleError, Scores
 from model.features import Encoded, FeatureError
 from service import describe
 from service.batcher import Batcher
-from service.errors import Forbidden, InvalidInput, NotFound, NotReady, PayloadTooLarge, ReloadRefused
+from service.errors import Forbidden, InvalidInput, NotFound, NotReady, ReloadRefused, TooLarge
 from service.explain import Explainer
 from service.metrics import Metrics
 from service.settings import Settings
@@ -239,7 +239,7 @@ class Runtime:
 
     def _check_batch(self, count: int) -> None:
         if count > self._settings.max_instances:
-            raise PayloadTooLarge(
+            raise TooLarge(
                 f"at most {self._settings.max_instances} instances per request, got {count}"
             )
         if count == 0:

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from model.validation import describe
-from service.errors import InvalidInput, UnsupportedMediaType
+from service.errors import InvalidInput
+from service.http_errors import UnsupportedMediaType
 
 Body = TypeVar("Body", bound=BaseModel)
 REF = "#/components/schemas/{model}"

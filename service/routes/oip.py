@@ -16,7 +16,8 @@ from starlette.responses import Response
 
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
 from service.describe import DATATYPES, output_shapes
-from service.errors import ERROR_RESPONSES, InvalidInput, NotFound, PayloadTooLarge
+from service.errors import InvalidInput, NotFound, TooLarge
+from service.http_errors import ERROR_RESPONSES
 from service.responses import ORJSONResponse
 from service.routes.body import json_body, read_json
 from service.runtime import LoadedModel, Runtime
@@ -131,7 +132,7 @@ def tensor_array(tensor: RequestInput, limit: int) -> np.ndarray:
         raise InvalidInput(f"input {tensor.name!r} must be {expected}, got {tensor.datatype!r}")
     size = math.prod(tensor.shape)
     if size > limit:
-        raise PayloadTooLarge(f"input {tensor.name!r} of shape {tensor.shape} is over the limit")
+        raise TooLarge(f"input {tensor.name!r} of shape {tensor.shape} is over the limit")
     try:
         data = np.asarray(tensor.data)
     except (ValueError, TypeError, OverflowError) as e:

@@ -11,7 +11,8 @@ from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 
-from service.errors import ERROR_RESPONSES, Forbidden, Unauthorized
+from service.errors import Forbidden
+from service.http_errors import ERROR_RESPONSES, Unauthorized
 from service.metrics import CONTENT_TYPE, ProcessMetrics, exposition
 from service.responses import ORJSONResponse
 from service.runtime import Runtime

@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from model.features import Encoded, FeatureSpace, FieldKind
-from service.errors import ERROR_RESPONSES, InvalidInput
+from service.errors import InvalidInput
+from service.http_errors import ERROR_RESPONSES
 from service.responses import ORJSONResponse
 from service.routes.body import json_body, read_json
 from service.runtime import LoadedModel, Runtime

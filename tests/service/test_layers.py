@@ -1,0 +1,50 @@
+"""The service's layers: only the HTTP layer knows the web framework.
+
+The HTTP layer is not a folder yet, so it is listed here by module: the app factory, the
+routes, the middleware, the response class, the bounded protocol and the HTTP reading of
+errors. Everything else in service/ (runtime, errors, explainer, batcher, metrics,
+settings, ...) must not import fastapi or starlette, directly or by `from` import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SERVICE = Path(__file__).resolve().parents[2] / "service"
+HTTP_LAYER = {"app.py", "http_errors.py", "middleware.py", "responses.py", "protocol.py",
+              "routes/"}
+FRAMEWORKS = ("fastapi", "starlette")
+
+
+def imported(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def in_http_layer(path: Path) -> bool:
+    relative = path.relative_to(SERVICE).as_posix()
+    return relative in HTTP_LAYER or any(
+        relative.startswith(folder) for folder in HTTP_LAYER if folder.endswith("/"))
+
+
+def test_only_the_http_layer_imports_the_web_framework() -> None:
+    modules = sorted(SERVICE.rglob("*.py"))
+    assert any(p.name == "runtime.py" for p in modules)
+    offenders = {
+        path.relative_to(SERVICE).as_posix(): sorted(
+            name for name in imported(path) if name.split(".")[0] in FRAMEWORKS)
+        for path in modules if not in_http_layer(path)
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_http_layer_list_names_real_modules() -> None:
+    for entry in HTTP_LAYER:
+        assert (SERVICE / entry).exists(), entry
