@@ -7,10 +7,15 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model.features import FeatureSpace
 from model.manifest import DataFingerprint, Task
+
+if TYPE_CHECKING:
+    from training.shards import Shards
 
 
 @dataclass
@@ -37,6 +42,28 @@ class Splits:
     train: Dataset
     validation: Dataset
     fingerprints: dict[str, DataFingerprint]
+
+
+@dataclass
+class Prepared:
+    """A run's data after the pipeline: the feature space and both splits as shard sets."""
+
+    space: FeatureSpace
+    train: Shards
+    validation: Shards
+    fingerprints: dict[str, DataFingerprint]
+    mapping: np.ndarray | None = None
+    """With a previous model: its feature table's index -> this one's (-1: dropped)."""
+
+    def label_range(self, task: Task) -> tuple[float, float]:
+        """Binary: (0, 1); regression: the training labels' range (the paper clips to it)."""
+        if task == "binary":
+            return (0.0, 1.0)
+        low, high = np.inf, -np.inf
+        for k in range(len(self.train.sizes)):
+            labels = self.train.shard(k).labels
+            low, high = min(low, float(labels.min())), max(high, float(labels.max()))
+        return (low, high)
 
 
 def binary_labels(labels: np.ndarray, task: Task) -> np.ndarray:

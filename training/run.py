@@ -6,7 +6,6 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,10 @@ import torch
 
 from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm
 from model.features import FeatureSpace
-from model.manifest import DataFingerprint, Manifest
+from model.manifest import Manifest
 from training import libfm, synthetic
 from training.config import RunConfig, load_config
-from training.data import Splits, binary_labels, fingerprint
+from training.data import Prepared, Splits, binary_labels, fingerprint
 from training.distributed import Context, barrier
 from training.export import write_bundle
 from training.loop import Checkpointing, FitResult, fit
@@ -29,17 +28,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINTS = "checkpoints"
 PRETRAIN = "pretrain"
-
-
-@dataclass
-class Prepared:
-    space: FeatureSpace
-    train: Shards
-    validation: Shards
-    fingerprints: dict[str, DataFingerprint]
-    label_range: tuple[float, float]
-    mapping: np.ndarray | None = None
-    """With a previous model: its feature table's index -> this one's (-1: dropped)."""
 
 
 def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepared:
@@ -71,7 +59,7 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
         "data: %d train, %d validation rows; %d fields, %d features; %d validation values out of vocabulary",
         len(train), len(validation), space.num_fields, space.num_features, validation.oov,
     )
-    return Prepared(space, train, validation, prints, _label_range(train, data.task), mapping)
+    return Prepared(space, train, validation, prints, mapping)
 
 
 def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
@@ -93,16 +81,6 @@ def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
     spec = synthetic.SyntheticSpec.model_validate(data.synthetic)
     space, train, validation = synthetic.datasets(spec)
     return space, Splits(train, validation, {})
-
-
-def _label_range(train: Shards, task: str) -> tuple[float, float]:
-    if task == "binary":
-        return (0.0, 1.0)
-    low, high = np.inf, -np.inf
-    for k in range(len(train.sizes)):
-        labels = train.shard(k).labels
-        low, high = min(low, float(labels.min())), max(high, float(labels.max()))
-    return (low, high)
 
 
 def model_config(cfg: RunConfig, space: FeatureSpace) -> ModelConfig:
@@ -169,17 +147,18 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
              torch.get_num_threads())
     checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
                                 60 * cfg.train.checkpoint_every_minutes, cfg.identity())
-    result = fit(model, prepared.train, prepared.validation, cfg.data.task, prepared.label_range,
+    label_range = prepared.label_range(cfg.data.task)
+    result = fit(model, prepared.train, prepared.validation, cfg.data.task, label_range,
                  cfg.train, cfg.seed, context, checkpoints, on_epoch)
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
     if context.is_main:
-        _write_run(out, cfg, model, prepared, result, context)
+        _write_run(out, cfg, model, prepared, label_range, result, context)
     barrier(context)
     return Manifest.read(out)
 
 
-def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared, result: FitResult,
-               context: Context) -> None:
+def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
+               label_range: tuple[float, float], result: FitResult, context: Context) -> None:
     torch.save(
         {"model": model.state_dict(), "model_config": model.config.to_dict(),
          "metrics": result.best_metrics, "epoch": result.best_epoch},
@@ -191,7 +170,7 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared, 
          "epochs": result.history}, indent=2))
     manifest = write_bundle(
         out, model, prepared.space, name=cfg.name, version=cfg.version, task=cfg.data.task,
-        label_range=prepared.label_range, validation=prepared.validation,
+        label_range=label_range, validation=prepared.validation,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
                   "threads": torch.get_num_threads()},

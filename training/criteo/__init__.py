@@ -19,11 +19,9 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
@@ -34,23 +32,13 @@ from training.criteo.counts import Counts, count
 from training.criteo.encode import Encoder, datasets
 from training.criteo.reader import Reader, sniff
 from training.criteo.vocab import feature_space, grow
-from training.data import Dataset
+from training.data import Dataset, Prepared
 
 if TYPE_CHECKING:  # training.shards imports torch, which afm-eval does not need
     from training.shards import Shards
 
 log = logging.getLogger(__name__)
 VERSION = 1  # of the cached layouts below: bump to rebuild every cache
-
-
-@dataclass
-class Prepared:
-    space: FeatureSpace
-    train: Shards
-    validation: Shards
-    fingerprints: dict[str, DataFingerprint]
-    mapping: np.ndarray | None = None
-    """With `previous`: (previous.num_features,) new index of each old index, -1 if dropped."""
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = None) -> Prepared:
