@@ -14,6 +14,7 @@ import numpy as np
 
 from model.bundle import Bundle, Scores
 from model.features import Encoded, FieldKind
+from model.manifest import PairImportance
 
 PADDING_NAME = ""
 OOV_NAME = "<oov>"
@@ -190,12 +191,11 @@ class Explainer:
                 shown[r, f] = self._space.describe(f, encoded.indices[r, f], encoded.weights[r, f])
         return shown
 
-    def importance(self) -> list[dict[str, Any]]:
+    def importance(self) -> list[PairImportance]:
         """The manifest's global field-pair importance, largest mean |contribution| first."""
-        ranked = sorted(
+        return sorted(
             self._bundle.manifest.importance, key=lambda p: p.mean_abs_contribution, reverse=True
         )
-        return [p.model_dump(mode="json") for p in ranked]
 
 
 def _value_names(bundle: Bundle) -> np.ndarray:

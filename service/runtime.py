@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from model.bundle import Bundle, BundleError, Scores
-from model.features import Encoded, FeatureError
+from model.features import Encoded, FeatureError, FeatureSpace, FieldKind
+from model.manifest import PairImportance
 from service import describe
 from service.batcher import Batcher
 from service.errors import Forbidden, InvalidInput, NotFound, NotReady, ReloadRefused, TooLarge
@@ -37,14 +39,57 @@ MAX_VALUE_CHARS = 1024
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
+class ModelRef(TypedDict):
+    """The model that answered; a dict because every response carries it as it is."""
+
+    name: str
+    version: str
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     bundle: Bundle
     directory: Path
     explainer: Explainer
-    ref: dict[str, str]
+    ref: ModelRef
+    input_shape: tuple[int, int]  # (F, L): fields and entries a field, after the batch
     metadata: dict[str, Any]
     oip_metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """One JSON-ready result per instance (score, probability or prediction, oov, and the
+    explanation when asked), as `service.explain` builds them: rendered as they are, since
+    a typed object per instance would cost more than the model run at 256 instances."""
+
+    model: ModelRef
+    predictions: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedInstances:
+    model: ModelRef
+    encoded: Encoded
+
+
+@dataclass(frozen=True, slots=True)
+class Inference:
+    model: ModelRef
+    scores: Scores
+
+
+@dataclass(frozen=True, slots=True)
+class Importance:
+    model: ModelRef
+    pairs: list[PairImportance]  # largest mean |contribution| first
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    model: ModelRef
+    sha256: str
+    previous: ModelRef
 
 
 def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
@@ -57,6 +102,7 @@ def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
         directory=directory,
         explainer=Explainer(bundle),
         ref={"name": manifest.name, "version": manifest.version},
+        input_shape=(bundle.features.num_fields, bundle.features.max_entries),
         metadata=describe.metadata(bundle),
         oip_metadata=describe.oip_metadata(bundle),
     )
@@ -129,18 +175,30 @@ class Runtime:
         self._ready = False
         self._batcher.close()
 
+    def served(self, name: str, version: str | None = None) -> LoadedModel:
+        """The model being served if it is the one named (any version when None)."""
+        model = self.model
+        if name != model.ref["name"] or version not in (None, model.ref["version"]):
+            wanted = name if version is None else f"{name} version {version}"
+            raise NotFound(f"model {wanted} is not served")
+        return model
+
     async def predict(
         self, instances: Sequence[Mapping[str, Any]], explain: bool, top_k: int | None = None
-    ) -> dict[str, Any]:
-        model, encoded = self.encode(instances)
+    ) -> Predictions:
+        model, encoded = self._encode(instances)
         scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
         _check_scores(scores)
         self._metrics.observe_scored(scores.score, encoded.oov)
         results = model.explainer.predictions(encoded, scores, explain, top_k)
-        return {"model": model.ref, "predictions": results}
+        return Predictions(model.ref, results)
 
-    def encode(self, instances: Sequence[Mapping[str, Any]]) -> tuple[LoadedModel, Encoded]:
+    def encode(self, instances: Sequence[Mapping[str, Any]]) -> EncodedInstances:
         """Field values -> the model's input tensors, with the values out of vocabulary."""
+        model, encoded = self._encode(instances)
+        return EncodedInstances(model.ref, encoded)
+
+    def _encode(self, instances: Sequence[Mapping[str, Any]]) -> tuple[LoadedModel, Encoded]:
         model = self.model
         self._check_batch(len(instances))
         try:  # refuses, naming the field, numbers that overflow float32 once normalised
@@ -150,16 +208,16 @@ class Runtime:
         _check_text(encoded.oov)
         return model, encoded
 
-    async def explain(self, instance: Mapping[str, Any]) -> dict[str, Any]:
-        """One instance with every pair it holds."""
-        result = await self.predict([instance], explain=True)
-        return {"model": result["model"], **result["predictions"][0]}
+    async def explain(self, items: Sequence[tuple[str, str]]) -> Predictions:
+        """One instance given as `field=text` pairs (a query string), with every pair it holds."""
+        instance = instance_from_text(self.model.bundle.features, items)
+        return await self.predict([instance], explain=True)
 
-    def importance(self) -> dict[str, Any]:
+    def importance(self) -> Importance:
         model = self.model
-        return {"model": model.ref, "importance": model.explainer.importance()}
+        return Importance(model.ref, model.explainer.importance())
 
-    async def infer(self, indices: np.ndarray, weights: np.ndarray) -> tuple[LoadedModel, Scores]:
+    async def infer(self, indices: np.ndarray, weights: np.ndarray) -> Inference:
         """Raw tensors (B, F, L), as the Open Inference Protocol sends them."""
         model = self.model
         space = model.bundle.features
@@ -179,16 +237,17 @@ class Runtime:
         scores = await self._batcher.run(model.bundle, indices, weights)
         _check_scores(scores)
         self._metrics.observe_scored(scores.score, ())
-        return model, scores
+        return Inference(model.ref, scores)
 
-    async def reload(self, requested: str | None) -> tuple[LoadedModel, LoadedModel]:
-        """-> (previous, new). Refuses the bundle (ReloadRefused) and keeps serving on failure;
-        on success the other workers are told to follow."""
+    async def reload(self, requested: str | None) -> Reloaded:
+        """Refuses the bundle (ReloadRefused) and keeps serving on failure; on success the
+        other workers are told to follow."""
         directory = resolve_bundle(requested, self.model.directory, self._settings.models_root)
         before, model = await self._swap(directory, requested or self.model.ref["name"])
+        sha256 = model.bundle.manifest.onnx_sha256
         if self._shared is not None:
-            self._shared.publish(Choice(directory, model.bundle.manifest.onnx_sha256))
-        return before, model
+            self._shared.publish(Choice(directory, sha256))
+        return Reloaded(model.ref, sha256, before.ref)
 
     async def follow(self, interval_s: float) -> None:
         """Run forever: switch to the model another worker's reload chose."""
@@ -244,6 +303,34 @@ class Runtime:
             )
         if count == 0:
             raise InvalidInput("no instances given")
+
+
+def instance_from_text(space: FeatureSpace, items: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Query strings carry text: numbers for numeric fields, lists for multi-valued ones."""
+    kinds = {spec.name: spec.kind for spec in space.fields}
+    instance: dict[str, Any] = {}
+    for name, text in items:
+        kind = kinds.get(name)
+        if kind is None:
+            raise InvalidInput(f"unknown field {name!r}")
+        if kind == FieldKind.MULTI:
+            instance.setdefault(name, []).append(text)
+            continue
+        if name in instance:
+            raise InvalidInput(f"field {name!r} given more than once")
+        instance[name] = _number(name, text) if kind in (FieldKind.NUMERIC,
+                                                         FieldKind.BUCKETIZED) else text
+    return instance
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise InvalidInput(f"field {name!r} takes a number, got {text[:64]!r}") from e
+    if not math.isfinite(value):
+        raise InvalidInput(f"field {name!r} takes a finite number, got {text[:64]!r}")
+    return value
 
 
 def _check_text(oov: list[tuple[int, str, str]]) -> None:

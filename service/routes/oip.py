@@ -15,12 +15,12 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
-from service.describe import DATATYPES, output_shapes
-from service.errors import InvalidInput, NotFound, TooLarge
+from service.describe import DATATYPES
+from service.errors import InvalidInput, TooLarge
 from service.http_errors import ERROR_RESPONSES
 from service.responses import ORJSONResponse
 from service.routes.body import json_body, read_json
-from service.runtime import LoadedModel, Runtime
+from service.runtime import Runtime
 from service.schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -46,13 +46,6 @@ def server_version() -> str:
 def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     server = {"name": SERVER_NAME, "version": server_version(), "extensions": []}
 
-    def served(name: str, model_version: str | None) -> LoadedModel:
-        model = runtime.model
-        if name != model.ref["name"] or model_version not in (None, model.ref["version"]):
-            wanted = name if model_version is None else f"{name} version {model_version}"
-            raise NotFound(f"model {wanted} is not served")
-        return model
-
     @app.get("/v2", response_model=ServerMetadata, tags=TAGS)
     async def server_metadata() -> Response:
         return ORJSONResponse(server)
@@ -72,7 +65,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     @app.get("/v2/models/{name}", **meta)
     @app.get("/v2/models/{name}/versions/{model_version}", **meta)
     async def model_metadata(name: str, model_version: str | None = None) -> Response:
-        return ORJSONResponse(served(name, model_version).oip_metadata)
+        return ORJSONResponse(runtime.served(name, model_version).oip_metadata)
 
     ready_meta: dict[str, Any] = {"tags": TAGS, "response_class": Response,
                                   "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
@@ -80,7 +73,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     @app.get("/v2/models/{name}/ready", **ready_meta)
     @app.get("/v2/models/{name}/versions/{model_version}/ready", **ready_meta)
     async def model_ready(name: str, model_version: str | None = None) -> Response:
-        served(name, model_version)
+        runtime.served(name, model_version)
         return Response(status_code=200)
 
     infer_meta: dict[str, Any] = {
@@ -92,21 +85,18 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     @app.post("/v2/models/{name}/versions/{model_version}/infer", **infer_meta)
     async def infer(request: Request, name: str, model_version: str | None = None) -> Response:
         """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L]."""
-        model = served(name, model_version)
+        fields, entries = runtime.served(name, model_version).input_shape
         body = await read_json(request, InferenceRequest)
-        space = model.bundle.features
-        limit = max_instances * space.num_fields * space.max_entries
-        indices, weights = input_tensors(body.inputs, limit)
+        indices, weights = input_tensors(body.inputs, max_instances * fields * entries)
         wanted = requested_outputs(body)
-        model, scores = await runtime.infer(indices, weights)
-        shapes = output_shapes(model.bundle)
+        result = await runtime.infer(indices, weights)
         outputs = []
         for name_ in wanted:
-            data = np.ascontiguousarray(getattr(scores, name_)).ravel()
-            shape = [len(indices), *shapes[name_][1:]]
-            outputs.append({"name": name_, "shape": shape, "datatype": "FP32", "data": data})
+            array = getattr(result.scores, name_)
+            outputs.append({"name": name_, "shape": list(array.shape), "datatype": "FP32",
+                            "data": np.ascontiguousarray(array).ravel()})
         return ORJSONResponse({
-            "model_name": model.ref["name"], "model_version": model.ref["version"],
+            "model_name": result.model["name"], "model_version": result.model["version"],
             "id": body.id, "outputs": outputs,
         })
 

@@ -75,8 +75,6 @@ def register_admin(app: FastAPI, runtime: Runtime, token: str) -> None:
     async def reload(body: ReloadRequest | None = None) -> Response:
         """Load, verify and warm up a bundle beside the current one, then swap atomically.
         Requests already running finish on the old model; a refused bundle changes nothing."""
-        before, after = await runtime.reload(body.model_dir if body else None)
-        return ORJSONResponse({
-            "model": after.ref, "sha256": after.bundle.manifest.onnx_sha256,
-            "previous": before.ref,
-        })
+        result = await runtime.reload(body.model_dir if body else None)
+        return ORJSONResponse({"model": result.model, "sha256": result.sha256,
+                               "previous": result.previous})

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from model.features import Encoded, FeatureSpace, FieldKind
-from service.errors import InvalidInput
 from service.http_errors import ERROR_RESPONSES
 from service.responses import ORJSONResponse
 from service.routes.body import json_body, read_json
-from service.runtime import LoadedModel, Runtime
+from service.runtime import EncodedInstances, Runtime
 from service.schemas import (
     EncodeRequest,
     EncodeResponse,
@@ -43,7 +40,7 @@ def register(app: FastAPI, runtime: Runtime) -> None:
         body = await read_json(request, PredictRequest)
         top_k = body.explain.top_k if isinstance(body.explain, ExplainOptions) else None
         result = await runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k)
-        return ORJSONResponse(result)
+        return ORJSONResponse({"model": result.model, "predictions": result.predictions})
 
     @app.get(
         "/explain",
@@ -62,9 +59,11 @@ def register(app: FastAPI, runtime: Runtime) -> None:
         pairs. Without: the model's global field-pair importance from its manifest."""
         items = request.query_params.multi_items()
         if not items:
-            return ORJSONResponse(runtime.importance())
-        instance = instance_from_query(runtime.model.bundle.features, items)
-        return ORJSONResponse(await runtime.explain(instance))
+            importance = runtime.importance()
+            return ORJSONResponse({"model": importance.model, "importance": [
+                pair.model_dump(mode="json") for pair in importance.pairs]})
+        result = await runtime.explain(items)
+        return ORJSONResponse({"model": result.model, **result.predictions[0]})
 
 
 def register_encode(app: FastAPI, runtime: Runtime) -> None:
@@ -74,12 +73,11 @@ def register_encode(app: FastAPI, runtime: Runtime) -> None:
         """Field values -> the `indices` and `weights` tensors the Open Inference Protocol's
         `infer` takes: the vocabulary lookup, for clients that speak only that protocol."""
         body = await read_json(request, EncodeRequest)
-        model, encoded = runtime.encode(body.instances)
-        return ORJSONResponse(encode_response(model, encoded))
+        return ORJSONResponse(encode_response(runtime.encode(body.instances)))
 
 
-def encode_response(model: LoadedModel, encoded: Encoded) -> dict[str, Any]:
-    ref = model.ref
+def encode_response(result: EncodedInstances) -> dict[str, Any]:
+    ref, encoded = result.model, result.encoded
     shape = list(encoded.indices.shape)
     return {
         "model": ref, "infer": f"/v2/models/{ref['name']}/versions/{ref['version']}/infer",
@@ -90,30 +88,3 @@ def encode_response(model: LoadedModel, encoded: Encoded) -> dict[str, Any]:
         "oov": [{"instance": row, "field": field, "value": value} for row, field, value in encoded.oov],
     }
 
-
-def instance_from_query(space: FeatureSpace, items: list[tuple[str, str]]) -> dict[str, Any]:
-    """Query strings carry text: numbers for numeric fields, lists for multi-valued ones."""
-    kinds = {spec.name: spec.kind for spec in space.fields}
-    instance: dict[str, Any] = {}
-    for name, text in items:
-        kind = kinds.get(name)
-        if kind is None:
-            raise InvalidInput(f"unknown field {name!r}")
-        if kind == FieldKind.MULTI:
-            instance.setdefault(name, []).append(text)
-            continue
-        if name in instance:
-            raise InvalidInput(f"field {name!r} given more than once")
-        instance[name] = _number(name, text) if kind in (FieldKind.NUMERIC,
-                                                         FieldKind.BUCKETIZED) else text
-    return instance
-
-
-def _number(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise InvalidInput(f"field {name!r} takes a number, got {text[:64]!r}") from e
-    if not math.isfinite(value):
-        raise InvalidInput(f"field {name!r} takes a finite number, got {text[:64]!r}")
-    return value
