@@ -117,6 +117,10 @@ class TrainSection(_Section):
     """A finished run directory to start from: an FM (the paper protocol, instead of training
     `pretrain`), or yesterday's model on a newer log; known values keep their vectors."""
     eval_batch_size: int = Field(default=16384, ge=1)
+    micro_batch_size: int = Field(default=0, ge=0)
+    """Rows per forward/backward pass; a larger batch is split and its gradients summed before
+    one step (the same step). Bounds activation memory: an AFM pass holds several
+    (rows x pairs x embedding) tensors. 0: the whole batch at once."""
     compile: bool = False
     """Run training steps under torch.compile: FM steps several times faster after a compile of
     seconds; no gain for AFM (docs/BENCHMARKS.md, training speed)."""

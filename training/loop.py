@@ -11,6 +11,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,19 +52,35 @@ def train_one_epoch(
     progress: EpochProgress,
     after_step: Callable[[], None] = lambda: None,
 ) -> None:
-    """One pass over `batches`, adding to `progress` (the training loss without the L2 term)."""
+    """One pass over `batches`, adding to `progress` (the training loss without the L2 term).
+
+    A batch larger than `cfg.micro_batch_size` runs as several forward and backward passes
+    whose gradients add up to the whole batch's (each part's mean loss and penalty weighted
+    by its share of the rows): one optimizer step, with activation memory bounded by the part."""
     model.train()
     criterion = loss_function(task)
     inner = _unwrap(model)
     for batch in batches:
-        loss = criterion(model(batch.indices, batch.weights), batch.labels)
         optimizer.zero_grad(set_to_none=True)
-        (loss + penalty(inner, cfg, batch)).backward()
+        rows = len(batch.labels)
+        parts = _parts(batch, cfg.micro_batch_size or rows)
+        for k, part in enumerate(parts):
+            share = len(part.labels) / rows
+            syncing = k == len(parts) - 1 or not isinstance(model, DistributedDataParallel)
+            with nullcontext() if syncing else model.no_sync():  # type: ignore[operator]
+                loss = criterion(model(part.indices, part.weights), part.labels)
+                (share * (loss + penalty(inner, cfg, part))).backward()
+            progress.loss_sum += loss.item() * len(part.labels)
         optimizer.step()
         progress.step += 1
-        progress.loss_sum += loss.item() * len(batch.labels)
-        progress.seen += len(batch.labels)
+        progress.seen += rows
         after_step()
+
+
+def _parts(batch: Batch, size: int) -> list[Batch]:
+    if len(batch.labels) <= size:
+        return [batch]
+    return [Batch(*columns) for columns in zip(*(t.split(size) for t in batch), strict=True)]
 
 
 def penalty(model: nn.Module, cfg: TrainSection, batch: Batch | None = None) -> torch.Tensor | float:
