@@ -13,7 +13,7 @@ from model.manifest import Manifest
 from tests.helpers import REPO
 
 CONFIG = str(REPO / "configs" / "synthetic-afm.toml")
-SMALL = ["data.synthetic.rows=6000", "train.epochs=15", "train.batch_size=256"]
+SMALL = ["data.synthetic.rows=6000", "train.epochs=15", "train.batch_size=256", "train.micro_batch_size=64"]
 
 
 def _afm_train(out: Path, cache: Path, *launcher: str) -> subprocess.CompletedProcess[str]:
