@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 PADDING_INDEX = 0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING_LABEL = "<missing>"
+OOV_LABEL = "<oov>"
 
 
 class FieldKind(StrEnum):
@@ -203,6 +204,33 @@ class FeatureSpace:
     def oov_index(self, position: int) -> int:
         return self.offsets[position]
 
+    @cached_property
+    def value_names(self) -> np.ndarray:
+        """(num_features,) objects: the name of every index of a categorical, multi-valued or
+        bucketised field ("<oov>", then its `values`); "" for padding and numeric indices."""
+        names = np.full(self.num_features, "", dtype=object)
+        for position, spec in enumerate(self.fields):
+            if spec.kind == FieldKind.NUMERIC:
+                continue
+            offset = self.offsets[position]
+            names[offset] = OOV_LABEL
+            names[offset + 1 : offset + 1 + len(spec.values)] = spec.values
+        return names
+
+    @cached_property
+    def pair_fields(self) -> tuple[np.ndarray, np.ndarray]:
+        """(P,) the first and (P,) the second field of every pair, in `pairs` order."""
+        return (np.array([i for i, _ in self.pairs], dtype=np.int64),
+                np.array([j for _, j in self.pairs], dtype=np.int64))
+
+    def presence(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which fields (B, F) and which field pairs (B, P) encoded instances hold, as the
+        model decides it: a field when any of its entries has a non-zero weight, a pair when
+        both of its fields do. The model's attention gives every other pair exactly 0."""
+        present = weights.any(axis=-1)  # (B, F); a float is true when non-zero
+        first, second = self.pair_fields  # take: cheaper than fancy indexing on small arrays
+        return present, present.take(first, axis=1) & present.take(second, axis=1)  # (B, P)
+
     def index_of(self, position: int, value: str) -> int | None:
         """Table index of a known value of a categorical/multi/bucketised field, else None."""
         return self._lookup[position].get(value)
@@ -263,12 +291,9 @@ class FeatureSpace:
             if weights[0] and int(indices[0]) == self.missing_index(position):
                 return MISSING_LABEL
             return f"{float(weights[0]) * spec.scale + spec.center:g}" if weights[0] else ""
-        names = []
-        for index, weight in zip(indices, weights, strict=True):
-            if weight == 0:
-                continue
-            k = int(index) - self.offsets[position] - 1
-            names.append(spec.values[k] if k >= 0 else "<oov>")
+        table = self.value_names
+        names = [table[int(index)] for index, weight in zip(indices, weights, strict=True)
+                 if weight != 0]
         return names if spec.kind == FieldKind.MULTI else (names[0] if names else "")
 
 

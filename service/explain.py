@@ -8,6 +8,7 @@ work is a few vectorised numpy calls and one pass building dicts.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import compress
 from typing import Any, cast
 
 import numpy as np
@@ -17,8 +18,7 @@ from model.features import Encoded, FieldKind
 from model.manifest import PairImportance
 
 PADDING_NAME = ""
-OOV_NAME = "<oov>"
-SMALL_BATCH = 8
+SMALL_BATCH = 4  # the most instances the row-by-row path is faster for (docs/BENCHMARKS.md)
 EMPTY_WARNING = "no field present: every field is missing or null, so the score reflects no input"
 
 
@@ -32,15 +32,15 @@ class Explainer:
         self._names = space.field_names
         self._pair_names = np.empty(len(space.pairs), dtype=object)
         self._pair_names[:] = [[self._names[i], self._names[j]] for i, j in space.pairs]
-        self._rows = np.array([i for i, _ in space.pairs], dtype=np.int64)
-        self._cols = np.array([j for _, j in space.pairs], dtype=np.int64)
+        self._rows, self._cols = space.pair_fields
         self._single = [spec.kind in (FieldKind.CATEGORICAL, FieldKind.BUCKETIZED)
                         for spec in space.fields]
         self._single_fields = np.flatnonzero(self._single)
         self._other_fields = np.flatnonzero(np.logical_not(self._single)).tolist()
-        self._value_names = _value_names(bundle)
+        self._value_names = space.value_names
         self._value_list: list[str] = self._value_names.tolist()
         self._pairs = list(space.pairs)
+        self._pair_range = range(len(space.pairs))
         self._pair_list: list[list[str]] = self._pair_names.tolist()
         self._empty = space.encode([{}])  # (1, F, L): what an instance with no field encodes to
 
@@ -75,9 +75,10 @@ class Explainer:
         self, encoded: Encoded, scores: Scores, top_k: int | None
     ) -> list[dict[str, Any]]:
         """Column-wise per instance (parallel lists): a dict per pair would cost more than
-        scoring (5.6 ms against 3 ms for 256 instances). Small batches go row by row in
-        plain Python, large ones through whole-batch numpy calls, whose fixed cost
-        (~50 us) is more than a single row's whole explanation (~10 us)."""
+        scoring. Small batches go row by row in plain Python, larger ones through
+        whole-batch numpy calls, whose fixed cost is more than a few rows' whole
+        explanations; each path is several times faster than the other on its side
+        (docs/BENCHMARKS.md), and tests/service/test_explain.py keeps them identical."""
         if len(encoded.indices) <= SMALL_BATCH:
             return self._explain_rows(encoded, scores, top_k)
         return self._explain_batch(encoded, scores, top_k)
@@ -87,18 +88,19 @@ class Explainer:
     ) -> list[dict[str, Any]]:
         out = []
         interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
+        present_fields, present_pairs = self._space.presence(encoded.weights)
         rows = zip(
-            (encoded.weights != 0).any(axis=2).tolist(), encoded.indices[:, :, 0].tolist(),
+            present_fields.tolist(), present_pairs.tolist(), encoded.indices[:, :, 0].tolist(),
             scores.attention.tolist(), scores.contributions.tolist(),
             scores.field_linear.tolist(), strict=True,
         )
-        for r, (present, first, attention, contributions, linear) in enumerate(rows):
+        for r, (present, pair_present, first, attention, contributions, linear) in enumerate(rows):
             shown = [
                 "" if not present[f] else self._value_list[first[f]] if single
                 else self._space.describe(f, encoded.indices[r, f], encoded.weights[r, f])
                 for f, single in enumerate(self._single)
             ]
-            ranked = sorted((p for p, (i, j) in enumerate(self._pairs) if present[i] and present[j]),
+            ranked = sorted(compress(self._pair_range, pair_present),
                             key=lambda p: -abs(contributions[p]))
             kept = ranked if top_k is None else ranked[:top_k]
             held = [f for f in range(len(present)) if present[f]]
@@ -120,8 +122,7 @@ class Explainer:
     def _explain_batch(
         self, encoded: Encoded, scores: Scores, top_k: int | None
     ) -> list[dict[str, Any]]:
-        present = (encoded.weights != 0).any(axis=2)  # (B, F), as the model decides it
-        pair_present = present[:, self._rows] & present[:, self._cols]  # (B, P)
+        present, pair_present = self._space.presence(encoded.weights)  # (B, F), (B, P)
         order, kept = self._ranked(pair_present, scores.contributions, top_k)  # (B, K), (B,)
         shown = self._shown(encoded)  # (B, F) objects
         batch = np.arange(len(order))[:, None]
@@ -197,15 +198,3 @@ class Explainer:
             self._bundle.manifest.importance, key=lambda p: p.mean_abs_contribution, reverse=True
         )
 
-
-def _value_names(bundle: Bundle) -> np.ndarray:
-    """Feature index -> value name, for the fields that hold one value."""
-    space = bundle.features
-    names = np.full(space.num_features, PADDING_NAME, dtype=object)
-    for position, spec in enumerate(space.fields):
-        if spec.kind == FieldKind.NUMERIC:
-            continue
-        offset = space.oov_index(position)
-        names[offset] = OOV_NAME
-        names[offset + 1 : offset + 1 + len(spec.values)] = spec.values
-    return names

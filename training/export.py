@@ -81,9 +81,7 @@ def pair_importance(
         indices = torch.from_numpy(chunk.indices.astype(np.int64))
         weights = torch.from_numpy(chunk.weights)
         explanation = model.explain(indices, weights)
-        present = (weights != 0).any(dim=2)
-        rows, cols = model.pairs.rows, model.pairs.cols
-        pair_present = (present[:, rows] & present[:, cols]).numpy()
+        _, pair_present = space.presence(chunk.weights)
         attention_sum += (explanation.attention.numpy() * pair_present).sum(axis=0)
         contribution_sum += (np.abs(explanation.contributions.numpy()) * pair_present).sum(axis=0)
         count += pair_present.sum(axis=0)

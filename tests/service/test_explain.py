@@ -85,3 +85,23 @@ def test_small_and_large_requests_take_different_paths_to_the_same_answer(
     part = explainer.predictions(first, bundle.run(first.indices, first.weights), explain=True)
     assert [p["explanation"]["pairs"]["fields"] for p in part] == [
         p["explanation"]["pairs"]["fields"] for p in whole[:3]]
+
+
+@pytest.mark.parametrize("which", ["bundle_dir", "mixed_dir"])
+def test_the_models_attention_is_zero_exactly_on_pairs_the_feature_space_calls_absent(
+    request: pytest.FixtureRequest, which: str
+) -> None:
+    """The graph masks attention with its own test of presence; FeatureSpace.presence,
+    which the explainer and the exported importance use, must agree with it. (An instance
+    with no pair spreads its attention evenly over all of them, each contributing 0.)"""
+    bundle = Bundle.load(request.getfixturevalue(which))
+    encoded = bundle.features.encode([*instances(bundle, 40), {}])
+    scores = bundle.run(encoded.indices, encoded.weights)
+    present, pair_present = bundle.features.presence(encoded.weights)
+    assert present.shape == (41, bundle.features.num_fields)
+    assert not pair_present.all() and pair_present.any()
+    some = pair_present.any(axis=1)
+    assert not some.all() and some.any()
+    assert np.all(scores.attention[some][~pair_present[some]] == 0)
+    assert np.all(scores.attention[pair_present] > 0)
+    assert np.all(scores.contributions[~pair_present] == 0)
