@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -227,7 +227,7 @@ class FeatureSpace:
         """Which fields (B, F) and which field pairs (B, P) encoded instances hold, as the
         model decides it: a field when any of its entries has a non-zero weight, a pair when
         both of its fields do. The model's attention gives every other pair exactly 0."""
-        present = weights.any(axis=-1)  # (B, F); a float is true when non-zero
+        present = cast(np.ndarray, weights.any(axis=-1))  # (B, F); a float is true when non-zero
         first, second = self.pair_fields  # take: cheaper than fancy indexing on small arrays
         return present, present.take(first, axis=1) & present.take(second, axis=1)  # (B, P)
 
