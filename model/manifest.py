@@ -23,6 +23,7 @@ INPUT_NAMES = ("indices", "weights")
 OUTPUT_NAMES = ("score", "attention", "contributions", "field_linear")
 
 Task = Literal["regression", "binary"]
+ModelKind = Literal["afm", "fm"]
 
 
 class _Strict(BaseModel):
@@ -45,7 +46,7 @@ class Manifest(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     version: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    kind: Literal["afm", "fm"]
+    kind: ModelKind
     task: Task
     bias: float
     """w0: score = bias + sum(field_linear) + sum(contributions)."""

@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry
 from service.http_errors import install_handlers
 from service.logs import configure_logging
 from service.memory import HeapTrimmer, malloc_trim
+from service.metadata import server_version
 from service.metrics import Metrics, multiprocess_dir, reap_dead_workers, refresh_process_metrics
 from service.middleware import RequestMiddleware
 from service.responses import ORJSONResponse
 from service.routes import docs, oip, ops, predict
 from service.routes.body import openapi_components
-from service.routes.oip import server_version
 from service.runtime import Runtime
 from service.schemas import EncodeRequest, InferenceRequest, PredictRequest
 from service.settings import Settings

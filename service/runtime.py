@@ -24,11 +24,12 @@ import numpy as np
 from model.bundle import Bundle, BundleError, Scores
 from model.features import Encoded, FeatureError, FeatureSpace, FieldKind
 from model.manifest import PairImportance
-from service import describe
+from service import metadata
 from service.batcher import Batcher
 from service.errors import Forbidden, InvalidInput, NotFound, NotReady, ReloadRefused, TooLarge
 from service.explain import Explainer
 from service.metrics import Metrics
+from service.schemas import ModelMetadata, OIPModelMetadata
 from service.settings import Settings
 from service.shared import Choice, SharedChoice
 
@@ -53,8 +54,8 @@ class LoadedModel:
     explainer: Explainer
     ref: ModelRef
     input_shape: tuple[int, int]  # (F, L): fields and entries a field, after the batch
-    metadata: dict[str, Any]
-    oip_metadata: dict[str, Any]
+    metadata: ModelMetadata
+    oip_metadata: OIPModelMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +104,8 @@ def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
         explainer=Explainer(bundle),
         ref={"name": manifest.name, "version": manifest.version},
         input_shape=(bundle.features.num_fields, bundle.features.max_entries),
-        metadata=describe.metadata(bundle),
-        oip_metadata=describe.oip_metadata(bundle),
+        metadata=metadata.model_metadata(bundle),
+        oip_metadata=metadata.oip_metadata(bundle),
     )
 
 

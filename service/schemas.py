@@ -22,6 +22,9 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from model.features import FieldKind
+from model.manifest import ModelKind, PairImportance, Task
+
 Token = StrictStr | StrictInt
 # Documented precisely, validated by the model's feature space, which knows each field's
 # kind and names the field in its errors.
@@ -158,12 +161,6 @@ class ExplainResponse(Prediction):
     model: ModelRef
 
 
-class PairImportance(_Body):
-    fields: tuple[str, str]
-    mean_attention: float
-    mean_abs_contribution: float
-
-
 class ImportanceResponse(_Body):
     model_config = ConfigDict(
         json_schema_extra={
@@ -219,7 +216,7 @@ class EncodeResponse(_Body):
 
 class FieldInfo(_Body):
     name: str
-    kind: Literal["categorical", "multi", "numeric", "bucketized"]
+    kind: FieldKind
     vocabulary_size: int = Field(description="Known values (bucket count when bucketised).")
     max_entries: int
 
@@ -236,8 +233,8 @@ class ModelMetadata(_Body):
 
     name: str
     version: str
-    kind: Literal["afm", "fm"]
-    task: Literal["regression", "binary"]
+    kind: ModelKind
+    task: Task
     sha256: str = Field(description="sha256 of model.onnx, verified at load.")
     created_at: str
     label_range: tuple[float, float]

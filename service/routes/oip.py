@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 import numpy as np
@@ -15,7 +14,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
-from service.describe import DATATYPES
+from service import metadata
 from service.errors import InvalidInput, TooLarge
 from service.http_errors import ERROR_RESPONSES
 from service.responses import ORJSONResponse
@@ -30,21 +29,13 @@ from service.schemas import (
 )
 
 TAGS: list[str | Enum] = ["open inference protocol"]
-SERVER_NAME = "afm-serving"
 EMPTY_OK: dict[int | str, dict[str, Any]] = {
     200: {"description": "True (an empty body)"}, 503: ERROR_RESPONSES[503],
 }
 
 
-def server_version() -> str:
-    try:
-        return version(SERVER_NAME)
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
-    server = {"name": SERVER_NAME, "version": server_version(), "extensions": []}
+    server = metadata.server_metadata().model_dump(mode="json")
 
     @app.get("/v2", response_model=ServerMetadata, tags=TAGS)
     async def server_metadata() -> Response:
@@ -65,7 +56,8 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     @app.get("/v2/models/{name}", **meta)
     @app.get("/v2/models/{name}/versions/{model_version}", **meta)
     async def model_metadata(name: str, model_version: str | None = None) -> Response:
-        return ORJSONResponse(runtime.served(name, model_version).oip_metadata)
+        return ORJSONResponse(runtime.served(name, model_version).oip_metadata.model_dump(
+            mode="json"))
 
     ready_meta: dict[str, Any] = {"tags": TAGS, "response_class": Response,
                                   "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
@@ -104,7 +96,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
 def input_tensors(inputs: list[RequestInput], limit: int) -> tuple[np.ndarray, np.ndarray]:
     given: dict[str, np.ndarray] = {}
     for tensor in inputs:
-        if tensor.name not in DATATYPES:
+        if tensor.name not in metadata.DATATYPES:
             raise InvalidInput(f"unknown input {tensor.name!r}: the model takes {list(INPUT_NAMES)}")
         if tensor.name in given:
             raise InvalidInput(f"input {tensor.name!r} given twice")
@@ -117,7 +109,7 @@ def input_tensors(inputs: list[RequestInput], limit: int) -> tuple[np.ndarray, n
 
 def tensor_array(tensor: RequestInput, limit: int) -> np.ndarray:
     """Check datatype, shape against data length, and element types; -> the typed array."""
-    expected = DATATYPES[tensor.name]
+    expected = metadata.DATATYPES[tensor.name]
     if tensor.datatype != expected:
         raise InvalidInput(f"input {tensor.name!r} must be {expected}, got {tensor.datatype!r}")
     size = math.prod(tensor.shape)

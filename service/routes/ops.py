@@ -54,7 +54,7 @@ def register(
     @app.get("/metadata", tags=TAGS, response_model=ModelMetadata, responses=unready)
     async def metadata() -> Response:
         """The model served: fields, kinds, vocabulary sizes, task, metrics, version, sha256."""
-        return ORJSONResponse(runtime.model.metadata)
+        return ORJSONResponse(runtime.model.metadata.model_dump(mode="json"))
 
 
 def register_admin(app: FastAPI, runtime: Runtime, token: str) -> None:
