@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from model.features import FeatureSpace
 from model.manifest import INPUT_NAMES, MANIFEST_FILE, OUTPUT_NAMES, Manifest, sha256_file
-from model.validation import describe
+from model.validation import describe_error
 
 
 class BundleError(Exception):
@@ -83,7 +83,7 @@ def _read_manifest(directory: Path) -> Manifest:
     try:
         return Manifest.read(directory)
     except ValidationError as e:
-        problem = describe(e.errors(include_url=False), Manifest, "the manifest")
+        problem = describe_error(e, Manifest, "the manifest")
         raise BundleError(f"bundle {directory}: invalid {MANIFEST_FILE}: {problem}") from e
     except (OSError, ValueError) as e:
         raise BundleError(f"bundle {directory}: unreadable {MANIFEST_FILE}: {e}") from e

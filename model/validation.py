@@ -15,7 +15,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 Loc = tuple[int | str, ...]
 MAX_INPUT_CHARS = 60
@@ -45,6 +45,12 @@ def describe(errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None 
     message = _message(where, first, [e for e in same if e is not first], model, loc)
     others = {other for other, _ in located if other != loc and other != loc[: len(other)]}
     return f"{message} (and {len(others)} more)" if others else message
+
+
+def describe_error(error: ValidationError, model: type[BaseModel] | None = None,
+                   root: str = "input") -> str:
+    """A raised ValidationError as one line (`describe` of its errors, without doc URLs)."""
+    return describe(error.errors(include_url=False), model, root)
 
 
 def _user_loc(error: Mapping[str, Any]) -> Loc:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from model.bundle import BundleError
-from model.validation import describe
+from model.validation import describe_error
 from service.logs import configure_logging
 from service.metrics import MULTIPROC_ENV
 from service.runtime import load_model
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as e:
-        print(f"afm-serve: invalid setting {describe(e.errors(include_url=False), Settings)}",
+        print(f"afm-serve: invalid setting {describe_error(e, Settings)}",
               file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)

@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
-from model.validation import describe
+from model.validation import describe_error
 from service.errors import InvalidInput
 from service.http_errors import UnsupportedMediaType
 
@@ -36,7 +36,7 @@ async def read_json(request: Request, model: type[Body]) -> Body:
     try:
         return model.model_validate_json(body)
     except ValidationError as e:
-        raise InvalidInput(describe(e.errors(include_url=False), model, "the body")) from e
+        raise InvalidInput(describe_error(e, model, "the body")) from e
 
 
 def _refuse_non_finite(body: bytes) -> None:
