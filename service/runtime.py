@@ -47,15 +47,26 @@ class ModelRef(TypedDict):
     version: str
 
 
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a transport may know of the model being served (routes see nothing else)."""
+
+    ref: ModelRef
+    input_shape: tuple[int, int]  # (F, L): fields and entries a field, after the batch
+    metadata: ModelMetadata
+    oip_metadata: OIPModelMetadata
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     bundle: Bundle
     directory: Path
     explainer: Explainer
-    ref: ModelRef
-    input_shape: tuple[int, int]  # (F, L): fields and entries a field, after the batch
-    metadata: ModelMetadata
-    oip_metadata: OIPModelMetadata
+    info: ModelInfo
+
+    @property
+    def ref(self) -> ModelRef:
+        return self.info.ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +113,12 @@ def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
         bundle=bundle,
         directory=directory,
         explainer=Explainer(bundle),
-        ref={"name": manifest.name, "version": manifest.version},
-        input_shape=(bundle.features.num_fields, bundle.features.max_entries),
-        metadata=metadata.model_metadata(bundle),
-        oip_metadata=metadata.oip_metadata(bundle),
+        info=ModelInfo(
+            ref={"name": manifest.name, "version": manifest.version},
+            input_shape=(bundle.features.num_fields, bundle.features.max_entries),
+            metadata=metadata.model_metadata(bundle),
+            oip_metadata=metadata.oip_metadata(bundle),
+        ),
     )
 
 
@@ -176,13 +189,16 @@ class Runtime:
         self._ready = False
         self._batcher.close()
 
-    def served(self, name: str, version: str | None = None) -> LoadedModel:
-        """The model being served if it is the one named (any version when None)."""
-        model = self.model
-        if name != model.ref["name"] or version not in (None, model.ref["version"]):
+    def info(self, name: str | None = None, version: str | None = None) -> ModelInfo:
+        """The model being served (NotReady before there is one); when `name` is given, only
+        if it is that model, and that version when `version` is given (else NotFound)."""
+        info = self.model.info
+        if name is not None and (
+            name != info.ref["name"] or version not in (None, info.ref["version"])
+        ):
             wanted = name if version is None else f"{name} version {version}"
             raise NotFound(f"model {wanted} is not served")
-        return model
+        return info
 
     async def predict(
         self, instances: Sequence[Mapping[str, Any]], explain: bool, top_k: int | None = None

@@ -47,7 +47,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
 
     @app.get("/v2/health/ready", tags=TAGS, response_class=Response, responses=EMPTY_OK)
     async def ready() -> Response:
-        runtime.model  # noqa: B018 (raises NotReady -> 503)
+        runtime.info()  # raises NotReady -> 503
         return Response(status_code=200)
 
     meta: dict[str, Any] = {"tags": TAGS, "response_model": OIPModelMetadata,
@@ -56,7 +56,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     @app.get("/v2/models/{name}", **meta)
     @app.get("/v2/models/{name}/versions/{model_version}", **meta)
     async def model_metadata(name: str, model_version: str | None = None) -> Response:
-        return ORJSONResponse(runtime.served(name, model_version).oip_metadata.model_dump(
+        return ORJSONResponse(runtime.info(name, model_version).oip_metadata.model_dump(
             mode="json"))
 
     ready_meta: dict[str, Any] = {"tags": TAGS, "response_class": Response,
@@ -65,7 +65,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     @app.get("/v2/models/{name}/ready", **ready_meta)
     @app.get("/v2/models/{name}/versions/{model_version}/ready", **ready_meta)
     async def model_ready(name: str, model_version: str | None = None) -> Response:
-        runtime.served(name, model_version)
+        runtime.info(name, model_version)
         return Response(status_code=200)
 
     infer_meta: dict[str, Any] = {
@@ -77,7 +77,7 @@ def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
     @app.post("/v2/models/{name}/versions/{model_version}/infer", **infer_meta)
     async def infer(request: Request, name: str, model_version: str | None = None) -> Response:
         """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L]."""
-        fields, entries = runtime.served(name, model_version).input_shape
+        fields, entries = runtime.info(name, model_version).input_shape
         body = await read_json(request, InferenceRequest)
         indices, weights = input_tensors(body.inputs, max_instances * fields * entries)
         wanted = requested_outputs(body)

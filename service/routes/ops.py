@@ -41,7 +41,7 @@ def register(
     @app.get("/readyz", tags=TAGS, response_model=ReadyStatus, responses=unready)
     async def readyz() -> Response:
         """Ready: a model is loaded, verified and warmed up."""
-        return ORJSONResponse({"ready": True, "model": runtime.model.ref})
+        return ORJSONResponse({"ready": True, "model": runtime.info().ref})
 
     @app.get("/metrics", tags=TAGS, response_class=Response,
              responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}})
@@ -54,7 +54,7 @@ def register(
     @app.get("/metadata", tags=TAGS, response_model=ModelMetadata, responses=unready)
     async def metadata() -> Response:
         """The model served: fields, kinds, vocabulary sizes, task, metrics, version, sha256."""
-        return ORJSONResponse(runtime.model.metadata.model_dump(mode="json"))
+        return ORJSONResponse(runtime.info().metadata.model_dump(mode="json"))
 
 
 def register_admin(app: FastAPI, runtime: Runtime, token: str) -> None:

@@ -48,3 +48,13 @@ def test_only_the_http_layer_imports_the_web_framework() -> None:
 def test_the_http_layer_list_names_real_modules() -> None:
     for entry in HTTP_LAYER:
         assert (SERVICE / entry).exists(), entry
+
+
+def test_routes_see_only_the_runtimes_public_values() -> None:
+    """Routes translate what the runtime returns; they never reach into a loaded model."""
+    for path in sorted((SERVICE / "routes").glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        reached = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        named = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        assert not reached & {"bundle", "explainer", "features"}, path.name
+        assert "LoadedModel" not in named | imported(path), path.name
