@@ -10,15 +10,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from service.http_errors import install_handlers
+from service.http.body import openapi_components
+from service.http.errors import install_handlers
+from service.http.middleware import RequestMiddleware
+from service.http.responses import ORJSONResponse
+from service.http.routes import docs, oip, ops, predict
+from service.http.trim import HeapTrimmer, malloc_trim
 from service.logs import configure_logging
-from service.memory import HeapTrimmer, malloc_trim
 from service.metadata import server_version
 from service.metrics import Metrics, multiprocess_dir, reap_dead_workers, refresh_process_metrics
-from service.middleware import RequestMiddleware
-from service.responses import ORJSONResponse
-from service.routes import docs, oip, ops, predict
-from service.routes.body import openapi_components
 from service.runtime import Runtime
 from service.schemas import EncodeRequest, InferenceRequest, PredictRequest
 from service.settings import Settings
@@ -55,7 +55,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = FastAPI(
         title="AFM serving", version=server_version(), description=DESCRIPTION,
         lifespan=lifespan, default_response_class=ORJSONResponse,
-        docs_url=None, redoc_url=None,  # served offline by service.routes.docs
+        docs_url=None, redoc_url=None,  # served offline by service.http.routes.docs
         # The service exports Prometheus metrics; FastAPI's OpenTelemetry hooks cost ~5 us
         # a request even with no provider configured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},

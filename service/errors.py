@@ -1,7 +1,7 @@
 """What can go wrong for a caller, free of any web framework: one base class, six kinds.
 
 The runtime raises these; each transport reads them its own way (the HTTP statuses, the
-handlers and the refusals of over-long heads live in `service.http_errors`), as
+handlers and the refusals of over-long heads live in `service.http.errors`), as
 MLServer keeps its errors framework-free and maps them in its REST and gRPC packages.
 """
 

@@ -25,7 +25,7 @@ from httptools import HttpParserError
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.errors import InvalidInput, ServiceError
-from service.http_errors import error_body, headers_too_large, status_of, url_too_long
+from service.http.errors import error_body, headers_too_large, status_of, url_too_long
 
 log = logging.getLogger("service.protocol")
 

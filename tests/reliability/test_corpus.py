@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.memory import TRIM_DELAY_S
+from service.http.trim import TRIM_DELAY_S
 from service.settings import Settings
 from tests.reliability.conftest import Server, knob, report, rss_kib, start_server
 from tests.reliability.corpus import CORPUS, ODD_BUT_VALID, Case

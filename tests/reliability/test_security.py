@@ -64,7 +64,7 @@ def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch,
         calls.append((a, b))
         return compare(a, b)
 
-    monkeypatch.setattr("service.routes.ops.hmac.compare_digest", recording)
+    monkeypatch.setattr("service.http.routes.ops.hmac.compare_digest", recording)
     settings = Settings(model_dir=bundle_dir, admin_token=SecretStr(TOKEN))
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         assert client.post("/admin/reload", headers={"Authorization": f"Bearer {WRONG}"}

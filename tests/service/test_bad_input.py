@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
+from service.http.middleware import RequestMiddleware
 from service.metrics import Metrics
-from service.middleware import RequestMiddleware
 from tests.service.conftest import INSTANCE, SettingsFactory
 
 JSON = {"content-type": "application/json"}

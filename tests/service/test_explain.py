@@ -12,7 +12,7 @@ import pytest
 
 from model.bundle import Bundle
 from service.explain import Explainer
-from service.responses import ORJSONResponse
+from service.http.responses import ORJSONResponse
 
 
 def instances(bundle: Bundle, count: int) -> list[dict[str, Any]]:

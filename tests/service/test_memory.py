@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 
 from service.app import create_app
-from service.memory import HeapTrimmer, malloc_trim
+from service.http.trim import HeapTrimmer, malloc_trim
 from tests.service.conftest import INSTANCE, SettingsFactory
 
 DELAY_S = 0.02

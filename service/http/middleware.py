@@ -17,9 +17,9 @@ from prometheus_client import Counter, Histogram
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http_errors import error_response, status_of, url_too_long
+from service.http.errors import error_response, status_of, url_too_long
+from service.http.trim import HeapTrimmer
 from service.logs import ACCESS_LOGGER
-from service.memory import HeapTrimmer
 from service.metrics import Metrics
 
 UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})

@@ -16,9 +16,9 @@ from starlette.responses import Response
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
 from service import metadata
 from service.errors import InvalidInput, TooLarge
-from service.http_errors import ERROR_RESPONSES
-from service.responses import ORJSONResponse
-from service.routes.body import json_body, read_json
+from service.http.body import json_body, read_json
+from service.http.errors import ERROR_RESPONSES
+from service.http.responses import ORJSONResponse
 from service.runtime import Runtime
 from service.schemas import (
     InferenceRequest,

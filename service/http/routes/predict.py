@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from service.http_errors import ERROR_RESPONSES
-from service.responses import ORJSONResponse
-from service.routes.body import json_body, read_json
+from service.http.body import json_body, read_json
+from service.http.errors import ERROR_RESPONSES
+from service.http.responses import ORJSONResponse
 from service.runtime import EncodedInstances, Runtime
 from service.schemas import (
     EncodeRequest,

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 
 from service.errors import Forbidden
-from service.http_errors import ERROR_RESPONSES, Unauthorized
+from service.http.errors import ERROR_RESPONSES, Unauthorized
+from service.http.responses import ORJSONResponse
 from service.metrics import CONTENT_TYPE, ProcessMetrics, exposition
-from service.responses import ORJSONResponse
 from service.runtime import Runtime
 from service.schemas import ModelMetadata, ReadyStatus, ReloadRequest, ReloadResponse, Status
 

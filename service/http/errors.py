@@ -20,7 +20,7 @@ from service.errors import (
     ServiceError,
     TooLarge,
 )
-from service.responses import ORJSONResponse
+from service.http.responses import ORJSONResponse
 from service.schemas import ErrorBody
 
 MAX_MESSAGE_CHARS = 512

@@ -18,7 +18,7 @@ from pydantic_core import from_json
 
 from model.validation import describe_error
 from service.errors import InvalidInput
-from service.http_errors import UnsupportedMediaType
+from service.http.errors import UnsupportedMediaType
 
 Body = TypeVar("Body", bound=BaseModel)
 REF = "#/components/schemas/{model}"
