@@ -103,6 +103,9 @@ class TrainSection(_Section):
     freeze_pretrained_epochs: int = Field(default=0, ge=0)
     """AFM from an FM: keep the FM's embeddings and linear weights fixed for this many first
     epochs, so that the new attention network and p learn against the FM they start from."""
+    uniform_start: bool = False
+    """AFM from an FM: start the attention exactly uniform (h = 0), so that the first AFM scores
+    as the FM does (p = P) instead of first losing ground to a random attention network."""
     monitor: Literal["", "auc", "logloss", "rmse"] = ""
     """The validation metric of early stopping and the best epoch ("": auc for binary, rmse
     for regression)."""

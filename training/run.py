@@ -143,6 +143,8 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
         prepared = prepare_data(cfg, previous)
     model = build_model(model_config(cfg, prepared.space))
     _initial_weights(model, cfg, out, prepared, context)
+    if cfg.train.uniform_start and isinstance(model, AFM) and (cfg.train.pretrain or cfg.train.init_from):
+        torch.nn.init.zeros_(model.attention.h.weight)  # a_ij = 1/P: the AFM scores as its FM
     log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
              torch.get_num_threads())
     checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
