@@ -12,8 +12,8 @@ DATA = ["data.synthetic.rows=4000"]
 
 def test_a_frozen_uniform_start_scores_as_the_fm(tmp_path: Path) -> None:
     fm = train_bundle("synthetic-fm.toml", tmp_path / "fm", [*DATA, "train.epochs=8"])
-    start = [*DATA, "train.epochs=1", f"train.init_from={tmp_path / 'fm'}", "train.freeze_pretrained_epochs=1",
-             "train.attention_lr=1e-12"]
+    start = [*DATA, "train.epochs=1", f"train.init_from={tmp_path / 'fm'}",
+             "train.freeze_pretrained_epochs=1", "train.attention_lr=1e-12"]
     uniform = train_bundle("synthetic-afm.toml", tmp_path / "uniform", [*start, "train.uniform_start=true"])
     random = train_bundle("synthetic-afm.toml", tmp_path / "random", start)
     assert uniform.metrics["rmse"] == pytest.approx(fm.metrics["rmse"], rel=1e-5)
