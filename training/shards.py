@@ -178,7 +178,7 @@ class Shards:
             if skip >= count:
                 skip -= count
                 continue
-            data = _concat([self._rank_rows(k, reading) for k in shard_ids], self.shape)
+            data = self._buffer(shard_ids, rows, reading)
             order: np.ndarray | None = None  # rows are gathered batch by batch: one copy in memory
             if reading.shuffle:
                 order = np.random.default_rng([reading.seed, epoch, b]).permutation(rows)
@@ -205,10 +205,21 @@ class Shards:
         if ids:
             yield ids, rows
 
-    def _rank_rows(self, k: int, reading: Reading) -> _Rows:
-        mine = self.sizes[k] // reading.world_size
-        stop = mine * reading.world_size
-        return _take(self.shard(k), slice(reading.rank, stop, reading.world_size))
+    def _buffer(self, shard_ids: list[int], rows: int, reading: Reading) -> _Rows:
+        """This rank's rows of the shards, copied from the memory maps into one buffer."""
+        implicit = self.implicit_weights
+        data = _Rows(np.empty((rows, *self.shape), np.int32),
+                     None if implicit else np.empty((rows, *self.shape), np.float32),
+                     np.empty(rows, np.float32))
+        at = 0
+        for k in shard_ids:
+            mine = self.sizes[k] // reading.world_size
+            mine_rows = slice(reading.rank, mine * reading.world_size, reading.world_size)
+            for target, source in zip(data, self.shard(k), strict=True):
+                if target is not None and source is not None:
+                    target[at : at + mine] = source[mine_rows]
+            at += mine
+        return data
 
 
 class _Rows(NamedTuple):
