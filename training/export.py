@@ -65,7 +65,7 @@ def export_onnx(model: PairModel, space: FeatureSpace, path: Path) -> None:
 
 @torch.no_grad()
 def pair_importance(
-    model: PairModel, space: FeatureSpace, data: Shards, batch_size: int = 16384,
+    model: PairModel, space: FeatureSpace, data: Shards, batch_size: int = 2048,
     max_rows: int = IMPORTANCE_ROWS,
 ) -> list[PairImportance]:
     """Mean attention and mean |contribution| per field pair, over the instances holding it
