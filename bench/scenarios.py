@@ -41,10 +41,10 @@ def scenarios(model_dir: Path) -> dict[str, Scenario]:
     out = [Scenario("ping", Request("GET", "/ping"), 0),
            Scenario("live", Request("GET", "/v2/health/live"), 0)]
     for rows in (one, many):
-        for explain in (False, True):
-            name = f"predict-{len(rows)}" + ("-explain" if explain else "")
+        for suffix, explain in (("", False), ("-explain", True), ("-top3", {"top_k": 3})):
+            name = f"predict-{len(rows)}{suffix}"
             body = orjson.dumps({"instances": rows, "explain": explain})
-            out.append(Scenario(name, Request("POST", "/predict", body), len(rows), explain))
+            out.append(Scenario(name, Request("POST", "/predict", body), len(rows), bool(explain)))
     return {s.name: s for s in out}
 
 
