@@ -56,8 +56,9 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
         train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")
         prints = splits.fingerprints
     log.info(
-        "data: %d train, %d validation rows; %d fields, %d features; %d validation values out of vocabulary",
-        len(train), len(validation), space.num_fields, space.num_features, validation.oov,
+        "%s data: %d train, %d validation rows; %d fields, %d features; %d validation values out of "
+        "vocabulary", cfg.name, len(train), len(validation), space.num_fields, space.num_features,
+        validation.oov,
     )
     return Prepared(space, train, validation, prints, mapping)
 
