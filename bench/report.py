@@ -157,6 +157,9 @@ def _big(f: dict[tuple[str, int], Figures]) -> str:
 def _explained(rows: int) -> Check:
     def check(f: dict[tuple[str, int], Figures]) -> str:
         plain, expl = f[(f"predict-{rows}", 1)], f[(f"predict-{rows}-explain", 1)]
+        if not (plain.p50_ms and plain.cpu_us):
+            return (f"| explanations, {rows} instance(s) at c1: ≤ 30% over plain p50 | no plain "
+                    "request completed within the load's time | **no figure** |")
         extra = expl.p50_ms / plain.p50_ms - 1
         return (f"| explanations, {rows} instance(s) at c1: ≤ 30% over plain p50 | "
                 f"{plain.p50_ms:.3f} → {expl.p50_ms:.3f} ms = {extra:+.0%} (server CPU "
