@@ -50,7 +50,6 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
         def build(directory: Path) -> None:
             write_dataset(directory / "train", splits.train)
             write_dataset(directory / "validation", splits.validation)
-            (directory / "space.json").write_text(json.dumps([f.model_dump() for f in space.fields]))
 
         directory = cached(cache, key, build)
         train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")
