@@ -19,7 +19,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.protocol import BoundedHttpToolsProtocol
+from service.http.bounded_protocol import BoundedHttpToolsProtocol
 from service.settings import Settings
 
 ROUNDS = 7

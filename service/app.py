@@ -19,10 +19,10 @@ from service.http.trim import HeapTrimmer, malloc_trim
 from service.logs import configure_logging
 from service.metadata import server_version
 from service.metrics import Metrics, multiprocess_dir, reap_dead_workers, refresh_process_metrics
+from service.model_choice import SharedChoice
 from service.runtime import Runtime
 from service.schemas import EncodeRequest, InferenceRequest, PredictRequest
 from service.settings import Settings
-from service.shared import SharedChoice
 
 FOLLOW_INTERVAL_S = 0.5
 DESCRIPTION = (

@@ -18,9 +18,9 @@ from model.bundle import BundleError
 from model.validation import describe_error
 from service.logs import configure_logging
 from service.metrics import MULTIPROC_ENV
+from service.model_choice import CHOICE_FILE
 from service.runtime import load_model
 from service.settings import Settings
-from service.shared import CHOICE_FILE
 
 log = logging.getLogger("service.cli")
 GRACEFUL_SHUTDOWN_S = 30
@@ -113,7 +113,7 @@ def _shared_dirs(settings: Settings) -> Path | None:
 def _serve(settings: Settings) -> None:
     import uvicorn
 
-    from service.protocol import BoundedHttpToolsProtocol
+    from service.http.bounded_protocol import BoundedHttpToolsProtocol
 
     # A partial, not a class made here: worker processes receive it pickled.
     protocol = functools.partial(BoundedHttpToolsProtocol, max_url_bytes=settings.max_url_bytes,

@@ -28,9 +28,9 @@ from service.batcher import Batcher
 from service.errors import Forbidden, InvalidInput, NotFound, NotReady, ReloadRefused, TooLarge
 from service.explain import Explainer
 from service.metrics import Metrics
+from service.model_choice import Choice, SharedChoice
 from service.schemas import ModelMetadata, OIPModelMetadata
 from service.settings import Settings
-from service.shared import Choice, SharedChoice
 
 log = logging.getLogger("service.runtime")
 BIAS_TOLERANCE = 1e-4

@@ -1,6 +1,6 @@
-"""The HTTP layer: routes (`routes/`), the middleware, the JSON body reader (`body`), the
-response class, the HTTP reading of `service.errors` (`errors`) and the heap trimmer run
-after large bodies (`trim`). `service.app` assembles it around the runtime; the bounded
-httptools protocol is still `service.protocol` (bench/protocol.py imports it there).
-Nothing outside this package, `service.app` and `service.protocol` imports the web
-framework (tests/service/test_layers.py)."""
+"""The HTTP layer: the route table and its handlers (`routes/`), the middleware (`limits`,
+`telemetry`), the JSON body reader (`body`), the response class, the HTTP reading of
+`service.errors` (`errors`), the heap trimmer run after large bodies (`trim`) and the
+bounded httptools protocol afm-serve runs uvicorn with (`bounded_protocol`).
+`service.app` assembles it around the runtime. Nothing outside this package and
+`service.app` imports the web framework (tests/service/test_layers.py)."""

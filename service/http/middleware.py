@@ -90,7 +90,7 @@ class RequestMiddleware:
     ) -> tuple[Receive, ASGIApp | None, int]:
         """Refuse a URL or body over its limit before reading it; also the body's size.
 
-        afm-serve's protocol refuses long URLs while reading them (`service.protocol`);
+        afm-serve's protocol refuses long URLs while reading them (`service.http.bounded_protocol`);
         this check holds under any other server. Bodies are refused from Content-Length
         when given, else (chunked) by reading at most the limit and stopping there."""
         query = scope.get("query_string", b"")

@@ -1,8 +1,8 @@
 """The service's layers: only the HTTP layer knows the web framework.
 
 The HTTP layer is the folder service/http/ (routes, middleware, body reader, responses,
-the HTTP reading of errors), the app factory that assembles it and the bounded httptools
-protocol, listed here. Everything else in service/ (runtime, errors, explainer, batcher,
+the HTTP reading of errors, the bounded httptools protocol) and the app factory that
+assembles it, listed here. Everything else in service/ (runtime, errors, explainer, batcher,
 metrics, settings, ...) must not import fastapi or starlette, directly or by `from` import.
 """
 
@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
-HTTP_LAYER = {"app.py", "protocol.py", "http/"}
+HTTP_LAYER = {"app.py", "http/"}
 FRAMEWORKS = ("fastapi", "starlette")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from service.metrics import Metrics
+from service.model_choice import CHOICE_FILE, Choice, SharedChoice
 from service.runtime import Runtime
-from service.shared import CHOICE_FILE, Choice, SharedChoice
 from tests.service.conftest import SettingsFactory
 
 

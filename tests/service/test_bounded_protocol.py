@@ -12,7 +12,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from service.protocol import BoundedHttpToolsProtocol
+from service.http.bounded_protocol import BoundedHttpToolsProtocol
 
 MAX_URL = 1024
 MAX_HEADERS = 4096

@@ -27,7 +27,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from service.errors import InvalidInput, ServiceError
 from service.http.errors import error_body, headers_too_large, status_of, url_too_long
 
-log = logging.getLogger("service.protocol")
+log = logging.getLogger(__name__)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
