@@ -6,82 +6,52 @@ Health endpoints answer with the status code and an empty body, as the protocol 
 from __future__ import annotations
 
 import math
-from enum import Enum
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request
 from starlette.responses import Response
 
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
 from service import metadata
 from service.errors import InvalidInput, TooLarge
-from service.http.body import json_body, read_json
-from service.http.errors import ERROR_RESPONSES
+from service.http.body import read_json
 from service.http.responses import ORJSONResponse
 from service.runtime import Runtime
-from service.schemas import (
-    InferenceRequest,
-    InferenceResponse,
-    OIPModelMetadata,
-    RequestInput,
-    ServerMetadata,
-)
-
-TAGS: list[str | Enum] = ["open inference protocol"]
-EMPTY_OK: dict[int | str, dict[str, Any]] = {
-    200: {"description": "True (an empty body)"}, 503: ERROR_RESPONSES[503],
-}
+from service.schemas import InferenceRequest, RequestInput
 
 
-def register(app: FastAPI, runtime: Runtime, max_instances: int) -> None:
-    server = metadata.server_metadata().model_dump(mode="json")
+class OIPHandlers:
+    def __init__(self, runtime: Runtime, max_instances: int) -> None:
+        self.runtime = runtime
+        self.max_instances = max_instances
+        self.server = metadata.server_metadata().model_dump(mode="json")
 
-    @app.get("/v2", response_model=ServerMetadata, tags=TAGS)
-    async def server_metadata() -> Response:
-        return ORJSONResponse(server)
+    async def server_metadata(self) -> Response:
+        return ORJSONResponse(self.server)
 
-    @app.get("/v2/health/live", tags=TAGS, response_class=Response, responses={200: EMPTY_OK[200]})
-    async def live() -> Response:
+    async def live(self) -> Response:
         return Response(status_code=200)
 
-    @app.get("/v2/health/ready", tags=TAGS, response_class=Response, responses=EMPTY_OK)
-    async def ready() -> Response:
-        runtime.info()  # raises NotReady -> 503
+    async def ready(self) -> Response:
+        self.runtime.info()  # raises NotReady -> 503
         return Response(status_code=200)
 
-    meta: dict[str, Any] = {"tags": TAGS, "response_model": OIPModelMetadata,
-                            "responses": {404: ERROR_RESPONSES[404], 503: ERROR_RESPONSES[503]}}
-
-    @app.get("/v2/models/{name}", **meta)
-    @app.get("/v2/models/{name}/versions/{model_version}", **meta)
-    async def model_metadata(name: str, model_version: str | None = None) -> Response:
-        return ORJSONResponse(runtime.info(name, model_version).oip_metadata.model_dump(
+    async def model_metadata(self, name: str, model_version: str | None = None) -> Response:
+        return ORJSONResponse(self.runtime.info(name, model_version).oip_metadata.model_dump(
             mode="json"))
 
-    ready_meta: dict[str, Any] = {"tags": TAGS, "response_class": Response,
-                                  "responses": {**EMPTY_OK, 404: ERROR_RESPONSES[404]}}
-
-    @app.get("/v2/models/{name}/ready", **ready_meta)
-    @app.get("/v2/models/{name}/versions/{model_version}/ready", **ready_meta)
-    async def model_ready(name: str, model_version: str | None = None) -> Response:
-        runtime.info(name, model_version)
+    async def model_ready(self, name: str, model_version: str | None = None) -> Response:
+        self.runtime.info(name, model_version)
         return Response(status_code=200)
 
-    infer_meta: dict[str, Any] = {
-        "tags": TAGS, "response_model": InferenceResponse, "openapi_extra": json_body(InferenceRequest),
-        "responses": {s: ERROR_RESPONSES[s] for s in (400, 404, 413, 415, 503)},
-    }
-
-    @app.post("/v2/models/{name}/infer", **infer_meta)
-    @app.post("/v2/models/{name}/versions/{model_version}/infer", **infer_meta)
-    async def infer(request: Request, name: str, model_version: str | None = None) -> Response:
+    async def infer(self, request: Request, name: str, model_version: str | None = None) -> Response:
         """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L]."""
-        fields, entries = runtime.info(name, model_version).input_shape
+        fields, entries = self.runtime.info(name, model_version).input_shape
         body = await read_json(request, InferenceRequest)
-        indices, weights = input_tensors(body.inputs, max_instances * fields * entries)
+        indices, weights = input_tensors(body.inputs, self.max_instances * fields * entries)
         wanted = requested_outputs(body)
-        result = await runtime.infer(indices, weights)
+        result = await self.runtime.infer(indices, weights)
         outputs = []
         for name_ in wanted:
             array = getattr(result.scores, name_)
