@@ -1,0 +1,73 @@
+"""What is recorded of each request: its id, the request metrics and the access log line.
+
+Health and metrics routes (`UNTRACKED`) are neither counted nor logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from prometheus_client import Counter, Histogram
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
+
+from service.logs import ACCESS_LOGGER
+from service.metrics import Metrics
+
+UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+_VALID_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+def request_id(given: bytes | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
+    if given is not None:
+        text = given.decode("latin-1")
+        if _VALID_ID.fullmatch(text):
+            return text
+    return os.urandom(16).hex()
+
+
+class Telemetry:
+    def __init__(self, metrics: Metrics, routes: list[BaseRoute]) -> None:
+        self.metrics = metrics
+        self.routes = routes
+        # Labelled children cached: .labels() is slow next to the rest of a request, and
+        # there are few keys (routes x statuses).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def record(self, scope: Scope, status: int, seconds: float, request_id: str,
+               root_path: str) -> None:
+        route = scope.get("route") or self._route_of({**scope, "root_path": root_path})
+        template = getattr(route, "path", None) or "unmatched"
+        key = (template, scope["method"], status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.metrics.requests.labels(template, scope["method"], str(status)),
+                self.metrics.request_seconds.labels(template),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            client = scope.get("client")
+            access_log.info(
+                "%s %s %d", scope["method"], scope["path"], status,
+                extra={"request": {
+                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                    "route": template, "status": status, "duration_ms": round(seconds * 1e3, 3),
+                    "client": client[0] if client else None,
+                }},
+            )
+
+    def _route_of(self, scope: Scope) -> BaseRoute | None:
+        """The route a request the app never routed was for: a body refused by the limits
+        (413), or a route that does not record itself in the scope (mounts, FastAPI's
+        /openapi.json). Only such requests pay for this walk."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route
+        return None
