@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -20,10 +20,10 @@ from service.http.routes.oip import OIPHandlers
 from service.http.routes.ops import AdminHandlers, OpsHandlers
 from service.http.routes.predict import PredictHandlers
 from service.http.trim import HeapTrimmer, malloc_trim
-from service.logs import configure_logging
 from service.metadata import server_version
 from service.metrics import Metrics, multiprocess_dir, reap_dead_workers, refresh_process_metrics
 from service.model_choice import SharedChoice
+from service.process import configure_process, freeze_startup_objects
 from service.runtime import Runtime
 from service.schemas import EncodeRequest, InferenceRequest, PredictRequest
 from service.settings import Settings
@@ -36,7 +36,9 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+def create_app(settings: Settings, registry: CollectorRegistry | None = None,
+               after_start: Callable[[], None] | None = None) -> FastAPI:
+    """`after_start` runs once the model is loaded, before the first request."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     shared = SharedChoice(settings.run_dir) if settings.run_dir else None
@@ -48,6 +50,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if multiproc is not None:
             reap_dead_workers(multiproc)
         await runtime.start()
+        if after_start is not None:
+            after_start()
         tasks = [asyncio.create_task(runtime.follow(FOLLOW_INTERVAL_S))] if shared else []
         if multiproc is not None:
             tasks.append(asyncio.create_task(refresh_process_metrics(metrics.process)))
@@ -60,8 +64,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         title="AFM serving", version=server_version(), description=DESCRIPTION,
         lifespan=lifespan, default_response_class=ORJSONResponse,
         docs_url=None, redoc_url=None,  # served offline by service.http.routes.docs
-        # The service exports Prometheus metrics; FastAPI's OpenTelemetry hooks cost ~5 us
-        # a request even with no provider configured.
+        # The service exports Prometheus metrics; FastAPI's OpenTelemetry hooks cost CPU
+        # on every request even with no provider configured (docs/BENCHMARKS.md).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
@@ -93,5 +97,5 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 def app_from_env() -> FastAPI:
     """The uvicorn factory each worker process calls: settings from AFM_* variables."""
     settings = Settings()  # type: ignore[call-arg]  # model_dir comes from the environment
-    configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    configure_process(settings)
+    return create_app(settings, after_start=freeze_startup_objects)

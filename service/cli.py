@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from model.bundle import BundleError
 from model.validation import describe_error
-from service.logs import configure_logging
 from service.metrics import MULTIPROC_ENV
 from service.model_choice import CHOICE_FILE
+from service.process import configure_process
 from service.runtime import load_model
 from service.settings import Settings
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"afm-serve: invalid setting {describe_error(e, Settings)}",
               file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    configure_process(settings)
     problem = port_problem(settings.host, settings.port)
     if problem:
         print(f"afm-serve: {problem}", file=sys.stderr)

@@ -21,7 +21,6 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
@@ -41,7 +40,6 @@ _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        disable_created_metrics()  # process-wide: `_created` series only clutter scrapes
         self.requests = Counter(
             "afm_requests", "HTTP requests by route template, method and status.",
             ["route", "method", "status"], registry=registry,

@@ -30,10 +30,9 @@ class Settings(BaseSettings):
     """onnxruntime intra-op threads per worker; 1 is fastest for small batches."""
     batch_max_size: int = Field(default=256, ge=1, le=65536)
     """Most instances coalesced into one onnxruntime run."""
-    # Measured on 2 cores, one worker, 1-instance requests (server CPU per request, wrk
-    # latency): 250 us cost nothing at concurrency 1 (p50 197 -> 206 us) and 16, and cut
-    # p99 at 64 from 273 ms to 64 ms by interleaving requests fairly. uvloop rounds timers
-    # to whole milliseconds: waits up to 500 us coalesce what arrives in one loop turn.
+    # The default costs a lone request next to nothing and interleaves many fairly
+    # (docs/BENCHMARKS.md). uvloop rounds timers to whole milliseconds: waits up to 500 us
+    # coalesce what arrives in one loop turn.
     batch_max_wait_us: int = Field(default=250, ge=0, le=1_000_000)
     """How long the first request of a batch waits for others, in microseconds; 0 = off."""
     max_instances: int = Field(default=1024, ge=1, le=1_000_000)

@@ -2,7 +2,7 @@
 
 Hot routes read their body themselves rather than through a FastAPI body parameter:
 one `model_validate_json` call (Rust) instead of json.loads, a dict walk and FastAPI's
-dependency machinery, about 25 us a request here. It is also stricter: it refuses lone
+dependency machinery (docs/BENCHMARKS.md). It is also stricter: it refuses lone
 surrogates, invalid UTF-8 and pathologically deep nesting as malformed JSON. The body's
 schema still reaches the OpenAPI document through `json_body` and `openapi_components`.
 """

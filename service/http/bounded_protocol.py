@@ -1,8 +1,8 @@
 """uvicorn's httptools protocol with a bounded request head and JSON refusals.
 
-As shipped, uvicorn's httptools protocol reads a request line or header of any size (a
-64 MB header was read whole, taking 4 s of the event loop and leaving the process 60 MB
-larger) and answers what its parser refuses with a plain-text 400; httptools cannot
+As shipped, uvicorn's httptools protocol reads a request line or header of any size
+(docs/RELIABILITY.md: a huge header held the event loop for seconds and grew the process
+for good) and answers what its parser refuses with a plain-text 400; httptools cannot
 parse a URL over 65,535 bytes at all. This subclass refuses a URL over `max_url_bytes`
 (414) and headers over `max_header_bytes` (431) while they are being read, and renders
 every refusal, malformed requests included, as the service's `{"error": ...}`. Such

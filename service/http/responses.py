@@ -1,4 +1,5 @@
-"""JSON responses rendered by orjson: 10-25x faster than json on explanation payloads."""
+"""JSON responses rendered by orjson: many times faster than json on explanation payloads
+(docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 

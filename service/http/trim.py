@@ -2,10 +2,9 @@
 
 glibc raises its mmap threshold to the largest block freed so far (up to 32 MB): once a
 1 MB body has come and gone, buffers of that size come from the heap instead, and when
-they are freed they leave holes the heap keeps. The reliability corpus (1 MB strings,
-100,000-instance payloads) left 10 MB so, for good. Fixing the thresholds instead
-(MALLOC_MMAP_THRESHOLD_) made 256-instance requests 12-20% slower; a trim costs about
-1 ms with 14 MB to return and 0.1 ms with nothing, so it runs only after requests that
+they are freed they leave holes the heap keeps for good (the reliability corpus's large
+bodies did; docs/RELIABILITY.md). Fixing the thresholds instead (MALLOC_MMAP_THRESHOLD_)
+made large requests slower, and a trim is not free, so it runs only after requests that
 moved many bytes (request and response bodies), at most once per `TRIM_DELAY_S`, once the
 request's objects are gone. Trimming after large answers too keeps the heap from staying
 at a high-water mark left by hostile bodies that legitimate large answers then refill.
