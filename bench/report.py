@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from bench.loadgen import Result
+from bench.harness import WrkResult
 from bench.scenarios import Load
 from model.manifest import Manifest
 
@@ -26,7 +26,7 @@ TRAINING = (
 
 @dataclass(frozen=True)
 class Sample:
-    result: Result
+    result: WrkResult
     cpu_s_per_request: float
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bench.loadgen import Request
+from bench.harness import Request
 from model.features import FieldKind, FieldSpec
 from model.manifest import Manifest
 

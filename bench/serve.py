@@ -20,13 +20,12 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import loadgen, report
-from bench.process import Server
+from bench import report
+from bench.harness import WRK_INSTALL_HINT, ServerProcess, run_wrk, wrk_path
 from bench.scenarios import Load, plan, scenarios
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +34,8 @@ PAPER_RUN = REPO / "runs" / "bench-paper-afm"
 PAPER_SHAPE = ["data.synthetic.num_fields=10", "data.synthetic.cardinality=540",
                "model.embed_dim=256", "model.attention_dim=8", "train.batch_size=4096"]
 PAPER_LOADS = "predict-1,predict-1-explain,predict-256,predict-256-explain"
+# glibc's allocator returns memory to the OS too eagerly for benchmark loads.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 log = logging.getLogger("bench.serve")
 
 
@@ -100,32 +101,34 @@ def configs(args: argparse.Namespace) -> list[Config]:
     ]
 
 
-def start(config: Config, model_dir: Path) -> Server:
-    env = {} if config.wait_us is None else {"AFM_BATCH_MAX_WAIT_US": str(config.wait_us)}
-    return Server(model_dir, config.workers, env)
+def start(config: Config, model_dir: Path) -> ServerProcess:
+    env = {**os.environ, **MALLOC_ENV}
+    if config.wait_us is not None:
+        env["AFM_BATCH_MAX_WAIT_US"] = str(config.wait_us)
+    return ServerProcess(["--model-dir", str(model_dir), "--workers", str(config.workers)], env)
 
 
 def measure(
-    servers: dict[str, Server], loads: list[Load], scripts: dict[str, Path],
-    args: argparse.Namespace,
+    servers: dict[str, ServerProcess], loads: list[Load], args: argparse.Namespace,
 ) -> dict[Load, list[report.Sample]]:
     """Warm every (server, scenario) up once, then run every load once per round."""
-    warm = {(load.config, load.scenario.name): load.scenario.request.path for load in loads}
-    for (config, name), path in warm.items():
-        loadgen.run(servers[config].url + path, scripts[name], 16, 1, args.threads)
+    warm = {(load.config, load.scenario.name): load.scenario for load in loads}
+    for (config, _), scenario in warm.items():
+        run_wrk(servers[config].url + scenario.request.path, 1, 16, args.threads,
+                scenario.request, count=False)
     samples: dict[Load, list[report.Sample]] = {load: [] for load in loads}
     for round_ in range(args.repeats):
         log.info("round %d of %d (%d loads)", round_ + 1, args.repeats, len(loads))
         for load in loads:
-            samples[load].append(_sample(servers[load.config], load, scripts, args))
+            samples[load].append(_sample(servers[load.config], load, args))
     return samples
 
 
-def _sample(server: Server, load: Load, scripts: dict[str, Path],
-            args: argparse.Namespace) -> report.Sample:
+def _sample(server: ServerProcess, load: Load, args: argparse.Namespace) -> report.Sample:
     before = server.cpu_seconds()
-    result = loadgen.run(server.url + load.scenario.request.path, scripts[load.scenario.name],
-                         load.connections, args.seconds, args.threads)
+    request = load.scenario.request
+    result = run_wrk(server.url + request.path, args.seconds, load.connections, args.threads,
+                     request, count=False)
     cpu = server.cpu_seconds() - before
     if result.errors:
         log.warning("%s %s c%d: %d errors", load.config, load.scenario.name, load.connections,
@@ -142,7 +145,8 @@ def command(argv: list[str] | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    loadgen.wrk_path()  # fail first, with the install hint
+    if wrk_path() is None:
+        raise SystemExit(WRK_INSTALL_HINT)  # fail first
     model_dir = bundle_dir(args)
     chosen = configs(args)[:1] if args.main_only else configs(args)
     all_scenarios = scenarios(model_dir)
@@ -151,16 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         loads = [load for load in loads if load.scenario.name in args.only.split(",")]
     load_before = os.getloadavg()
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="afm-bench-") as tmp:
-        scripts = {s.name: loadgen.write_script(Path(tmp), s.name, s.request)
-                   for s in all_scenarios.values()}
-        servers: dict[str, Server] = {}
+    with ExitStack() as stack:
+        servers: dict[str, ServerProcess] = {}
         for config in chosen:
             servers[config.label] = server = start(config, model_dir)
             stack.callback(server.stop)
         for server in servers.values():
             server.wait_ready()
-        samples = measure(servers, loads, scripts, args)
+        samples = measure(servers, loads, args)
     text = report.render(samples, chosen[0].label, report.Context(
         command=command(argv), model_dir=model_dir, load_before=load_before,
         load_after=os.getloadavg(), seconds=args.seconds, repeats=args.repeats,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tests.service.conftest import INSTANCE
+from tests.helpers import INSTANCE
 
 JSON = {"content-type": "application/json"}
 MB = 1 << 20

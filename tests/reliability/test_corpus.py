@@ -15,9 +15,9 @@ import pytest
 
 from service.http.trim import TRIM_DELAY_S
 from service.settings import Settings
-from tests.reliability.conftest import Server, knob, report, rss_kib, start_server
+from tests.helpers import INSTANCE
+from tests.helpers.servers import Server, knob, report, rss_kib, start_server
 from tests.reliability.corpus import CORPUS, ODD_BUT_VALID, Case
-from tests.service.conftest import INSTANCE
 
 pytestmark = pytest.mark.slow
 MAX_ERROR_CHARS = 2048

@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
 
 from service.app import create_app
 from service.settings import Settings
-from tests.reliability.conftest import Server, knob, report
-from tests.service.conftest import TOKEN
+from tests.helpers import TOKEN
+from tests.helpers.servers import Server, knob, report
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(knob("FUZZ_EXAMPLES", 20))

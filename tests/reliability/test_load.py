@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.reliability import wrk
-from tests.reliability.conftest import Server, knob, report, rss_kib
+from bench import harness
+from tests.helpers.servers import Server, knob, report, require_wrk, rss_kib
 
 pytestmark = pytest.mark.slow
 WARMUP_S = knob("WARMUP_S", 5)
@@ -24,9 +24,9 @@ def sample_rss(pid: int, stop: threading.Event, samples: list[int]) -> None:
 
 
 def test_soak_answers_everything_and_memory_stays_flat(server: Server) -> None:
-    wrk.require_wrk()
+    require_wrk()
     url = server.url + "/predict"
-    warm = wrk.run(url, WARMUP_S, CONNECTIONS)
+    warm = harness.run_wrk(url, WARMUP_S, CONNECTIONS)
     assert warm.non_2xx == 0 and warm.socket_errors == 0, warm
     time.sleep(1)
     before = rss_kib(server.pid)
@@ -35,7 +35,7 @@ def test_soak_answers_everything_and_memory_stays_flat(server: Server) -> None:
     sampler = threading.Thread(target=sample_rss, args=(server.pid, stop, samples), daemon=True)
     sampler.start()
     try:
-        soak = wrk.run(url, SOAK_S, CONNECTIONS)
+        soak = harness.run_wrk(url, SOAK_S, CONNECTIONS)
     finally:
         stop.set()
         sampler.join(timeout=5)

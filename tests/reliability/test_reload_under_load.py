@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability import wrk
-from tests.reliability.conftest import Server, knob, report
-from tests.service.conftest import INSTANCE, TOKEN, copy_bundle
-from tests.service.test_reload import BROKEN
+from bench import harness
+from tests.helpers import INSTANCE, TOKEN
+from tests.helpers.bundles import BROKEN, copy_bundle
+from tests.helpers.servers import Server, knob, report, require_wrk
 
 pytestmark = pytest.mark.slow
 RELOADS = int(knob("RELOADS", 20))
@@ -91,11 +91,11 @@ def reload(client: httpx.Client, url: str, name: str, current: str) -> Reload:
 
 
 def test_reloads_under_load_lose_nothing(server: Server, bundle_dir: Path) -> None:
-    wrk.require_wrk()
+    require_wrk()
     make_broken(server.root, bundle_dir)
     names = plan()
     load_s = 4 + RELOADS * (PAUSE_S + 0.3)
-    load = wrk.start(server.url + "/predict", load_s)
+    load = harness.start_wrk(server.url + "/predict", load_s)
     stop, probes = threading.Event(), list[Probe]()
     prober = threading.Thread(target=probe, args=(server.url, stop, probes), daemon=True)
     reloads: list[Reload] = []
@@ -112,7 +112,7 @@ def test_reloads_under_load_lose_nothing(server: Server, bundle_dir: Path) -> No
     finally:
         stop.set()
         prober.join(timeout=15)
-        result = wrk.finish(load, timeout=load_s + 60)
+        result = harness.finish_wrk(load, timeout=load_s + 60)
 
     refused = [r for r in reloads if r.name.startswith("broken")]
     report("reload_under_load", {

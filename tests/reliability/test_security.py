@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from service.app import create_app
 from service.settings import Settings
-from tests.reliability.conftest import Server
-from tests.service.conftest import INSTANCE, TOKEN
+from tests.helpers import INSTANCE, TOKEN
+from tests.helpers.servers import Server
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import reliability_env
-from tests.service.conftest import copy_bundle
-from tests.service.test_processes import SERVE, free_port
-from tests.service.test_reload import BROKEN
+from bench.harness import SERVE, free_port
+from tests.helpers.bundles import BROKEN, copy_bundle
+from tests.helpers.servers import reliability_env
 
 pytestmark = pytest.mark.slow
 

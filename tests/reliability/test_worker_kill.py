@@ -13,9 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability import wrk
-from tests.reliability.conftest import knob, models_root, reliability_env, report
-from tests.service.test_processes import PREDICTED, count, post_predict, serve, worker_files
+from bench import harness
+from tests.helpers.bundles import models_root
+from tests.helpers.servers import (
+    PREDICTED,
+    count,
+    knob,
+    post_predict,
+    reliability_env,
+    report,
+    require_wrk,
+    serve,
+    worker_files,
+)
 
 pytestmark = pytest.mark.slow
 LOAD_S = knob("KILL_LOAD_S", 12)
@@ -29,10 +39,10 @@ def predicted(url: str) -> float:
 
 def test_a_killed_worker_is_replaced_and_errors_stay_bounded(bundle_dir: Path,
                                                              tmp_path: Path) -> None:
-    wrk.require_wrk()
+    require_wrk()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    root = models_root(tmp_path, bundle_dir)
+    root = models_root(tmp_path / "models", bundle_dir)
     env = reliability_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     args = ["--model-dir", str(root / "v1"), "--workers", "2"]
     with serve(args, env, tmp_path / "serve.log") as (url, supervisor):
@@ -42,7 +52,7 @@ def test_a_killed_worker_is_replaced_and_errors_stay_bounded(bundle_dir: Path,
             assert time.monotonic() < deadline, "the second worker never answered"
         before = predicted(url)
         workers = worker_files(metrics_dir)
-        load = wrk.start(url + "/predict", LOAD_S, CONNECTIONS)
+        load = harness.start_wrk(url + "/predict", LOAD_S, CONNECTIONS)
         try:
             time.sleep(LOAD_S / 3)
             victim = int(sorted(workers)[0].split("_")[1])
@@ -53,7 +63,7 @@ def test_a_killed_worker_is_replaced_and_errors_stay_bounded(bundle_dir: Path,
                 time.sleep(0.1)
             replaced_s = time.monotonic() - killed_at
         finally:
-            result = wrk.finish(load, timeout=LOAD_S + 60)
+            result = harness.finish_wrk(load, timeout=LOAD_S + 60)
         assert supervisor.poll() is None
         counted = predicted(url) - before
         errors = result.socket_errors + result.non_2xx

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.settings import Settings
-from tests.helpers import train_bundle
-
-REPO = Path(__file__).resolve().parents[2]
-TOKEN = "test-admin-token-0123456789"
-INSTANCE = {"f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4"}
+from tests.helpers import SettingsFactory, train_bundle
+from tests.helpers.bundles import models_root as make_models_root
 
 MIXED_SCHEMA = """
 main = "clicks.tsv"
@@ -74,25 +69,10 @@ def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def copy_bundle(source: Path, target: Path, **manifest_changes: Any) -> Path:
-    """A bundle's two files copied, with manifest fields changed (e.g. version="2")."""
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source / "model.onnx", target / "model.onnx")
-    manifest = json.loads((source / "manifest.json").read_text())
-    manifest.update(manifest_changes)
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    return target
-
-
 @pytest.fixture
 def models_root(tmp_path: Path, bundle_dir: Path) -> Path:
     """v1 and v2 of the synthetic model side by side, as a models root."""
-    copy_bundle(bundle_dir, tmp_path / "v1")
-    copy_bundle(bundle_dir, tmp_path / "v2", version="2")
-    return tmp_path
-
-
-SettingsFactory = Callable[..., Settings]
+    return make_models_root(tmp_path, bundle_dir)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.logs import ACCESS_LOGGER, JsonFormatter
-from tests.service.conftest import INSTANCE, TOKEN, SettingsFactory
+from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:

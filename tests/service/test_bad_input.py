@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from service.app import create_app
 from service.http.middleware import RequestMiddleware
 from service.metrics import Metrics
-from tests.service.conftest import INSTANCE, SettingsFactory
+from tests.helpers import INSTANCE, SettingsFactory
 
 JSON = {"content-type": "application/json"}
 

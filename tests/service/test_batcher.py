@@ -10,7 +10,7 @@ import pytest
 
 from model.bundle import Bundle, Scores
 from service.batcher import Batcher
-from tests.service.conftest import copy_bundle
+from tests.helpers.bundles import copy_bundle
 
 
 class Counting:

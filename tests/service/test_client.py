@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from service.app import create_app
 from service.client import AFMClient, AFMClientError
 from service.schemas import ExplainResponse, ImportanceResponse
-from tests.service.conftest import INSTANCE, TOKEN, SettingsFactory
+from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 
 
 @pytest.fixture

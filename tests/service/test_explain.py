@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.bundle import Bundle
-from service.explain import Explainer
+from model.bundle import Bundle, Scores
+from model.features import Encoded
+from service.explain import SMALL_BATCH, Explainer
 from service.http.responses import ORJSONResponse
 
 
@@ -74,17 +75,35 @@ def test_numbers_are_the_models_float32_values(bundle_dir: Path) -> None:
 
 
 def test_small_and_large_requests_take_different_paths_to_the_same_answer(
-    bundle_dir: Path,
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundle = Bundle.load(bundle_dir)
     explainer = Explainer(bundle)
-    encoded = bundle.features.encode(instances(bundle, 30))
-    scores = bundle.run(encoded.indices, encoded.weights)
-    whole = explainer.predictions(encoded, scores, explain=True)
-    first = bundle.features.encode(instances(bundle, 30)[:3])
-    part = explainer.predictions(first, bundle.run(first.indices, first.weights), explain=True)
-    assert [p["explanation"]["pairs"]["fields"] for p in part] == [
-        p["explanation"]["pairs"]["fields"] for p in whole[:3]]
+    taken: list[str] = []
+    for path in ("_explain_rows", "_explain_batch"):
+        real = getattr(explainer, path)
+
+        def spy(*args: Any, _real: Any = real, _path: str = path) -> Any:
+            taken.append(_path)
+            return _real(*args)
+
+        monkeypatch.setattr(explainer, path, spy)
+    many = instances(bundle, 30)
+    for count in (1, SMALL_BATCH, SMALL_BATCH + 1, 30):
+        encoded, scores = encoded_and_scores(bundle, many[:count])
+        taken.clear()
+        results = explainer.predictions(encoded, scores, explain=True)
+        path, other = (("_explain_rows", "_explain_batch") if count <= SMALL_BATCH
+                       else ("_explain_batch", "_explain_rows"))
+        assert taken == [path], count
+        explanations = [result["explanation"] for result in results]
+        expected = getattr(explainer, other)(encoded, scores, None)
+        assert ORJSONResponse(explanations).body == ORJSONResponse(expected).body
+
+
+def encoded_and_scores(bundle: Bundle, rows: list[dict[str, Any]]) -> tuple[Encoded, Scores]:
+    encoded = bundle.features.encode(rows)
+    return encoded, bundle.run(encoded.indices, encoded.weights)
 
 
 @pytest.mark.parametrize("which", ["bundle_dir", "mixed_dir"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,9 +14,16 @@ from prometheus_client import CollectorRegistry, Counter
 
 from service.app import create_app
 from service.http.trim import HeapTrimmer, malloc_trim
-from tests.service.conftest import INSTANCE, SettingsFactory
+from tests.helpers import INSTANCE, SettingsFactory
 
 DELAY_S = 0.02
+BLOCK = 64 * 1024
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter
+
+
+def rss_kib() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
 
 
 def trimmer(min_bytes: int, calls: list[int],
@@ -26,10 +35,27 @@ def trimmer(min_bytes: int, calls: list[int],
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
-def test_malloc_trim_is_found_and_callable_on_glibc() -> None:
+def test_malloc_trim_gives_freed_heap_memory_back_to_the_os() -> None:
+    """32 MB freed in the middle of the heap (a block stays allocated above it) stays in
+    the process until malloc_trim hands it back."""
     trim = malloc_trim()
     assert trim is not None
-    assert trim() in (0, 1)  # 1: memory was released
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)  # free() itself never trims (as under setup.sh)
+    blocks = [libc.malloc(BLOCK) for _ in range(512)]  # under the mmap threshold: the heap
+    for block in blocks:
+        ctypes.memset(block, 1, BLOCK)
+    above = libc.malloc(BLOCK)
+    for block in blocks:
+        libc.free(block)
+    before = rss_kib()
+    released = trim()
+    after = rss_kib()
+    libc.free(above)
+    assert released == 1
+    assert before - after > 16 * 1024, (before, after)
 
 
 def test_a_large_request_trims_once_after_the_delay_however_many_follow() -> None:

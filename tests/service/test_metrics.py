@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.metrics import SCORE_BUCKETS, observe_many
-from tests.service.conftest import INSTANCE, SettingsFactory
+from tests.helpers import INSTANCE, SettingsFactory
 
 JSON = {"content-type": "application/json"}
 

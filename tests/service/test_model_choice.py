@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from service.metrics import Metrics
 from service.model_choice import CHOICE_FILE, Choice, SharedChoice
 from service.runtime import Runtime
-from tests.service.conftest import SettingsFactory
+from tests.helpers import SettingsFactory
 
 
 def test_a_published_choice_is_seen_once_by_each_reader(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
 from service.schemas import InferenceResponse, OIPModelMetadata, ServerMetadata
-from tests.service.conftest import INSTANCE
+from tests.helpers import INSTANCE
 
 INFER = "/v2/models/synthetic-afm/infer"
 

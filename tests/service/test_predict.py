@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
 from service.schemas import ExplainResponse, ImportanceResponse, PredictResponse
-from tests.service.conftest import INSTANCE
+from tests.helpers import INSTANCE
 from training.cli import eval_main
 from training.synthetic import SyntheticSpec, generate
 

@@ -4,103 +4,24 @@ failures, and a server that never imports torch. Every process started is stoppe
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.conftest import INSTANCE, TOKEN, copy_bundle
+from bench.harness import SERVE
+from tests.helpers import INSTANCE, TOKEN
+from tests.helpers.bundles import copy_bundle
+from tests.helpers.servers import PREDICTED, count, per_worker, post_predict, serve, server_env, worker_files
 
 pytestmark = pytest.mark.slow
-SERVE = [sys.executable, "-m", "service.cli"]
-PREDICTED = ("afm_requests_total", {"route": "/predict", "method": "POST", "status": "200"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AFM_", "PROMETHEUS_"))}
-    env.update({"AFM_LOG_LEVEL": "warning", **extra})
-    return env
-
-
-@contextmanager
-def serve(args: list[str], env: dict[str, str],
-          log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start afm-serve, wait until ready, and always stop it (its whole process group)."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen([*SERVE, "--host", "127.0.0.1", "--port", str(port), *args],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _ready(url):
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "afm-serve did not become ready"
-            time.sleep(0.2)
-        yield url, process
-    finally:
-        _stop(process)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def post_predict(url: str) -> int:
-    with httpx.Client(timeout=10) as fresh:  # a new connection: workers share the load
-        return fresh.post(url + "/predict", json={"instances": [INSTANCE]}).status_code
-
-
-def count(text: str, metric: str, labels: dict[str, str]) -> float:
-    return sum(
-        s.value for family in text_string_to_metric_families(text) for s in family.samples
-        if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
-    )
-
-
-def per_worker(directory: Path, scratch: Path) -> dict[str, float]:
-    """/predict requests each worker counted, read from its own metrics file alone."""
-    counts = {}
-    for path in directory.glob("counter_*.db"):
-        alone = scratch / path.stem
-        alone.mkdir(parents=True)
-        shutil.copy(path, alone / path.name)
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, str(alone))
-        counts[path.stem] = count(generate_latest(registry).decode(), *PREDICTED)
-    return counts
 
 
 def test_a_scrape_sums_every_worker(bundle_dir: Path, tmp_path: Path) -> None:
@@ -151,10 +72,6 @@ def until_every_worker_served(url: str, metrics_dir: Path, scratch: Path,
             if all(after.get(w, 0) > before.get(w, 0) for w in workers):
                 return versions
     raise AssertionError(f"not every worker of {workers} served: {before} -> {after}")
-
-
-def worker_files(metrics_dir: Path) -> set[str]:
-    return {path.stem for path in metrics_dir.glob("counter_*.db")}
 
 
 def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,

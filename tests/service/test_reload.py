@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from model.manifest import sha256_file
 from service.app import create_app
-from tests.service.conftest import INSTANCE, TOKEN, SettingsFactory, copy_bundle
+from tests.helpers import INSTANCE, TOKEN, SettingsFactory
+from tests.helpers.bundles import BROKEN, copy_bundle, flip_a_byte
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -99,56 +97,6 @@ def test_without_a_models_root_only_the_served_bundle_reloads(
         response = client.post("/admin/reload", headers=AUTH,
                                json={"model_dir": str(models_root / "v2")})
         assert response.status_code == 403
-
-
-def truncate_onnx(path: Path) -> None:
-    onnx = path / "model.onnx"
-    onnx.write_bytes(onnx.read_bytes()[:2000])
-    set_manifest(path, onnx_sha256=sha256_file(onnx))
-
-
-def flip_a_byte(path: Path) -> None:
-    onnx = path / "model.onnx"
-    data = bytearray(onnx.read_bytes())
-    data[-10] ^= 0xFF
-    onnx.write_bytes(bytes(data))
-
-
-def set_manifest(path: Path, **changes: Any) -> None:
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest.update(changes)
-    (path / "manifest.json").write_text(json.dumps(manifest))
-
-
-def set_text(path: Path, text: str) -> None:
-    path.write_text(text)
-
-
-def drop_a_field(path: Path) -> None:
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["fields"] = manifest["fields"][:-1]
-    names = [f["name"] for f in manifest["fields"]]
-    manifest["pairs"] = [p for p in manifest["pairs"] if p[0] in names and p[1] in names]
-    manifest["importance"] = []
-    (path / "manifest.json").write_text(json.dumps(manifest))
-
-
-def remove_a_key(path: Path) -> None:
-    manifest = json.loads((path / "manifest.json").read_text())
-    del manifest["task"]
-    (path / "manifest.json").write_text(json.dumps(manifest))
-
-
-BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
-    "truncated onnx": (truncate_onnx, "onnxruntime cannot load"),
-    "sha256 mismatch": (flip_a_byte, "does not match"),
-    "missing onnx": (lambda p: (p / "model.onnx").unlink(), "missing"),
-    "manifest without a key": (remove_a_key, "task"),
-    "unknown format version": (lambda p: set_manifest(p, format_version=99), "format_version"),
-    "fields disagree with the onnx": (drop_a_field, "fields"),
-    "bias not the graph's": (lambda p: set_manifest(p, bias=12.5), "bias"),
-    "not json": (lambda p: set_text(p / "manifest.json", "{"), "manifest.json"),
-}
 
 
 @pytest.mark.parametrize("kind", list(BROKEN))

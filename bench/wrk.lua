@@ -1,9 +1,17 @@
--- wrk script for the reliability tests: POST /predict with one instance, counting every
--- response by status and by the model version it names; done() prints one JSON line.
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = os.getenv("WRK_BODY") or
-  '{"instances": [{"f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4"}]}'
+-- The one wrk script of the benchmarks and the load tests (bench/harness.py runs it).
+-- WRK_METHOD (default POST) and WRK_BODY (a JSON body; POST defaults to one /predict
+-- instance) say what every request sends. With WRK_COUNT=1, every response is counted by
+-- status and by the model version it names (wrk then reads each body, which costs it CPU).
+-- done() prints one line, WRK_RESULT {...}, with the figures as JSON.
+wrk.method = os.getenv("WRK_METHOD") or "POST"
+local body = os.getenv("WRK_BODY")
+if body == nil and wrk.method == "POST" then
+  body = '{"instances": [{"f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4"}]}'
+end
+if body ~= nil and body ~= "" then
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.body = body
+end
 
 local threads = {}
 
@@ -16,11 +24,13 @@ function init(args)
   versions = {}
 end
 
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-  local version = body:match('"version":"([^"]*)"')
-  if version then
-    versions[version] = (versions[version] or 0) + 1
+if os.getenv("WRK_COUNT") == "1" then
+  function response(status, headers, body)
+    statuses[status] = (statuses[status] or 0) + 1
+    local version = body:match('"version":"([^"]*)"')
+    if version then
+      versions[version] = (versions[version] or 0) + 1
+    end
   end
 end
 

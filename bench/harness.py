@@ -1,0 +1,209 @@
+"""The one harness of the benchmarks (bench/) and the load tests (tests/reliability):
+`afm-serve` started on a free 127.0.0.1 port and stopped by its PID, and wrk run against it
+with bench/wrk.lua, bounded in time, its figures parsed.
+
+A server runs in its own process group, so its CPU time (supervisor and workers) can be
+read from /proc around a load, and nothing of it outlives `stop()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+HOST = "127.0.0.1"
+SERVE = [sys.executable, "-m", "service.cli"]
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+WRK_SCRIPT = Path(__file__).resolve().with_name("wrk.lua")
+WRK_MARKER = "WRK_RESULT "
+WRK_INSTALL_HINT = "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu package)"
+WRK_TIMEOUT_MARGIN_S = 60
+MAX_BODY_BYTES = 100_000  # wrk reads the body from the environment (Linux: 128 KiB a variable)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`afm-serve ARGS --host 127.0.0.1 --port <free>` with exactly `env`; output to `log`."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path | None = None) -> None:
+        self.port = free_port()
+        self.log = log
+        with log.open("wb") if log is not None else open(os.devnull, "wb") as out:
+            self.process = subprocess.Popen(
+                [*SERVE, *args, "--host", HOST, "--port", str(self.port)], env=env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until /readyz answers 200; RuntimeError (with the log) if it exits or times out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"afm-serve exited {self.process.returncode} before ready"
+                                   f"{self._log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"afm-serve not ready within {timeout_s:.0f} s{self._log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in the server's process group."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(fields[2]) == self.pid:  # pgrp (the session leader's pid)
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / TICKS
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM to the server's PID (it drains and stops its workers), then SIGKILL to
+        whatever of its process group is left."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+    def _log_tail(self) -> str:
+        if self.log is None or not self.log.is_file():
+            return ""
+        return ":\n" + self.log.read_text(errors="replace")[-4000:]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What every request of one load sends."""
+
+    method: str
+    path: str
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    non_2xx: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    statuses: dict[str, int] = field(default_factory=dict)  # only when responses are counted
+    versions: dict[str, int] = field(default_factory=dict)  # ... likewise
+
+    @property
+    def socket_errors(self) -> int:
+        return self.connect_errors + self.read_errors + self.write_errors + self.timeouts
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.non_2xx
+
+    @property
+    def ok(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status.startswith("2"))
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def figures(self) -> dict[str, object]:
+        return {"requests": self.requests, "seconds": self.seconds, "non_2xx": self.non_2xx,
+                "socket_errors": self.socket_errors, "p50_ms": self.p50_ms,
+                "p99_ms": self.p99_ms, "max_ms": self.max_ms, "rps": round(self.rate)}
+
+
+def wrk_path() -> str | None:
+    """The wrk executable, or None (it is never installed for you: WRK_INSTALL_HINT)."""
+    return shutil.which("wrk")
+
+
+def start_wrk(url: str, seconds: float, connections: int = 16, threads: int = 2,
+              request: Request | None = None, count: bool = True) -> subprocess.Popen[str]:
+    """wrk loading `url` (127.0.0.1 only) in the background; collect it with `finish_wrk`.
+    Without `request`, POSTs of one /predict instance; `count`: responses by status and
+    model version (costs wrk CPU, which shares the cores with the server)."""
+    assert url.startswith(f"http://{HOST}:"), url
+    executable = wrk_path()
+    if executable is None:
+        raise RuntimeError(WRK_INSTALL_HINT)
+    env = {**os.environ, "WRK_COUNT": "1" if count else "0"}
+    if request is not None:
+        env["WRK_METHOD"] = request.method
+        env["WRK_BODY"] = request.body.decode() if request.body is not None else ""
+        if len(env["WRK_BODY"]) > MAX_BODY_BYTES:
+            raise ValueError(f"a body over {MAX_BODY_BYTES} bytes cannot be passed to wrk")
+    command = [executable, "-t", str(min(threads, connections)), "-c", str(connections),
+               "-d", f"{seconds:.0f}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def finish_wrk(process: subprocess.Popen[str], timeout: float) -> WrkResult:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    for line in output.splitlines():
+        if line.startswith(WRK_MARKER):
+            return WrkResult(**json.loads(line.removeprefix(WRK_MARKER)))
+    raise RuntimeError(f"wrk exited {process.returncode} without a result: {output.strip()[:500]}")
+
+
+def run_wrk(url: str, seconds: float, connections: int = 16, threads: int = 2,
+            request: Request | None = None, count: bool = True) -> WrkResult:
+    """One bounded wrk run (see `start_wrk`)."""
+    process = start_wrk(url, seconds, connections, threads, request, count)
+    return finish_wrk(process, timeout=seconds + WRK_TIMEOUT_MARGIN_S)
