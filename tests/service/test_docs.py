@@ -76,6 +76,7 @@ kill $server; wait $server
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None or shutil.which("unshare") is None
                     or os.geteuid() != 0, reason="needs chromium, unshare and root (a network namespace)")
 def test_docs_render_in_a_browser_with_no_network(bundle_dir: Path) -> None:

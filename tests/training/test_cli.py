@@ -151,6 +151,7 @@ def test_eval_tells_a_schema_from_its_suffix(bundle_dir: Path, tmp_path: Path,
                     "tabular (or leave --format out)")
 
 
+@pytest.mark.slow
 def test_cli_errors_print_no_traceback_unless_debug(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "training.cli", "--config", "nope.toml", "--out", str(tmp_path)]
     plain = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)

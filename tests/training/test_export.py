@@ -33,6 +33,7 @@ def test_onnx_matches_torch_on_synthetic_rows(synthetic_afm: Path) -> None:
     _assert_parity(synthetic_afm, Dataset(rows.indices.astype(np.int64), rows.weights, rows.labels))
 
 
+@pytest.mark.slow
 @needs_frappe()
 def test_onnx_matches_torch_on_10000_frappe_rows(tmp_path: Path) -> None:
     train_bundle("frappe-afm.toml", tmp_path, [

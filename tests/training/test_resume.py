@@ -81,6 +81,7 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*"))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path: Path) -> None:
     _kill_after_checkpoints(tmp_path / "run", tmp_path / "cache", 1)
     with pytest.raises(CheckpointError, match="sections .*model.*differ.*--fresh"):

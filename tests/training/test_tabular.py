@@ -265,6 +265,7 @@ needs_ml100k = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_ml100k
 def test_ml100k_schema_reads_the_real_files() -> None:
     schema = REPO / "configs" / "schemas" / "ml100k.toml"
