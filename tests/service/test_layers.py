@@ -57,3 +57,24 @@ def test_routes_see_only_the_runtimes_public_values() -> None:
         named = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
         assert not reached & {"bundle", "explainer", "features"}, path.name
         assert "LoadedModel" not in named | imported(path), path.name
+
+
+ROUTING_CALLS = {"add_api_route", "api_route", "add_route", "include_router", "mount",
+                 "get", "post", "put", "patch", "delete"}
+
+
+def test_routes_are_declared_only_in_the_route_table() -> None:
+    """service/http/routes/__init__.py lists every route; nothing else routes (no decorators,
+    no add_api_route or mounts elsewhere)."""
+    table = SERVICE / "http" / "routes" / "__init__.py"
+    offenders = []
+    for path in sorted(SERVICE.rglob("*.py")):
+        if path == table:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            called = node.func if isinstance(node, ast.Call) else None
+            if isinstance(called, ast.Attribute) and called.attr in ROUTING_CALLS and (
+                    isinstance(called.value, ast.Name) and called.value.id in {"app", "router"}):
+                offenders.append(f"{path.relative_to(SERVICE)}:{called.lineno}")
+    assert offenders == []
