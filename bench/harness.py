@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +31,6 @@ WRK_SCRIPT = Path(__file__).resolve().with_name("wrk.lua")
 WRK_MARKER = "WRK_RESULT "
 WRK_INSTALL_HINT = "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu package)"
 WRK_TIMEOUT_MARGIN_S = 60
-MAX_BODY_BYTES = 100_000  # wrk reads the body from the environment (Linux: 128 KiB a variable)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -163,6 +163,10 @@ class WrkResult:
                 "p99_ms": self.p99_ms, "max_ms": self.max_ms, "rps": round(self.rate)}
 
 
+# Request bodies written for running wrk processes, by PID; removed by finish_wrk.
+_body_files: dict[int, str] = {}
+
+
 def wrk_path() -> str | None:
     """The wrk executable, or None (it is never installed for you: WRK_INSTALL_HINT)."""
     return shutil.which("wrk")
@@ -178,15 +182,26 @@ def start_wrk(url: str, seconds: float, connections: int = 16, threads: int = 2,
     if executable is None:
         raise RuntimeError(WRK_INSTALL_HINT)
     env = {**os.environ, "WRK_COUNT": "1" if count else "0"}
+    body_file = None
     if request is not None:
         env["WRK_METHOD"] = request.method
-        env["WRK_BODY"] = request.body.decode() if request.body is not None else ""
-        if len(env["WRK_BODY"]) > MAX_BODY_BYTES:
-            raise ValueError(f"a body over {MAX_BODY_BYTES} bytes cannot be passed to wrk")
+        # A file, not an environment variable: Linux caps one variable at 128 KiB, and a
+        # 256-instance body of a 39-field model is larger.
+        with tempfile.NamedTemporaryFile("wb", suffix=".wrk-body", delete=False) as f:
+            f.write(request.body or b"")
+        env["WRK_BODY_FILE"] = body_file = f.name
     command = [executable, "-t", str(min(threads, connections)), "-c", str(connections),
                "-d", f"{seconds:.0f}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    try:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    except BaseException:
+        if body_file is not None:
+            os.unlink(body_file)
+        raise
+    if body_file is not None:
+        _body_files[process.pid] = body_file
+    return process
 
 
 def finish_wrk(process: subprocess.Popen[str], timeout: float) -> WrkResult:
@@ -196,6 +211,9 @@ def finish_wrk(process: subprocess.Popen[str], timeout: float) -> WrkResult:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+        body_file = _body_files.pop(process.pid, None)
+        if body_file is not None:
+            os.unlink(body_file)
     for line in output.splitlines():
         if line.startswith(WRK_MARKER):
             return WrkResult(**json.loads(line.removeprefix(WRK_MARKER)))

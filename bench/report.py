@@ -78,7 +78,7 @@ def render(samples: dict[Load, list[Sample]], main: str, context: Context) -> st
         BEGIN, "## Serving\n", _preamble(context), "### Targets (issue 3, section 5)\n",
         _targets(table, main), "### Every load on the main server\n",
         _rows(table, instances, [main]), "### Micro-batching wait and workers, side by side\n",
-        "Each cell: req/s, p50 / p99 ms, server CPU µs a request.\n", _pivot(table, configs), END,
+        "Each cell: req/s, p50 / p99 ms, server CPU µs a request.\n", pivot(table, configs), END,
     ]
     return "\n".join(parts) + "\n"
 
@@ -95,7 +95,7 @@ def _preamble(c: Context) -> str:
         f"    {c.command}\n\n"
         f"- {datetime.date.today()}, commit {_commit()}; model {model}.\n"
         f"- {os.cpu_count()} cores ({cpu}), shared: load average "
-        f"{_load(c.load_before)} before the run, {_load(c.load_after)} after. wrk runs on "
+        f"{load_text(c.load_before)} before the run, {load_text(c.load_after)} after. wrk runs on "
         "the same cores as the server.\n"
         f"- Python {platform.python_version()}, onnxruntime {version('onnxruntime')}, "
         f"fastapi {version('fastapi')}, uvicorn {version('uvicorn')}.\n"
@@ -111,7 +111,7 @@ def _commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def _load(avg: tuple[float, float, float]) -> str:
+def load_text(avg: tuple[float, float, float]) -> str:
     return " / ".join(f"{x:.2f}" for x in avg)
 
 
@@ -187,7 +187,7 @@ def _rows(t: Table, instances: dict[str, int], configs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pivot(t: Table, configs: list[str]) -> str:
+def pivot(t: Table, configs: list[str]) -> str:
     """The loads every server ran, one column per server."""
     shared = [key for key in dict.fromkeys((name, c) for _, name, c in t)
               if all((config, *key) in t for config in configs)]

@@ -9,7 +9,10 @@ shared machine falls on all of them alike; figures are medians over the rounds.
 Without --model-dir, the synthetic AFM (configs/synthetic-afm.toml) is trained once
 into runs/bench-synthetic-afm and reused; with --paper, a bundle of the paper's Frappe
 shape (10 fields, K = 256, T = 8, ~5,400 features) is trained on generated data into
-runs/bench-paper-afm and only its 1- and 256-instance loads run.
+runs/bench-paper-afm and only its 1- and 256-instance loads run. With --shapes, the 1- and
+256-instance loads (plain, all pairs explained, top 3 pairs) run on bundles of 10 and 39
+fields side by side, one server each, to show how serving cost grows with the fields: the
+39-field bundle is trained on a generated Criteo-format log (configs/criteo-afm.toml).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,7 @@ from pathlib import Path
 from bench import report
 from bench.harness import WRK_INSTALL_HINT, ServerProcess, run_wrk, wrk_path
 from bench.scenarios import Load, plan, scenarios
+from training import criteo_synth
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = REPO / "runs" / "bench-synthetic-afm"
@@ -34,6 +39,15 @@ PAPER_RUN = REPO / "runs" / "bench-paper-afm"
 PAPER_SHAPE = ["data.synthetic.num_fields=10", "data.synthetic.cardinality=540",
                "model.embed_dim=256", "model.attention_dim=8", "train.batch_size=4096"]
 PAPER_LOADS = "predict-1,predict-1-explain,predict-256,predict-256-explain"
+# --shapes: (label, run directory, config, overrides); the Criteo one trains on generated logs.
+SHAPES = [
+    ("10 fields, K 16, T 16", REPO / "runs" / "bench-10f-afm", "synthetic-afm.toml",
+     ["data.synthetic.num_fields=10", "model.embed_dim=16", "model.attention_dim=16"]),
+    ("10 fields, K 256, T 8 (paper)", PAPER_RUN, "synthetic-afm.toml", PAPER_SHAPE),
+    ("39 fields, K 16, T 16 (Criteo)", REPO / "runs" / "bench-criteo-afm", "criteo-afm.toml", []),
+]
+SHAPE_LOADS = [f"predict-{n}{suffix}" for n in (1, 256) for suffix in ("", "-explain", "-top3")]
+CRITEO_ROWS = 50_000
 # glibc's allocator returns memory to the OS too eagerly for benchmark loads.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 log = logging.getLogger("bench.serve")
@@ -68,7 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--paper", action="store_true", help="the paper-shaped bundle instead, "
                         "1 and 256 instances on the main server; implies --no-write")
+    parser.add_argument("--shapes", action="store_true", help="bundles of 10 and 39 fields side "
+                        "by side, 1 and 256 instances; implies --no-write")
     args = parser.parse_args(argv)
+    if args.shapes:
+        args.no_write = True
     if args.paper:
         args.main_only, args.only = True, args.only or PAPER_LOADS
     if args.only or args.main_only:
@@ -89,6 +107,50 @@ def bundle_dir(args: argparse.Namespace) -> Path:
             check=True, stdout=subprocess.DEVNULL,
         )
     return run
+
+
+def shape_bundle(run: Path, config: str, overrides: list[str], epochs: int) -> Path:
+    """A bundle of the given shape, trained once into `run` (speed does not need a good fit)."""
+    if (run / "manifest.json").is_file():
+        return run
+    log.info("training %s into %s", config, run)
+    sets = [*overrides, f"train.epochs={epochs}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        if config.startswith("criteo"):
+            world = criteo_synth.World()
+            for name, rows, seed in (("train.tsv", CRITEO_ROWS, 0), ("valid.tsv", CRITEO_ROWS // 5, 1)):
+                criteo_synth.write(Path(tmp) / name, rows, world, seed)
+            sets += [f"data.train={tmp}/train.tsv", f"data.validation={tmp}/valid.tsv",
+                     f"data.cache_dir={tmp}/cache"]
+        subprocess.run(
+            [str(Path(sys.executable).with_name("afm-train")), "--config",
+             str(REPO / "configs" / config), "--out", str(run),
+             *(x for kv in sets for x in ("--set", kv))],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+    return run
+
+
+def compare_shapes(args: argparse.Namespace, argv: list[str] | None) -> str:
+    """The same loads at c1 on one server per shape, interleaved; a column per shape."""
+    bundles = {label: shape_bundle(run, config, sets, args.epochs)
+               for label, run, config, sets in SHAPES}
+    loads = [Load(label, scenario, 1) for label, bundle in bundles.items()
+             for name, scenario in scenarios(bundle).items() if name in SHAPE_LOADS]
+    load_before = os.getloadavg()
+    with ExitStack() as stack:
+        servers: dict[str, ServerProcess] = {}
+        for label, bundle in bundles.items():
+            servers[label] = server = start(Config(label, 1, None), bundle)
+            stack.callback(server.stop)
+        for server in servers.values():
+            server.wait_ready()
+        samples = measure(servers, loads, args)
+    return (f"    {command(argv)}\n\n"
+            f"One worker each, default batching wait, c1; {args.repeats} rounds of {args.seconds} s, "
+            f"medians; load average {report.load_text(load_before)} before, "
+            f"{report.load_text(os.getloadavg())} after. Each cell: req/s, p50 / p99 ms, "
+            "server CPU µs a request.\n\n" + report.pivot(report.medians(samples), list(bundles)))
 
 
 def configs(args: argparse.Namespace) -> list[Config]:
@@ -147,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if wrk_path() is None:
         raise SystemExit(WRK_INSTALL_HINT)  # fail first
+    if args.shapes:
+        print(compare_shapes(args, argv))
+        return 0
     model_dir = bundle_dir(args)
     chosen = configs(args)[:1] if args.main_only else configs(args)
     all_scenarios = scenarios(model_dir)

@@ -1,10 +1,16 @@
 -- The one wrk script of the benchmarks and the load tests (bench/harness.py runs it).
--- WRK_METHOD (default POST) and WRK_BODY (a JSON body; POST defaults to one /predict
--- instance) say what every request sends. With WRK_COUNT=1, every response is counted by
+-- WRK_METHOD (default POST) and WRK_BODY_FILE (a file holding the body; POST defaults to
+-- one /predict instance) say what every request sends. With WRK_COUNT=1, every response is counted by
 -- status and by the model version it names (wrk then reads each body, which costs it CPU).
 -- done() prints one line, WRK_RESULT {...}, with the figures as JSON.
 wrk.method = os.getenv("WRK_METHOD") or "POST"
-local body = os.getenv("WRK_BODY")
+local body = nil
+local body_file = os.getenv("WRK_BODY_FILE")
+if body_file ~= nil then
+  local f = assert(io.open(body_file, "rb"))
+  body = f:read("*a")
+  f:close()
+end
 if body == nil and wrk.method == "POST" then
   body = '{"instances": [{"f0": "v3", "f1": "v17", "f2": "v0", "f3": "v9", "f4": "v21", "f5": "v4"}]}'
 end
