@@ -41,14 +41,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`afm-serve ARGS --host 127.0.0.1 --port <free>` with exactly `env`; output to `log`."""
+    """`afm-serve ARGS --host 127.0.0.1 --port <free>` with exactly `env`; output to `log`.
+    `command` replaces afm-serve (another server taking --host and --port), `cwd` runs it
+    in another tree (`python -m` imports from there first)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path | None = None,
+                 command: list[str] = SERVE, cwd: Path | None = None) -> None:
         self.port = free_port()
         self.log = log
         with log.open("wb") if log is not None else open(os.devnull, "wb") as out:
             self.process = subprocess.Popen(
-                [*SERVE, *args, "--host", HOST, "--port", str(self.port)], env=env,
+                [*command, *args, "--host", HOST, "--port", str(self.port)], env=env, cwd=cwd,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

@@ -24,13 +24,14 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import report
 from bench.harness import WRK_INSTALL_HINT, ServerProcess, run_wrk, wrk_path
-from bench.scenarios import Load, plan, scenarios
+from bench.scenarios import Load, Scenario, plan, scenarios
 from training import criteo_synth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,13 @@ SHAPES = [
 ]
 SHAPE_LOADS = [f"predict-{n}{suffix}" for n in (1, 256) for suffix in ("", "-explain", "-top3")]
 CRITEO_ROWS = 50_000
+BARE = [sys.executable, "-m", "uvicorn", "bench.bare:create", "--factory", "--http", "httptools",
+        "--no-access-log", "--log-level", "warning"]
+# Loads the bare route's server and the code before (--before) run beside the main server.
+Loads = list[tuple[str, tuple[int, ...]]]  # scenario names and their concurrencies
+BARE_LOADS: Loads = [("predict-1", (1, 16)), ("predict-256", (1, 16))]
+BEFORE_LOADS: Loads = [("predict-1", (1, 16)), ("predict-1-explain", (1,)), ("predict-256", (1, 16)),
+                ("predict-256-explain", (1,)), ("predict-256-top3", (1,))]
 # glibc's allocator returns memory to the OS too eagerly for benchmark loads.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 log = logging.getLogger("bench.serve")
@@ -60,6 +68,8 @@ class Config:
     label: str
     workers: int
     wait_us: int | None  # None: the service's default
+    tree: Path | None = None  # the service of another checkout (--before)
+    bare: bool = False  # bench/bare.py instead of the service
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--paper", action="store_true", help="the paper-shaped bundle instead, "
                         "1 and 256 instances on the main server; implies --no-write")
+    parser.add_argument("--before", metavar="REV", help="also serve the code of git revision REV "
+                        "(a temporary worktree) beside the main server")
     parser.add_argument("--shapes", action="store_true", help="bundles of 10 and 39 fields side "
                         "by side, 1 and 256 instances; implies --no-write")
     args = parser.parse_args(argv)
@@ -165,9 +177,32 @@ def configs(args: argparse.Namespace) -> list[Config]:
 
 def start(config: Config, model_dir: Path) -> ServerProcess:
     env = {**os.environ, **MALLOC_ENV}
+    if config.bare:
+        return ServerProcess([], {**env, "AFM_MODEL_DIR": str(model_dir)}, command=BARE)
     if config.wait_us is not None:
         env["AFM_BATCH_MAX_WAIT_US"] = str(config.wait_us)
-    return ServerProcess(["--model-dir", str(model_dir), "--workers", str(config.workers)], env)
+    return ServerProcess(["--model-dir", str(model_dir), "--workers", str(config.workers)], env,
+                         cwd=config.tree)
+
+
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A temporary, detached git worktree of `rev`, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="afm-before-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=REPO,
+                       check=True, capture_output=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
+                           check=False, capture_output=True)
+
+
+def side_by_side(compared: list[tuple[Config, Loads]],
+                 all_scenarios: dict[str, Scenario]) -> list[Load]:
+    return [Load(config.label, all_scenarios[name], c)
+            for config, loads in compared for name, cs in loads for c in cs]
 
 
 def measure(
@@ -217,12 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     all_scenarios = scenarios(model_dir)
     loads = plan(all_scenarios, chosen[0].label, [c.label for c in chosen[1:3]],
                  [c.label for c in chosen[3:]])
-    if args.only:
-        loads = [load for load in loads if load.scenario.name in args.only.split(",")]
+    bare = Config("bare FastAPI route", 1, None, bare=True)
+    compared: list[tuple[Config, Loads]] = [(bare, BARE_LOADS)]
     load_before = os.getloadavg()
     with ExitStack() as stack:
+        if args.before:
+            tree = stack.enter_context(worktree(args.before))
+            compared.append((Config(f"before ({args.before})", 1, None, tree=tree), BEFORE_LOADS))
+        loads += side_by_side(compared, all_scenarios)
+        if args.only:
+            loads = [load for load in loads if load.scenario.name in args.only.split(",")]
         servers: dict[str, ServerProcess] = {}
-        for config in chosen:
+        for config in [*chosen, *(config for config, _ in compared)]:
             servers[config.label] = server = start(config, model_dir)
             stack.callback(server.stop)
         for server in servers.values():
@@ -231,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report.render(samples, chosen[0].label, report.Context(
         command=command(argv), model_dir=model_dir, load_before=load_before,
         load_after=os.getloadavg(), seconds=args.seconds, repeats=args.repeats,
-    ))
+    ), bare=bare.label, before=compared[1][0].label if args.before else None)
     print(text)
     if not args.no_write:
         report.write_section(args.out, text)
