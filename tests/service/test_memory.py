@@ -18,7 +18,7 @@ from tests.helpers import INSTANCE, SettingsFactory
 
 DELAY_S = 0.02
 BLOCK = 64 * 1024
-M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def rss_kib() -> int:
@@ -44,7 +44,8 @@ def test_malloc_trim_gives_freed_heap_memory_back_to_the_os() -> None:
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
     libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)  # free() itself never trims (as under setup.sh)
-    blocks = [libc.malloc(BLOCK) for _ in range(512)]  # under the mmap threshold: the heap
+    libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)  # the blocks come from the heap, not mmap
+    blocks = [libc.malloc(BLOCK) for _ in range(512)]
     for block in blocks:
         ctypes.memset(block, 1, BLOCK)
     above = libc.malloc(BLOCK)
