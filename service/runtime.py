@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from model.bundle import Bundle, BundleError, Scores
-from model.features import Encoded, FeatureError, FeatureSpace, FieldKind
+from model.features import Encoded, FeatureError, FeatureSpace, FieldKind, FieldSpec
 from model.manifest import PairImportance
 from service import metadata
 from service.batcher import Batcher
@@ -52,6 +52,7 @@ class ModelInfo:
     input_shape: tuple[int, int]  # (F, L): fields and entries a field, after the batch
     metadata: ModelMetadata
     oip_metadata: OIPModelMetadata
+    fields: tuple[FieldSpec, ...]  # the feature space's fields, vocabularies included
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
             input_shape=(bundle.features.num_fields, bundle.features.max_entries),
             metadata=metadata.model_metadata(bundle),
             oip_metadata=metadata.oip_metadata(bundle),
+            fields=tuple(manifest.fields),
         ),
     )
 
