@@ -19,6 +19,7 @@ from service.http.routes.docs import DocsPages
 from service.http.routes.oip import OIPHandlers
 from service.http.routes.ops import AdminHandlers, OpsHandlers
 from service.http.routes.predict import PredictHandlers
+from service.http.routes.ui import UIPages
 from service.http.trim import HeapTrimmer, malloc_trim
 from service.metadata import server_version
 from service.metrics import Metrics, multiprocess_dir, reap_dead_workers, refresh_process_metrics
@@ -76,7 +77,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None,
         PredictHandlers(runtime), OIPHandlers(runtime, settings.max_instances),
         OpsHandlers(runtime, registry, multiproc, metrics.process),
         AdminHandlers(runtime, admin.get_secret_value()) if admin is not None else None,
-        DocsPages(app.title, app.openapi_url or "/openapi.json"),
+        DocsPages(app.title, app.openapi_url or "/openapi.json"), UIPages(runtime),
     ))
     openapi_components(app, [PredictRequest, InferenceRequest, EncodeRequest])
     if settings.cors_origins:

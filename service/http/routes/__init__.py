@@ -1,9 +1,9 @@
 """Every route of the API in one table: method, path, handler, response model, errors.
 
 Handlers are methods of small classes given what they need (`predict`, `oip`, `ops`,
-`docs`); they validate, delegate to the runtime and render. This module is the only place
+`docs`, `ui`); they validate, delegate to the runtime and render. This module is the only place
 a route is declared. Order matters: a request is tried against each route in turn, so the
-hot routes come first (docs/BENCHMARKS.md) and the API pages' asset mount comes last.
+hot routes come first (docs/BENCHMARKS.md) and the pages' asset mounts come last.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from service.http.routes.docs import OAUTH2_REDIRECT_URL, DocsPages, assets
 from service.http.routes.oip import OIPHandlers
 from service.http.routes.ops import AdminHandlers, OpsHandlers
 from service.http.routes.predict import PredictHandlers
+from service.http.routes.ui import UIPages
+from service.http.routes.ui import assets as ui_assets
 from service.metrics import CONTENT_TYPE
 from service.schemas import (
     EncodeRequest,
@@ -82,7 +84,7 @@ class Route:
 
 def api_routes(
     predict: PredictHandlers, oip: OIPHandlers, ops: OpsHandlers, admin: AdminHandlers | None,
-    docs: DocsPages,
+    docs: DocsPages, ui: UIPages,
 ) -> list[Route | BaseRoute]:
     # A query string is bounded by the URL limit (AFM_MAX_URL_BYTES): 414 for /explain.
     routes: list[Route | BaseRoute] = [
@@ -120,6 +122,9 @@ def api_routes(
         Route("GET", "/docs", docs.swagger, include_in_schema=False),
         Route("GET", OAUTH2_REDIRECT_URL, docs.swagger_redirect, include_in_schema=False),
         Route("GET", "/redoc", docs.redoc, include_in_schema=False),
+        Route("GET", "/ui", ui.page, include_in_schema=False),
+        Route("GET", "/ui/form", ui.form, include_in_schema=False),
+        ui_assets(),
         assets(),
     ]
     return routes
