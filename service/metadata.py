@@ -13,6 +13,7 @@ from service.schemas import FieldInfo, ModelMetadata, OIPModelMetadata, ServerMe
 SERVER_NAME = "afm-serving"
 PLATFORM = "onnxruntime_onnx"
 DATATYPES = {"indices": "INT64", "weights": "FP32"}
+EXTENSIONS = ["binary_tensor_data"]  # service.http.binary
 
 
 def server_version() -> str:
@@ -23,7 +24,7 @@ def server_version() -> str:
 
 
 def server_metadata() -> ServerMetadata:
-    return ServerMetadata(name=SERVER_NAME, version=server_version(), extensions=[])
+    return ServerMetadata(name=SERVER_NAME, version=server_version(), extensions=EXTENSIONS)
 
 
 def model_metadata(bundle: Bundle) -> ModelMetadata:

@@ -283,7 +283,8 @@ class ErrorBody(_Body):
 
 
 class ServerMetadata(_Body):
-    model_config = examples({"name": "afm-serving", "version": "0.1.0", "extensions": []})
+    model_config = examples({"name": "afm-serving", "version": "0.1.0",
+                             "extensions": ["binary_tensor_data"]})
 
     name: str
     version: str
@@ -319,7 +320,9 @@ class RequestInput(_Body):
     shape: list[Annotated[StrictInt, Field(ge=0)]] = Field(max_length=8)
     datatype: str
     parameters: Parameters | None = None
-    data: list[Any] = Field(description="Row-major tensor contents, flat or nested.")
+    data: list[Any] | None = Field(
+        default=None, description="Row-major tensor contents, flat or nested; omitted when "
+        "`parameters.binary_data_size` sends them as binary data after the JSON.")
 
 
 class RequestOutput(_Body):
@@ -353,7 +356,9 @@ class ResponseOutput(_Body):
     shape: list[int]
     datatype: str
     parameters: Parameters | None = None
-    data: list[float]
+    data: list[float] | None = Field(
+        default=None, description="Omitted for an output sent as binary data "
+        "(`parameters.binary_data_size` bytes after the JSON).")
 
 
 class InferenceResponse(_Body):

@@ -30,7 +30,11 @@ async def read_json(request: Request, model: type[Body]) -> Body:
         kind = media.partition(";")[0].strip().lower()
         if kind != "application/json" and not kind.endswith("+json"):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {media[:64]!r}")
-    body = await request.body()
+    return parse_json(await request.body(), model)
+
+
+def parse_json(body: bytes, model: type[Body]) -> Body:
+    """A JSON document validated against `model`; any fault is InvalidInput."""
     if b"NaN" in body or b"Infinity" in body:  # a byte search: no cost to other bodies
         _refuse_non_finite(body)
     try:

@@ -5,20 +5,18 @@ Health endpoints answer with the status code and an empty body, as the protocol 
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
 from fastapi import Request
 from starlette.responses import Response
 
-from model.manifest import INPUT_NAMES, OUTPUT_NAMES
-from service import metadata
-from service.errors import InvalidInput, TooLarge
-from service.http.body import read_json
+from service import metadata, tensors
+from service.errors import InvalidInput
+from service.http.binary import InferBody, binary_outputs, infer_response, read_infer
 from service.http.responses import ORJSONResponse
 from service.runtime import Runtime
-from service.schemas import InferenceRequest, RequestInput
+from service.schemas import RequestInput
 
 
 class OIPHandlers:
@@ -46,45 +44,35 @@ class OIPHandlers:
         return Response(status_code=200)
 
     async def infer(self, request: Request, name: str, model_version: str | None = None) -> Response:
-        """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L]."""
+        """Score raw tensors: `indices` INT64 [B, F, L] and `weights` FP32 [B, F, L], as JSON
+        or with the binary tensor data extension (`service.http.binary`)."""
         fields, entries = self.runtime.info(name, model_version).input_shape
-        body = await read_json(request, InferenceRequest)
-        indices, weights = input_tensors(body.inputs, self.max_instances * fields * entries)
-        wanted = requested_outputs(body)
+        body = await read_infer(request)
+        indices, weights = input_tensors(body, self.max_instances * fields * entries)
+        wanted = tensors.outputs_wanted([output.name for output in body.request.outputs or ()])
+        binary = binary_outputs(body.request, wanted)
         result = await self.runtime.infer(indices, weights)
-        outputs = []
-        for name_ in wanted:
-            array = getattr(result.scores, name_)
-            outputs.append({"name": name_, "shape": list(array.shape), "datatype": "FP32",
-                            "data": np.ascontiguousarray(array).ravel()})
-        return ORJSONResponse({
-            "model_name": result.model["name"], "model_version": result.model["version"],
-            "id": body.id, "outputs": outputs,
-        })
+        return infer_response(result, body.request.id, wanted, binary)
 
 
-def input_tensors(inputs: list[RequestInput], limit: int) -> tuple[np.ndarray, np.ndarray]:
-    given: dict[str, np.ndarray] = {}
-    for tensor in inputs:
-        if tensor.name not in metadata.DATATYPES:
-            raise InvalidInput(f"unknown input {tensor.name!r}: the model takes {list(INPUT_NAMES)}")
-        if tensor.name in given:
-            raise InvalidInput(f"input {tensor.name!r} given twice")
-        given[tensor.name] = tensor_array(tensor, limit)
-    missing = [name for name in INPUT_NAMES if name not in given]
-    if missing:
-        raise InvalidInput(f"missing input(s) {missing}")
-    return given["indices"], given["weights"]
+def input_tensors(body: InferBody, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    return tensors.gather(
+        ((tensor.name, (tensor, raw)) for tensor, raw in zip(body.request.inputs, body.raw,
+                                                              strict=True)),
+        lambda given: tensor_array(*given, limit))
 
 
-def tensor_array(tensor: RequestInput, limit: int) -> np.ndarray:
+def tensor_array(tensor: RequestInput, raw: memoryview | None, limit: int) -> np.ndarray:
     """Check datatype, shape against data length, and element types; -> the typed array."""
-    expected = metadata.DATATYPES[tensor.name]
-    if tensor.datatype != expected:
-        raise InvalidInput(f"input {tensor.name!r} must be {expected}, got {tensor.datatype!r}")
-    size = math.prod(tensor.shape)
-    if size > limit:
-        raise TooLarge(f"input {tensor.name!r} of shape {tensor.shape} is over the limit")
+    if raw is not None:
+        if tensor.data is not None:
+            raise InvalidInput(f"input {tensor.name!r} has both data and binary_data_size")
+        return tensors.from_bytes(tensor.name, tensor.datatype, tensor.shape, raw, limit)
+    size = tensors.declared_size(tensor.name, tensor.datatype, tensor.shape, limit)
+    expected = tensor.datatype
+    if tensor.data is None:
+        raise InvalidInput(f"input {tensor.name!r} has no data (give data, or binary_data_size "
+                           f"with the binary tensor data extension)")
     try:
         data = np.asarray(tensor.data)
     except (ValueError, TypeError, OverflowError) as e:
@@ -104,13 +92,3 @@ def tensor_array(tensor: RequestInput, limit: int) -> np.ndarray:
             return data.reshape(tensor.shape).astype(dtype, casting=casting)
     except TypeError as e:
         raise InvalidInput(f"input {tensor.name!r}: values do not fit {expected}") from e
-
-
-def requested_outputs(body: InferenceRequest) -> list[str]:
-    if not body.outputs:
-        return list(OUTPUT_NAMES)
-    names = [output.name for output in body.outputs]
-    unknown = [name for name in names if name not in OUTPUT_NAMES]
-    if unknown:
-        raise InvalidInput(f"unknown output(s) {unknown}: the model gives {list(OUTPUT_NAMES)}")
-    return list(dict.fromkeys(names))

@@ -1,0 +1,88 @@
+"""The model's input tensors as the Open Inference Protocol carries them, free of any
+transport: JSON lists (REST), typed contents (gRPC) or raw little-endian bytes (REST's
+binary tensor data extension, gRPC's raw_input_contents). Each transport checks names,
+datatypes, declared sizes and limits here, so all of them refuse the same inputs alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+from model.manifest import INPUT_NAMES, OUTPUT_NAMES
+from service import metadata
+from service.errors import InvalidInput, TooLarge
+
+# Wire byte order is little-endian whatever the host's (the extension's specification).
+WIRE_DTYPES: dict[str, np.dtype] = {"INT64": np.dtype("<i8"), "FP32": np.dtype("<f4")}
+MAX_DIMS = 8
+T = TypeVar("T")
+
+
+def gather(named: Iterable[tuple[str, T]], decode: Callable[[T], np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights) from (name, tensor) pairs, each decoded in turn once its name is
+    known; unknown, repeated or missing names refused."""
+    given: dict[str, np.ndarray] = {}
+    for name, tensor in named:
+        if name not in metadata.DATATYPES:
+            raise InvalidInput(f"unknown input {name[:64]!r}: the model takes {list(INPUT_NAMES)}")
+        if name in given:
+            raise InvalidInput(f"input {name!r} given twice")
+        given[name] = decode(tensor)
+    missing = [name for name in INPUT_NAMES if name not in given]
+    if missing:
+        raise InvalidInput(f"missing input(s) {missing}")
+    return given["indices"], given["weights"]
+
+
+def declared_size(name: str, datatype: str, shape: Sequence[int], limit: int) -> int:
+    """Elements a tensor declares, once its datatype is the input's and its shape is sane."""
+    expected = metadata.DATATYPES[name]
+    if datatype != expected:
+        raise InvalidInput(f"input {name!r} must be {expected}, got {datatype[:32]!r}")
+    if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: shape {list(shape)[:MAX_DIMS + 1]} is not a shape "
+                           f"(at most {MAX_DIMS} dimensions, none negative)")
+    size = math.prod(shape)
+    if size > limit:
+        raise TooLarge(f"input {name!r} of shape {list(shape)} is over the limit")
+    return size
+
+
+def from_bytes(name: str, datatype: str, shape: Sequence[int], raw: bytes | memoryview,
+               limit: int) -> np.ndarray:
+    """Raw row-major little-endian bytes -> the typed array of that shape (a copy, aligned)."""
+    size = declared_size(name, datatype, shape, limit)
+    dtype = WIRE_DTYPES[datatype]
+    if len(raw) != size * dtype.itemsize:
+        raise InvalidInput(
+            f"input {name!r}: shape {list(shape)} of {datatype} takes {size * dtype.itemsize} "
+            f"bytes, got {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype).astype(dtype.newbyteorder("=")).reshape(shape)
+
+
+def from_values(name: str, datatype: str, shape: Sequence[int], values: Sequence[float],
+                limit: int) -> np.ndarray:
+    """Typed values already of the datatype (gRPC's int64_contents, fp32_contents)."""
+    size = declared_size(name, datatype, shape, limit)
+    if len(values) != size:
+        raise InvalidInput(
+            f"input {name!r}: shape {list(shape)} holds {size} values, data has {len(values)}"
+        )
+    dtype = np.int64 if datatype == "INT64" else np.float32
+    return np.asarray(values, dtype).reshape(shape)
+
+
+def outputs_wanted(names: Sequence[str]) -> list[str]:
+    """The outputs asked for, in order and once each; none asked: all of them."""
+    if not names:
+        return list(OUTPUT_NAMES)
+    unknown = [name[:64] for name in names if name not in OUTPUT_NAMES]
+    if unknown:
+        raise InvalidInput(f"unknown output(s) {unknown}: the model gives {list(OUTPUT_NAMES)}")
+    return list(dict.fromkeys(names))
