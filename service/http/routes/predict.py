@@ -8,6 +8,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from service.http.body import read_json
+from service.http.plain_body import plain_predict_request
 from service.http.responses import ORJSONResponse
 from service.runtime import EncodedInstances, Runtime
 from service.schemas import EncodeRequest, ExplainOptions, PredictRequest
@@ -19,7 +20,7 @@ class PredictHandlers:
 
     async def predict(self, request: Request) -> Response:
         """Score instances; with `explain`, each pair's attention and signed contribution."""
-        body = await read_json(request, PredictRequest)
+        body = await read_json(request, PredictRequest, plain_predict_request)
         top_k = body.explain.top_k if isinstance(body.explain, ExplainOptions) else None
         result = await self.runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k)
         return ORJSONResponse({"model": result.model, "predictions": result.predictions})
