@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse
 
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# No OPT_NON_STR_KEYS: every response has string keys, and the option sends every dict
+# through a slower path (docs/BENCHMARKS.md).
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 class ORJSONResponse(JSONResponse):
