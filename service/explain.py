@@ -42,12 +42,20 @@ class Explainer:
         self._pairs = list(space.pairs)
         self._pair_range = range(len(space.pairs))
         self._pair_list: list[list[str]] = self._pair_names.tolist()
-        self._empty = space.encode([{}])  # (1, F, L): what an instance with no field encodes to
+        empty = space.encode([{}])  # what an instance with no field encodes to
+        self._empty_indices = empty.indices.reshape(1, -1)  # (1, F * L)
+        self._empty_weights = empty.weights.reshape(1, -1)
 
-    def _empty_rows(self, encoded: Encoded) -> np.ndarray:
-        """Rows of instances that hold no field: encoded exactly as `{}` is."""
-        same = (encoded.indices == self._empty.indices) & (encoded.weights == self._empty.weights)
-        return np.flatnonzero(same.all(axis=(1, 2)))
+    def _empty_rows(self, encoded: Encoded) -> list[int]:
+        """Rows of instances that hold no field: encoded exactly as `{}` is. The weights
+        first, on flat rows: most requests have no such row and stop there."""
+        count = len(encoded.weights)
+        same = (encoded.weights.reshape(count, -1) == self._empty_weights).all(axis=1)
+        if not same.any():
+            return []
+        rows = np.flatnonzero(same)
+        same_indices = encoded.indices[rows].reshape(len(rows), -1) == self._empty_indices
+        return cast(list[int], rows[same_indices.all(axis=1)].tolist())
 
     def predictions(
         self, encoded: Encoded, scores: Scores, explain: bool, top_k: int | None = None
@@ -55,14 +63,17 @@ class Explainer:
         """One result per instance: score, probability or prediction, OOV values and,
         when asked, the explanation (top_k pairs, or all of them)."""
         values = self._bundle.prediction(scores.score).tolist()
-        oov: defaultdict[int, list[dict[str, str]]] = defaultdict(list)
-        for row, field, value in encoded.oov:
-            oov[row].append({"field": field, "value": value})
-        results = [
-            {"score": score, self._label: value, "oov": oov.get(row, [])}
-            for row, (score, value) in enumerate(zip(scores.score.tolist(), values, strict=True))
-        ]
-        for row in self._empty_rows(encoded).tolist():
+        label = self._label
+        if encoded.oov:
+            oov: defaultdict[int, list[dict[str, str]]] = defaultdict(list)
+            for row, field, value in encoded.oov:
+                oov[row].append({"field": field, "value": value})
+            results = [{"score": score, label: value, "oov": oov.get(row, [])} for row, (
+                score, value) in enumerate(zip(scores.score.tolist(), values, strict=True))]
+        else:  # the common case: no row numbers to look up
+            results = [{"score": score, label: value, "oov": []}
+                       for score, value in zip(scores.score.tolist(), values, strict=True)]
+        for row in self._empty_rows(encoded):
             results[row]["warning"] = EMPTY_WARNING
         if explain:
             for result, explanation in zip(
@@ -127,28 +138,31 @@ class Explainer:
         shown = self._shown(encoded)  # (B, F) objects
         batch = np.arange(len(order))[:, None]
         sides = np.stack([self._rows[order], self._cols[order]], axis=2)  # (B, K, 2) fields
-        pairs = zip(
+        columns = (
+            self._linear(shown, scores.field_linear, present),
+            scores.contributions.astype(np.float64).sum(axis=1).tolist(),  # interaction
             # names: shared per-model lists; values: one gather of (B, K, 2) shown values
             self._pair_names[order].tolist(), shown[batch[:, :, None], sides].tolist(),
             scores.attention[batch, order].tolist(), scores.contributions[batch, order].tolist(),
-            kept.tolist(), strict=True,
+            (pair_present.sum(axis=1) - kept).tolist(),
         )
-        linear = self._linear(shown, scores.field_linear, present)
-        interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
-        omitted = (pair_present.sum(axis=1) - kept).tolist()
-        full = order.shape[1]
+        bias, full = self._bias, order.shape[1]
+        if (kept == full).all():  # the common case: every row shows as many pairs, no slices
+            return [
+                {"bias": bias, "linear": linear, "interaction": interaction,
+                 "pairs": {"fields": names, "values": values, "attention": att,
+                           "contributions": contrib},
+                 "pairs_omitted": omitted}
+                for linear, interaction, names, values, att, contrib, omitted in zip(
+                    *columns, strict=True)
+            ]
         return [
-            {
-                "bias": self._bias,
-                "linear": linear[r],
-                "interaction": interaction[r],
-                "pairs": {"fields": names, "values": values, "attention": att,
-                          "contributions": contrib} if n == full else
-                         {"fields": names[:n], "values": values[:n], "attention": att[:n],
-                          "contributions": contrib[:n]},
-                "pairs_omitted": omitted[r],
-            }
-            for r, (names, values, att, contrib, n) in enumerate(pairs)
+            {"bias": bias, "linear": linear, "interaction": interaction,
+             "pairs": {"fields": names[:n], "values": values[:n], "attention": att[:n],
+                       "contributions": contrib[:n]},
+             "pairs_omitted": omitted}
+            for linear, interaction, names, values, att, contrib, omitted, n in zip(
+                *columns, kept.tolist(), strict=True)
         ]
 
     @staticmethod
@@ -157,6 +171,10 @@ class Explainer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the pairs to show (present ones, largest |contribution| first, the
         first `kept` of each row) and how many."""
+        if pair_present.all():  # the common case: no absent pair to move last
+            order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
+            count = order.shape[1] if top_k is None else min(order.shape[1], top_k)
+            return order[:, :count], np.full(len(order), count)
         key = np.where(pair_present, -np.abs(contributions), np.inf)  # absent pairs last
         order = np.argsort(key, axis=1, kind="stable")
         counts = pair_present.sum(axis=1)
@@ -167,6 +185,9 @@ class Explainer:
         self, shown: np.ndarray, field_linear: np.ndarray, present: np.ndarray
     ) -> list[dict[str, Any]]:
         """Per instance, the first-order term of each field it holds."""
+        if present.all():  # the common case: every row holds every field
+            return [{"fields": self._names, "values": values, "weights": weights}
+                    for values, weights in zip(shown.tolist(), field_linear.tolist(), strict=True)]
         out = []
         every = cast(list[bool], present.all(axis=1).tolist())
         for r, (values, weights) in enumerate(zip(shown.tolist(), field_linear.tolist(),
