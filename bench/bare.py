@@ -10,6 +10,7 @@ never imports it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import orjson
 from fastapi import FastAPI, Request
@@ -18,8 +19,8 @@ from fastapi.responses import Response
 from model.bundle import Bundle
 
 
-def create() -> FastAPI:
-    bundle = Bundle.load(os.environ["AFM_MODEL_DIR"])
+def create(model_dir: Path | None = None) -> FastAPI:
+    bundle = Bundle.load(model_dir or os.environ["AFM_MODEL_DIR"])
     label = "probability" if bundle.manifest.task == "binary" else "prediction"
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 

@@ -3,13 +3,15 @@ before/after figures in docs/BENCHMARKS.md.
 
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 \\
         .venv/bin/python -m bench.inprocess [ping live predict-1 ...] [--concurrency 16]
-        [--parts] [--profile N]
+        [--parts] [--profile N] [--bare]
 
 By default, app CPU a request: ASGI calls straight into `create_app()`, which separates
 the app's own cost (routing, middleware, metrics, the model path) from uvicorn's and the
 network's; loads are interleaved round by round, figures are medians. `--parts`: the
 request path's pieces alone (encode, the onnxruntime run, the results plain and
-explained) for 1 and 256 instances. `--profile N`: the functions taking the most own time
+explained) for 1 and 256 instances. `--bare`: the bare FastAPI route (`bench/bare.py`)
+in the same process beside the service, its /predict loads interleaved with the
+service's, and the ratio. `--profile N`: the functions taking the most own time
 under cProfile while the chosen requests run (read the shares: cProfile inflates Python
 calls more than C calls).
 """
@@ -33,6 +35,7 @@ import numpy as np
 import uvloop
 from fastapi import FastAPI
 
+from bench import bare
 from bench.harness import Request
 from bench.scenarios import BIG, SEED, instance, scenarios
 from bench.serve import DEFAULT_RUN
@@ -43,6 +46,7 @@ from service.process import configure_process, freeze_startup_objects
 from service.settings import Settings
 
 ROUNDS = 7
+BARE = "bare "
 
 
 def scope(request: Request) -> dict[str, Any]:
@@ -84,13 +88,19 @@ async def cpu_per_request(app: FastAPI, request: Request, total: int, concurrenc
 async def run(args: argparse.Namespace, settings: Settings) -> dict[str, float]:
     app = create_app(settings, after_start=freeze_startup_objects)  # as afm-serve's workers
     chosen = {name: scenarios(args.model_dir)[name] for name in args.scenarios}
-    figures: dict[str, list[float]] = {name: [] for name in chosen}
+    apps = [("", app)]
+    if args.bare:
+        apps.append((BARE, bare.create(args.model_dir)))
+        chosen = {name: s for name, s in chosen.items() if s.instances and not s.explain}
+    figures: dict[str, list[float]] = {
+        prefix + name: [] for prefix, _ in apps for name in chosen}
     async with app.router.lifespan_context(app):
         for _ in range(ROUNDS):
             for name, scenario in chosen.items():
                 total = 3000 if scenario.instances <= 1 else 60
-                figures[name].append(await cpu_per_request(app, scenario.request, total,
-                                                           args.concurrency))
+                for prefix, served in apps:
+                    figures[prefix + name].append(await cpu_per_request(
+                        served, scenario.request, total, args.concurrency))
     return {name: statistics.median(values) for name, values in figures.items()}
 
 
@@ -140,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_RUN)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--parts", action="store_true", help="time the request path's pieces")
+    parser.add_argument("--bare", action="store_true", help="the bare FastAPI route beside the "
+                        "service (plain /predict loads only)")
     parser.add_argument("--profile", type=int, metavar="N", help="print the N functions with "
                         "the most own time under cProfile")
     args = parser.parse_args(argv)
@@ -160,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             profile.disable()
     print(f"| request | app CPU µs a request (c{args.concurrency}, in-process) |\n|---|---:|")
     for name, value in figures.items():
-        print(f"| {name} | {value:.1f} |")
+        ratio = (f" ({value / figures[BARE + name]:.3f}x bare)"
+                 if BARE + name in figures else "")
+        print(f"| {name} | {value:.1f}{ratio} |")
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(args.profile)
     return 0
