@@ -281,7 +281,7 @@
     const first = el("td", part === "linear" ? "indent" : null, name);
     const second = el("td");
     if (value !== null) second.append(value);
-    const third = el("td", "num", part === "score" || part === "bias" ? fixed(contribution) : signed(contribution));
+    const third = el("td", "num", part === "score" ? fixed(contribution) : signed(contribution));
     third.dataset.value = String(contribution);
     tr.append(first, second, third);
     return tr;
