@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import INSTANCE, REPO
+from tests.helpers import INSTANCE, REPO, TOKEN
 from tests.helpers.servers import serve, server_env
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra)")
@@ -312,3 +312,19 @@ def test_the_form_takes_every_field_kind(mixed_dir: Path, browser: WebDriver, tm
         example = json.loads(browser.find_element(By.ID, "json").get_attribute("value") or "")
         assert predict(url, example)["oov"] == []
         assert severe_console_messages(browser) == []
+
+
+def test_the_page_says_when_the_model_changed_under_it(models_root: Path, browser: WebDriver,
+                                                       tmp_path: Path) -> None:
+    env = server_env(OMP_NUM_THREADS="1", AFM_MODELS_ROOT=str(models_root), AFM_ADMIN_TOKEN=TOKEN)
+    with serve(["--model-dir", str(models_root / "v1")], env, tmp_path / "serve.log") as (url, _):
+        open_page(browser, url)
+        assert "version 1" in browser.find_element(By.ID, "model-line").text
+        reloaded = httpx.post(url + "/admin/reload", json={"model_dir": "v2"}, timeout=30,
+                              headers={"authorization": f"Bearer {TOKEN}"})
+        assert reloaded.status_code == 200, reloaded.text
+        browser.find_element(By.ID, "example").click()
+        browser.find_element(By.ID, "explain-form").click()
+        wait_for_result(browser)
+        warning = browser.find_element(By.ID, "warning")
+        assert warning.is_displayed() and "version 2" in warning.text and "reload the page" in warning.text

@@ -165,6 +165,12 @@
     state.last = body.predictions[0];
     state.allPairs = false;
     render(state.last);
+    const served = state.form.model;
+    if (body.model.name !== served.name || body.model.version !== served.version) {
+      $("warning").hidden = false;
+      $("warning").textContent = `The server now serves ${body.model.name} version ${body.model.version}, ` +
+        `not the version ${served.version} this form was built for: reload the page.`;
+    }
   }
 
   function render(prediction) {
@@ -413,7 +419,7 @@
   async function showImportance() {
     $("importance-error").textContent = "";
     try {
-      if (state.importance === null) state.importance = (await getJSON("explain")).importance;
+      state.importance = (await getJSON("explain")).importance; // fresh: a reload may change it
       drawHeatmap();
     } catch (error) {
       $("importance-error").textContent = error.message;
