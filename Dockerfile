@@ -68,7 +68,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     AFM_MODEL_DIR=/models/default \
     AFM_MODELS_ROOT=/models
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('AFM_PORT', '8000'), timeout=2)"]
 CMD ["afm-serve"]

@@ -45,12 +45,20 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None,
     shared = SharedChoice(settings.run_dir) if settings.run_dir else None
     runtime = Runtime(settings, metrics, shared)
     multiproc = multiprocess_dir()
+    grpc_service = None
+    if settings.grpc_port is not None:  # grpcio is imported only when gRPC is on
+        from service.grpc.server import GrpcService
+
+        grpc_service = GrpcService(settings, runtime, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if multiproc is not None:
             reap_dead_workers(multiproc)
         await runtime.start()
+        if grpc_service is not None:  # same event loop and runtime as the REST routes
+            await grpc_service.start()
+            app.state.grpc_port = grpc_service.port
         if after_start is not None:
             after_start()
         tasks = [asyncio.create_task(runtime.follow(FOLLOW_INTERVAL_S))] if shared else []
@@ -59,6 +67,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None,
         yield
         for task in tasks:
             task.cancel()
+        if grpc_service is not None:
+            await grpc_service.stop()
         await runtime.stop()
 
     app = FastAPI(

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_process(settings)
     problem = port_problem(settings.host, settings.port)
+    if not problem and settings.grpc_port is not None:
+        problem = grpc_port_problem(settings)
     if problem:
         print(f"afm-serve: {problem}", file=sys.stderr)
         return 2
@@ -88,6 +90,16 @@ def port_problem(host: str, port: int) -> str | None:
             return (f"cannot listen on {host}:{port}: {e.strerror} (another afm-serve?); stop what "
                     f"uses it or choose another port with --port (AFM_PORT)")
     return None
+
+
+def grpc_port_problem(settings: Settings) -> str | None:
+    """Workers bind the gRPC port with SO_REUSEPORT (grpcio's default), which would also
+    share it with another server already there: check that it is free first."""
+    if settings.grpc_port == 0:
+        return None if settings.workers == 1 else (
+            "AFM_GRPC_PORT=0 (any free port) needs AFM_WORKERS=1: each worker would get another port")
+    problem = port_problem(settings.host, settings.grpc_port or 0)
+    return problem and problem.replace("--port (AFM_PORT)", "AFM_GRPC_PORT")
 
 
 def _shared_dirs(settings: Settings) -> Path | None:

@@ -81,6 +81,14 @@ class Metrics:
             "afm_heap_trims", "Times freed heap went back to the OS after a large request body.",
             registry=registry,
         )
+        self.grpc_requests = Counter(
+            "afm_grpc_requests", "gRPC requests by method and status code.",
+            ["method", "code"], registry=registry,
+        )
+        self.grpc_seconds = Histogram(
+            "afm_grpc_request_duration_seconds", "gRPC request latency by method.",
+            ["method"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
         self.process = ProcessMetrics(registry, multiprocess_dir() is not None)
 
     def observe_run(self, seconds: float, rows: int) -> None:

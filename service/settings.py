@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     """Directory the worker processes of one server share (afm-serve sets it)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins allowed by CORS, comma-separated; empty turns CORS off."""
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the Open Inference Protocol gRPC service on AFM_HOST; unset: no gRPC; 0: any free port."""
+    grpc_max_message_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    """Largest gRPC request or response message; larger ones get RESOURCE_EXHAUSTED."""
 
     @field_validator("model_dir")
     @classmethod

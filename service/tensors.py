@@ -75,7 +75,7 @@ def from_values(name: str, datatype: str, shape: Sequence[int], values: Sequence
             f"input {name!r}: shape {list(shape)} holds {size} values, data has {len(values)}"
         )
     dtype = np.int64 if datatype == "INT64" else np.float32
-    return np.asarray(values, dtype).reshape(shape)
+    return np.fromiter(values, dtype, count=size).reshape(shape)
 
 
 def outputs_wanted(names: Sequence[str]) -> list[str]:

@@ -147,3 +147,14 @@ def test_standins_never_take_an_official_image_name(tmp_path: Path) -> None:
     again = subprocess.run(["bash", script, str(out)], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "reusing afm-standin/python" in again.stdout
     assert not [line for line in calls.read_text().splitlines() if line.startswith(("import", "build"))]
+
+
+def test_compose_publishes_grpc_and_checks_its_health() -> None:
+    afm = compose_config()["services"]["afm"]
+    env = afm["environment"]
+    targets = {int(port["target"]) for port in afm["ports"]}
+    assert targets == {int(env["AFM_PORT"]), int(env["AFM_GRPC_PORT"])}
+    check = " ".join(afm["healthcheck"]["test"])
+    assert f"127.0.0.1:{env['AFM_GRPC_PORT']}" in check and "HealthCheckResponse.SERVING" in check
+    assert f"127.0.0.1:{env['AFM_PORT']}/healthz" in check
+    assert "EXPOSE 8000 8001" in (REPO / "Dockerfile").read_text()

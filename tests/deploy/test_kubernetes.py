@@ -13,6 +13,7 @@ from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
 from kubernetes_validate import ValidationError, validate
 from pydantic import BaseModel, ConfigDict
 
+from service.grpc.server import SERVICE_NAME
 from tests.helpers import REPO
 
 K8S = REPO / "deploy" / "k8s"
@@ -56,11 +57,16 @@ def test_probes_and_service_match_the_servers_routes_and_port() -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["ports"][0]["containerPort"] == int(env["AFM_PORT"])
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": int(env["AFM_PORT"]), "grpc": int(env["AFM_GRPC_PORT"])}
+    assert container["readinessProbe"]["grpc"] == {"port": ports["grpc"], "service": SERVICE_NAME}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     service = load(K8S / "service.yaml")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert {(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        ("http", ports["http"], "http"), ("grpc", ports["grpc"], "grpc")}
+    assert [p.get("appProtocol") for p in service["spec"]["ports"]] == [None, "kubernetes.io/h2c"]
     pdb, hpa = load(K8S / "pdb.yaml"), load(K8S / "hpa.yaml")
     assert pdb["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
