@@ -14,6 +14,7 @@ from torch import nn
 
 from model.afm import PairModel
 from model.features import FeatureSpace
+from model.heap import trim_heap
 from model.manifest import (
     INPUT_NAMES,
     ONNX_FILE,
@@ -24,6 +25,7 @@ from model.manifest import (
     Task,
     sha256_file,
 )
+from training.loop import TRIM_EVERY_BATCHES
 from training.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,11 @@ def pair_importance(
     attention_sum = np.zeros(len(space.pairs))
     contribution_sum = np.zeros(len(space.pairs))
     count = np.zeros(len(space.pairs))
-    for chunk in data.chunks(batch_size):
+    for n, chunk in enumerate(data.chunks(batch_size), 1):
         if max_rows <= 0:
             break
+        if n % TRIM_EVERY_BATCHES == 0:
+            trim_heap()
         max_rows -= len(chunk)
         indices = torch.from_numpy(chunk.indices.astype(np.int64))
         weights = torch.from_numpy(chunk.weights)

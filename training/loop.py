@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model.afm import AFM, PairModel
+from model.heap import trim_heap
 from model.manifest import Task
 from training import checkpoint
 from training.config import TrainSection
@@ -32,6 +33,8 @@ from training.optim import freeze_pretrained, loss_function, make_optimizer, mak
 from training.shards import Batch, Reading, Shards
 
 log = logging.getLogger(__name__)
+# Evaluation hands the heap's holes back to the OS this often (model/heap.py says why).
+TRIM_EVERY_BATCHES = 8
 
 
 @dataclass
@@ -111,10 +114,14 @@ def predict(model: PairModel, data: Shards, batch_size: int) -> tuple[np.ndarray
     """-> scores and labels of every row, in order."""
     model.eval()
     scores, labels = [], []
-    for chunk in data.chunks(batch_size):
+    trim_heap()  # training's holes first
+    for n, chunk in enumerate(data.chunks(batch_size), 1):
         indices = torch.from_numpy(chunk.indices.astype(np.int64))
         scores.append(model(indices, torch.from_numpy(chunk.weights)).numpy())
         labels.append(chunk.labels)
+        if n % TRIM_EVERY_BATCHES == 0:
+            trim_heap()
+    trim_heap()
     if not scores:
         return np.zeros(0, np.float32), np.zeros(0, np.float32)
     return np.concatenate(scores), np.concatenate(labels)

@@ -13,23 +13,15 @@ at a high-water mark left by hostile bodies that legitimate large answers then r
 from __future__ import annotations
 
 import asyncio
-import ctypes
 from collections.abc import Callable
 
 from prometheus_client import Counter
 
+from model.heap import malloc_trim
+
+__all__ = ["TRIM_DELAY_S", "HeapTrimmer", "malloc_trim"]
+
 TRIM_DELAY_S = 0.2
-
-
-def malloc_trim() -> Callable[[], object] | None:
-    """glibc's `malloc_trim(0)`, or None where the C library has none (musl, macOS)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return lambda: trim(0)
 
 
 class HeapTrimmer:
