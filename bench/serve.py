@@ -214,9 +214,14 @@ def measure(
         run_wrk(servers[config].url + scenario.request.path, 1, 16, args.threads,
                 scenario.request, count=False)
     samples: dict[Load, list[report.Sample]] = {load: [] for load in loads}
+    # The loads compared with each other one after the other (each server's load of a
+    # request kind and concurrency, plain before explained): the load of other jobs on a
+    # shared machine drifts within a round.
+    ordered = sorted(loads, key=lambda load: (load.scenario.instances, load.connections,
+                                              load.scenario.name))
     for round_ in range(args.repeats):
         log.info("round %d of %d (%d loads)", round_ + 1, args.repeats, len(loads))
-        for load in loads:
+        for load in ordered:
             samples[load].append(_sample(servers[load.config], load, args))
     return samples
 
