@@ -2,9 +2,10 @@
 
 The first request of a batch starts a timer of `max_wait`; the batch runs when it fires
 or as soon as `max_size` instances are waiting. Requests keep the model they started
-with: a batch that spans a reload runs each model's share on that model. The run itself
-happens on the event loop (a few hundred microseconds at most for a full batch), so the
-batcher needs no locks.
+with: a batch that spans a reload runs each model's share on that model. Batches run on
+the event loop, so the batcher needs no locks; a request of `thread_rows` instances or
+more runs alone in a thread instead, where onnxruntime releases the GIL and the loop
+serves other requests meanwhile (docs/BENCHMARKS.md, "On the event loop or in a thread").
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ class _Waiting:
 
 
 class Batcher:
-    def __init__(self, run: RunFn, max_size: int, max_wait_s: float) -> None:
+    def __init__(self, run: RunFn, max_size: int, max_wait_s: float,
+                 thread_rows: int | None = None) -> None:
         self._run = run
         self._max_size = max_size
         self._max_wait_s = max_wait_s
+        self._thread_rows = thread_rows
         self._waiting: list[_Waiting] = []
         self._rows = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -44,6 +47,8 @@ class Batcher:
 
     async def run(self, bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:
         rows = len(indices)
+        if self._thread_rows is not None and rows >= self._thread_rows:
+            return await asyncio.to_thread(self._run, bundle, indices, weights)
         if not self.enabled or rows >= self._max_size:
             return self._run(bundle, indices, weights)
         future: asyncio.Future[Scores] = asyncio.get_running_loop().create_future()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,28 @@ def test_a_request_as_large_as_a_batch_runs_alone_at_once(bundle: Bundle) -> Non
     batcher = Batcher(run, max_size=8, max_wait_s=30.0)
     asyncio.run(asyncio.wait_for(batcher.run(bundle, *rows(bundle, 20)), timeout=5))
     assert [size for _, size in run.runs] == [20]
+
+
+def test_a_large_request_runs_alone_in_a_thread_and_small_ones_on_the_loop(
+        bundle: Bundle) -> None:
+    threads: list[tuple[int, int]] = []  # (rows, thread id) of every run
+
+    def run(bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:
+        threads.append((len(indices), threading.get_ident()))
+        return bundle.run(indices, weights)
+
+    batcher = Batcher(run, max_size=64, max_wait_s=0.02, thread_rows=8)
+
+    async def scenario() -> None:
+        await asyncio.gather(batcher.run(bundle, *rows(bundle, 8)),
+                             batcher.run(bundle, *rows(bundle, 2, seed=1)),
+                             batcher.run(bundle, *rows(bundle, 3, seed=2)))
+
+    loop_thread = threading.get_ident()
+    asyncio.run(scenario())
+    by_rows = dict(threads)
+    assert len(threads) == 2 and sorted(by_rows) == [5, 8]  # the small two coalesced
+    assert by_rows[5] == loop_thread and by_rows[8] != loop_thread
 
 
 def test_zero_wait_turns_batching_off(bundle: Bundle) -> None:
