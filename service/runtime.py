@@ -34,9 +34,6 @@ from service.settings import Settings
 log = logging.getLogger("service.runtime")
 BIAS_TOLERANCE = 1e-4
 MAX_VALUE_CHARS = 1024
-# Requests this large run the model in a thread: their run takes well over 100 µs, which
-# would hold up every other request on the event loop (docs/BENCHMARKS.md).
-THREAD_ROWS = 32
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -149,9 +146,8 @@ class Runtime:
         self._model: LoadedModel | None = None
         self._ready = False
         self._reload_lock = asyncio.Lock()
-        self._batcher = Batcher(
-            self._timed_run, settings.batch_max_size, settings.batch_max_wait_s, THREAD_ROWS
-        )
+        self._batcher = Batcher(self._timed_run, settings.batch_max_size,
+                                settings.batch_max_wait_s, settings.thread_min_instances or None)
 
     @property
     def ready(self) -> bool:

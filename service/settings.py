@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     # coalesce what arrives in one loop turn.
     batch_max_wait_us: int = Field(default=250, ge=0, le=1_000_000)
     """How long the first request of a batch waits for others, in microseconds; 0 = off."""
+    # Off by default: on few cores a thread reorders the work rather than adding any, and
+    # costs large requests CPU (docs/BENCHMARKS.md, "On the event loop or in a thread").
+    thread_min_instances: int = Field(default=0, ge=0, le=1_000_000)
+    """Requests of this many instances or more run the model in a thread, so the event loop
+    serves other requests meanwhile (onnxruntime releases the GIL); 0: all on the loop."""
     max_instances: int = Field(default=1024, ge=1, le=1_000_000)
     """Most instances in one request (predict and infer)."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
