@@ -51,8 +51,11 @@ CAT_MISSING = (0, 0, 0.03, 0.03, 0, 0.12, 0, 0, 0, 0, 0, 0.03, 0, 0, 0, 0.03, 0,
 # Median and log-spread of each integer column (x = exp(ln(1 + median) + spread * z) - 1).
 INT_MEDIAN = (1, 3, 7, 6, 3000, 40, 5, 12, 60, 0.5, 2, 0.2, 6)
 INT_SPREAD = (1.4, 1.6, 1.5, 1.0, 1.8, 1.6, 1.4, 1.0, 1.3, 0.6, 0.9, 1.2, 1.1)
-# Planted interactions: pairs of categorical columns (0-based: C1 = 0).
-PLANTED = ((0, 1), (4, 7), (5, 13), (10, 12))
+# Planted interactions: pairs of categorical columns (0-based: C1 = 0). The world plants the
+# first `World.planted`; from the fifth on they share columns with earlier pairs, each pair
+# with factors of its own, so that one vector per value cannot serve every pair at once.
+PLANTED = ((0, 1), (4, 7), (5, 13), (10, 12), (0, 4), (1, 5), (7, 13), (10, 17), (12, 18),
+           (0, 24), (4, 21), (5, 22), (1, 17), (7, 18), (13, 24), (21, 22))
 # Byte -> its two lowercase hex digits, as a little-endian uint16 (so .tobytes() spells them).
 HEX_PAIRS = np.array([ord(f"{b:02x}"[0]) | ord(f"{b:02x}"[1]) << 8 for b in range(256)], np.uint16)
 MASK32 = np.uint64(0xFFFFFFFF)
@@ -74,6 +77,8 @@ class World:
     """Standard deviation of each planted pair's interaction term."""
     rank: int = 2
     """Rank of the planted interaction tables."""
+    planted: int = 4
+    """How many pairs of PLANTED interact (1 to 16)."""
     integer: float = 0.2
     """Amplitude of each integer column's effect."""
     ctr: float = 0.25
@@ -155,11 +160,12 @@ def _categoricals(world: World, rng: np.random.Generator, n: int) -> tuple[list[
         logit += np.where(valid, effect, missing_effect)
         columns.append(hex_strings(value_ids(c, r, world.world), valid))
         ranks.append(np.where(valid, r, -1))
-    for a, b in PLANTED:
+    for p, (a, b) in enumerate(PLANTED[:world.planted]):
         term = np.zeros(n)
+        salt_u, salt_v = (8, 24) if p < 4 else (1000 + 100 * p, 1050 + 100 * p)
         for k in range(world.rank):
-            u = _effect(world.world, a, 8 + k, ranks[a] + 1)  # rank -1 (missing) has factors too
-            v = _effect(world.world, b, 24 + k, ranks[b] + 1)
+            u = _effect(world.world, a, salt_u + k, ranks[a] + 1)  # rank -1 (missing) has factors too
+            v = _effect(world.world, b, salt_v + k, ranks[b] + 1)
             term += u * v
         logit += world.interaction * term / np.sqrt(world.rank)
     return columns, logit
@@ -256,11 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="cardinalities x this")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rows")
     parser.add_argument("--world", type=int, default=0, help="seed of the click model")
+    parser.add_argument("--planted", type=int, default=4, choices=range(1, len(PLANTED) + 1),
+                        metavar="N", help="interacting column pairs (1-16)")
     parser.add_argument("--chunk-rows", type=int, default=1 << 17)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    truth = write(Path(args.out), args.rows, World(scale=args.scale, world=args.world), args.seed,
-                  args.chunk_rows)
+    world = World(scale=args.scale, world=args.world, planted=args.planted)
+    truth = write(Path(args.out), args.rows, world, args.seed, args.chunk_rows)
     print(json.dumps({k: v for k, v in truth.items() if k != "world"}))
     return 0
 

@@ -56,3 +56,18 @@ def test_planted_pairs_carry_signal(tmp_path: Path) -> None:
     full = criteo_synth.write(tmp_path / "a.tsv", 20_000, world, seed=1)
     none = criteo_synth.write(tmp_path / "b.tsv", 20_000, flat, seed=1)
     assert full["bayes_auc"] > none["bayes_auc"] + 0.03
+
+
+def test_more_planted_pairs_share_columns_with_factors_of_their_own(tmp_path: Path) -> None:
+    """Pairs past the fourth reuse columns of earlier pairs; each pair has its own factors, so
+    the added pairs change the click model beyond what the first four already say."""
+    assert len(set(criteo_synth.PLANTED)) == len(criteo_synth.PLANTED) == 16
+    pairs = criteo_synth.PLANTED
+    for p in range(4, len(pairs)):
+        assert set(pairs[p]) & {c for pair in pairs[:p] for c in pair}, pairs[p]
+    four = criteo_synth.write(tmp_path / "a.tsv", 20_000, criteo_synth.World(scale=0.001), seed=1)
+    twelve = criteo_synth.write(tmp_path / "b.tsv", 20_000,
+                                criteo_synth.World(scale=0.001, planted=12), seed=1)
+    p4, p12 = np.load(tmp_path / "a.tsv.probs.npy"), np.load(tmp_path / "b.tsv.probs.npy")
+    assert np.corrcoef(p4, p12)[0, 1] < 0.95
+    assert twelve["bayes_auc"] > four["bayes_auc"]
