@@ -8,8 +8,9 @@ before/after figures in docs/BENCHMARKS.md.
 By default, app CPU a request: ASGI calls straight into `create_app()`, which separates
 the app's own cost (routing, middleware, metrics, the model path) from uvicorn's and the
 network's; loads are interleaved round by round, figures are medians. `--parts`: the
-request path's pieces alone (encode, the onnxruntime run, the results plain and
-explained) for 1 and 256 instances. `--bare`: the bare FastAPI route (`bench/bare.py`)
+request path's pieces alone (the body read by pydantic and by the /predict orjson path,
+encode, the onnxruntime run, the results and the response plain and explained) for 1 and
+256 instances. `--bare`: the bare FastAPI route (`bench/bare.py`)
 in the same process beside the service, its /predict loads interleaved with the
 service's, and the ratio. `--profile N`: the functions taking the most own time
 under cProfile while the chosen requests run (read the shares: cProfile inflates Python
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import uvloop
 from fastapi import FastAPI
 
@@ -42,7 +44,10 @@ from bench.serve import DEFAULT_RUN
 from model.bundle import Bundle
 from service.app import create_app
 from service.explain import Explainer
+from service.http.plain_body import plain_predict_request
+from service.http.responses import ORJSONResponse
 from service.process import configure_process, freeze_startup_objects
+from service.schemas import PredictRequest
 from service.settings import Settings
 
 ROUNDS = 7
@@ -105,26 +110,36 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, float]:
 
 
 def timed(fn: Callable[[], object], number: int) -> float:
-    """Median over ROUNDS of the mean time of `number` calls, in microseconds."""
+    """Median over ROUNDS of the mean CPU time of `number` calls, in microseconds (CPU
+    time: other jobs on a shared machine change it less than wall time)."""
     fn()
     runs = []
     for _ in range(ROUNDS):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(number):
             fn()
-        runs.append((time.perf_counter() - start) / number)
+        runs.append((time.process_time() - start) / number)
     return statistics.median(runs) * 1e6
 
 
 def pieces(bundle: Bundle, explainer: Explainer,
            instances: list[dict[str, Any]]) -> dict[str, Callable[[], object]]:
+    body = orjson.dumps({"instances": instances})
     encoded = bundle.features.encode(instances)
     scores = bundle.run(encoded.indices, encoded.weights)
+    plain, top3, every = (explainer.predictions(encoded, scores, explain, top_k)
+                          for explain, top_k in ((False, None), (True, 3), (True, None)))
     return {
+        "body, pydantic": lambda: PredictRequest.model_validate_json(body),
+        "body, orjson path (any size)": lambda: plain_predict_request(body, min_bytes=0),
         "encode": lambda: bundle.features.encode(instances),
         "onnxruntime run": lambda: bundle.run(encoded.indices, encoded.weights),
         "results, plain": lambda: explainer.predictions(encoded, scores, False),
-        "results, explained": lambda: explainer.predictions(encoded, scores, True),
+        "results, top 3 pairs": lambda: explainer.predictions(encoded, scores, True, 3),
+        "results, all pairs": lambda: explainer.predictions(encoded, scores, True),
+        "response, plain": lambda: ORJSONResponse({"predictions": plain}),
+        "response, top 3 pairs": lambda: ORJSONResponse({"predictions": top3}),
+        "response, all pairs": lambda: ORJSONResponse({"predictions": every}),
     }
 
 
