@@ -7,6 +7,15 @@ MLServer keeps its errors framework-free and maps them in its REST and gRPC pack
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 512
+
+
+def truncated(message: str) -> str:
+    """Messages quote input: never echo a megabyte back, whatever the transport."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        return message[:MAX_MESSAGE_CHARS] + "... (truncated)"
+    return message
+
 
 class ServiceError(Exception):
     def __init__(self, message: str) -> None:

@@ -18,7 +18,6 @@ from service.errors import (
     TooLarge,
 )
 
-MAX_MESSAGE_CHARS = 512
 CODES: dict[type[ServiceError], StatusCode] = {
     ServiceError: StatusCode.INTERNAL, InvalidInput: StatusCode.INVALID_ARGUMENT,
     NotReady: StatusCode.UNAVAILABLE, NotFound: StatusCode.NOT_FOUND,
@@ -33,10 +32,3 @@ def code_of(error: ServiceError) -> StatusCode:
         if code is not None:
             return code
     return StatusCode.INTERNAL
-
-
-def details(message: str) -> str:
-    """Messages quote input: never echo a megabyte back."""
-    if len(message) > MAX_MESSAGE_CHARS:
-        return message[:MAX_MESSAGE_CHARS] + "... (truncated)"
-    return message

@@ -18,8 +18,8 @@ import grpc
 import numpy as np
 
 from service import metadata, tensors
-from service.errors import InvalidInput, ServiceError
-from service.grpc.errors import code_of, details
+from service.errors import InvalidInput, ServiceError, truncated
+from service.grpc.errors import code_of
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.proto.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceServicer
 from service.metrics import Metrics
@@ -44,7 +44,7 @@ def rpc(method: Method[Request, Reply]) -> Method[Request, Reply]:
             return await method(self, request, context)
         except ServiceError as e:
             code = code_of(e)
-            await context.abort(code, details(e.message))
+            await context.abort(code, truncated(e.message))
             raise  # abort raises; this only tells type checkers
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED

@@ -19,11 +19,10 @@ from service.errors import (
     ReloadRefused,
     ServiceError,
     TooLarge,
+    truncated,
 )
 from service.http.responses import ORJSONResponse
 from service.schemas import ErrorBody
-
-MAX_MESSAGE_CHARS = 512
 
 
 class Unauthorized(Forbidden):
@@ -85,9 +84,7 @@ def headers_too_large(limit: int) -> HeadersTooLarge:
 
 
 def error_body(message: str) -> dict[str, str]:
-    if len(message) > MAX_MESSAGE_CHARS:  # messages quote input: never echo a megabyte back
-        message = message[:MAX_MESSAGE_CHARS] + "... (truncated)"
-    return {"error": message}
+    return {"error": truncated(message)}
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
