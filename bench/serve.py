@@ -45,7 +45,8 @@ SHAPES = [
     ("10 fields, K 16, T 16", REPO / "runs" / "bench-10f-afm", "synthetic-afm.toml",
      ["data.synthetic.num_fields=10", "model.embed_dim=16", "model.attention_dim=16"]),
     ("10 fields, K 256, T 8 (paper)", PAPER_RUN, "synthetic-afm.toml", PAPER_SHAPE),
-    ("39 fields, K 16, T 16 (Criteo)", REPO / "runs" / "bench-criteo-afm", "criteo-afm.toml", []),
+    ("39 fields, K 16, T 16 (Criteo)", REPO / "runs" / "bench-criteo-afm", "criteo-afm.toml",
+     ["train.pretrain=''"]),
 ]
 SHAPE_LOADS = [f"predict-{n}{suffix}" for n in (1, 256) for suffix in ("", "-explain", "-top3")]
 CRITEO_ROWS = 50_000

@@ -288,6 +288,28 @@ def test_trained_bundle_scores_a_criteo_file_with_afm_eval(files: dict[str, Path
     assert result["logloss"] == pytest.approx(manifest.metrics["logloss"], abs=1e-4)
 
 
+@pytest.mark.slow
+def test_criteo_afm_trains_its_fm_first_and_starts_from_it_frozen(files: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """The committed criteo-afm recipe: its FM into DIR/pretrain, then an AFM whose first epoch
+    leaves the FM's vectors and linear weights as they were and trains only the attention and p."""
+    import torch
+
+    from tests.helpers import train_bundle
+    from training.run import load_checkpoint
+
+    out = tmp_path / "run"
+    manifest = train_bundle("criteo-afm.toml", out, [
+        f"data.train={files['train']}", f"data.validation={files['validation']}",
+        f"data.cache_dir={tmp_path / 'cache'}", "data.min_count=3", "train.epochs=1",
+        "model.embed_dim=4", "model.attention_dim=4", "pretrain.train.compile=false"])
+    fm, afm = load_checkpoint(out / "pretrain"), load_checkpoint(out)
+    assert (fm.config.kind, afm.config.kind, manifest.kind) == ("fm", "afm", "afm")
+    assert torch.equal(afm.embedding.embedding.weight, fm.embedding.embedding.weight)
+    assert torch.equal(afm.linear.weight.weight, fm.linear.weight.weight)
+    assert afm.attention.h.weight.abs().sum() > 0  # started at 0 (uniform), then trained
+
+
 @needs_sample
 def test_afm_eval_reads_the_real_sample_with_its_header(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
