@@ -1,13 +1,17 @@
 """Criteo-scale data: raw log -> shards -> (optionally) trained bundle, at several sizes.
 
     python -m bench.criteo --rows 1000000 --rows 10000000 [--train fm --train afm]
+        [--scale 0.01 --planted 12] [--seed 2017 --seed 1 ...]
 
 For each size: generate a synthetic Criteo-format log and a validation log a tenth its size
 under --data-dir (once; reused), then preprocess them with `afm-train --prepare-only` into a
 fresh cache (pass 1 counts, pass 2 encodes), then once more (the cache is reused), then
-optionally train. Every stage runs as its own process; its private memory (RssAnon: RSS
-minus file-backed pages, summed over the process and all its children) is sampled every
-0.1 s. One JSON line per stage goes to --results; a Markdown table to stdout.
+optionally train, once per --seed. An AFM trained beside an FM of the same seed starts from
+it (the paper's protocol, without training the FM twice), and a table compares them with
+the generator's Bayes-optimal figures on the validation rows. Every stage runs as its own
+process; its private memory (RssAnon: RSS minus file-backed pages, summed over the process
+and all its children) is sampled every 0.1 s. One JSON line per stage goes to --results; a
+Markdown table to stdout.
 
 Stages run one at a time. Run it in the background with OMP_NUM_THREADS=1 on a shared machine.
 """
@@ -125,12 +129,13 @@ def du_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def generate(path: Path, rows: int, seed: int, scale: float) -> dict[str, Any]:
+def generate(path: Path, rows: int, seed: int, scale: float, planted: int) -> dict[str, Any]:
     if Path(f"{path}.truth.json").is_file() and path.is_file():
         return {"stage": "generate", "file": str(path), "reused": True,
                 **json.loads(Path(f"{path}.truth.json").read_text())}
     stage = Stage("generate", [str(BIN / "python"), "-m", "training.criteo_synth", "--rows", str(rows),
-                               "--out", str(path), "--seed", str(seed), "--scale", str(scale)]).run()
+                               "--out", str(path), "--seed", str(seed), "--scale", str(scale),
+                               "--planted", str(planted)]).run()
     truth = json.loads(Path(f"{path}.truth.json").read_text())
     return {**stage.record(), "file": str(path), "bytes": path.stat().st_size,
             "rows_per_s": round(rows / stage.seconds), **{k: truth[k] for k in
@@ -173,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, action="append", required=True, help="repeatable")
     parser.add_argument("--data-dir", type=Path, default=Path("/work/bench-data"))
     parser.add_argument("--scale", type=float, default=1.0, help="generator cardinalities x this")
+    parser.add_argument("--planted", type=int, default=4, help="the generator's interacting pairs")
+    parser.add_argument("--validation-rows", type=int, help="default: a tenth of --rows")
+    parser.add_argument("--seed", dest="seeds", type=int, action="append", default=[],
+                        help="training seed, repeatable (default: the configs')")
     parser.add_argument("--train", action="append", default=[], choices=["fm", "afm"])
     parser.add_argument("--train-minutes", type=float, help="stop each training after this long")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="for training runs")
@@ -181,26 +190,35 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep an existing cache (skip the first, uncached preprocessing)")
     args = parser.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    world = "" if (args.scale, args.planted) == (1.0, 4) else f"-x{args.scale:g}-p{args.planted}"
     for rows in args.rows:
-        tag = f"{rows // 1_000_000}M" if rows >= 1_000_000 else str(rows)
+        tag = (f"{rows // 1_000_000}M" if rows >= 1_000_000 else str(rows)) + world
         train_file = args.data_dir / f"criteo-{tag}.train.tsv"
         validation = args.data_dir / f"criteo-{tag}.valid.tsv"
         cache = args.data_dir / f"cache-{tag}"
-        records = [generate(train_file, rows, 0, args.scale),
-                   generate(validation, max(rows // 10, 1000), 1, args.scale)]
+        records = [generate(train_file, rows, 0, args.scale, args.planted),
+                   generate(validation, args.validation_rows or max(rows // 10, 1000), 1, args.scale,
+                            args.planted)]
         config = str(REPO / "configs" / "criteo-fm.toml")
         if not (args.reuse_cache and cache.is_dir()):
             shutil.rmtree(cache, ignore_errors=True)
             records.append(prepare(config, train_file, validation, cache, "prepare"))
         records.append(prepare(config, train_file, validation, cache, "prepare-cached"))
-        for kind in args.train:
-            records.append(train(str(REPO / "configs" / f"criteo-{kind}.toml"), kind, train_file,
-                                 validation, cache, args.data_dir / f"run-{tag}-{kind}",
-                                 args.train_minutes, args.sets))
+        for seed in args.seeds or [None]:
+            suffix, sets = ("", args.sets) if seed is None else (f"-s{seed}", [*args.sets, f"seed={seed}"])
+            for kind in args.train:
+                out = args.data_dir / f"run-{tag}-{kind}{suffix}"
+                from_fm = ([f"train.init_from={args.data_dir / f'run-{tag}-fm{suffix}'}"]
+                           if kind == "afm" and "fm" in args.train else [])
+                record = train(str(REPO / "configs" / f"criteo-{kind}.toml"), kind, train_file,
+                               validation, cache, out, args.train_minutes, [*sets, *from_fm])
+                records.append({**record, "seed": seed})
         with args.results.open("a") as f:
             for record in records:
                 f.write(json.dumps({"rows": rows, **record}) + "\n")
         report(rows, records)
+        if {"fm", "afm"} <= set(args.train):
+            compare(records, json.loads(Path(f"{validation}.truth.json").read_text()))
     return 0
 
 
@@ -223,6 +241,30 @@ def report(rows: int, records: list[dict[str, Any]]) -> None:
                      f"{r['samples_per_s']:,} samples/s")
         print(f"| {r['stage']} | {r.get('seconds', '')} | {r.get('cpu_seconds', '')} | "
               f"{r.get('peak_rss_anon_mib', '')} | {notes} |")
+
+
+def compare(records: list[dict[str, Any]], truth: dict[str, Any]) -> None:
+    """FM against AFM per seed: the FM's best epoch for each metric separately (the strictest
+    comparison), the AFM's figures at its best epoch."""
+    runs = {(r["seed"], r["stage"]): r for r in records if r["stage"].startswith("train-")}
+    print("\n| seed | FM best AUC | FM best logloss | AFM AUC | AFM logloss | AFM better in |\n"
+          "|---|---|---|---|---|---|")
+    rows = []
+    for seed in dict.fromkeys(seed for seed, _ in runs):
+        fm, afm = runs.get((seed, "train-fm")), runs.get((seed, "train-afm"))
+        if not (fm and afm and fm.get("epochs") and afm.get("best_metrics")):
+            continue
+        fm_auc = max(e["validation_auc"] for e in fm["epochs"])
+        fm_logloss = min(e["validation_logloss"] for e in fm["epochs"])
+        auc, logloss = afm["best_metrics"]["auc"], afm["best_metrics"]["logloss"]
+        rows.append((fm_auc, fm_logloss, auc, logloss))
+        better = [name for name, won in (("AUC", auc > fm_auc), ("logloss", logloss < fm_logloss)) if won]
+        print(f"| {seed} | {fm_auc:.5f} | {fm_logloss:.5f} | {auc:.5f} | {logloss:.5f} | "
+              f"{' and '.join(better) or 'neither'} |")
+    if rows:
+        means = [sum(column) / len(rows) for column in zip(*rows, strict=True)]
+        print(f"| mean | {means[0]:.5f} | {means[1]:.5f} | {means[2]:.5f} | {means[3]:.5f} | |")
+    print(f"| Bayes-optimal | {truth['bayes_auc']:.5f} | {truth['bayes_logloss']:.5f} | | | |")
 
 
 if __name__ == "__main__":
