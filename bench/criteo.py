@@ -206,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         records.append(prepare(config, train_file, validation, cache, "prepare-cached"))
         for seed in args.seeds or [None]:
             suffix, sets = ("", args.sets) if seed is None else (f"-s{seed}", [*args.sets, f"seed={seed}"])
-            for kind in args.train:
-                out = args.data_dir / f"run-{tag}-{kind}{suffix}"
-                from_fm = ([f"train.init_from={args.data_dir / f'run-{tag}-fm{suffix}'}"]
-                           if kind == "afm" and "fm" in args.train else [])
+            runs = {kind: args.data_dir / f"run-{tag}-{kind}{suffix}"  # the FM first
+                    for kind in ("fm", "afm") if kind in args.train}
+            for kind, out in runs.items():
+                from_fm = [f"train.init_from={runs['fm']}"] if kind == "afm" and "fm" in runs else []
                 record = train(str(REPO / "configs" / f"criteo-{kind}.toml"), kind, train_file,
                                validation, cache, out, args.train_minutes, [*sets, *from_fm])
                 records.append({**record, "seed": seed})
