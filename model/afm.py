@@ -137,6 +137,14 @@ def build_model(config: ModelConfig) -> PairModel:
     return AFM(config) if config.kind == "afm" else FM(config)
 
 
+def start_as_fm(afm: AFM) -> None:
+    """Uniform attention (h = 0, so a_ij = 1/P) and p = P: the AFM scores exactly as an FM
+    with its embeddings and linear term, and learns its attention from there."""
+    with torch.no_grad():
+        afm.attention.h.weight.zero_()
+        afm.p.fill_(float(afm.pairs.num_pairs))
+
+
 def init_from_fm(afm: AFM, fm: FM) -> None:
     """The paper's protocol: AFM starts from a trained FM's embeddings and biases.
 

@@ -104,8 +104,10 @@ class TrainSection(_Section):
     """AFM from an FM: keep the FM's embeddings and linear weights fixed for this many first
     epochs, so that the new attention network and p learn against the FM they start from."""
     uniform_start: bool = False
-    """AFM from an FM: start the attention exactly uniform (h = 0), so that the first AFM scores
-    as the FM does (p = P) instead of first losing ground to a random attention network."""
+    """Start the attention exactly uniform (h = 0, p = P), so that the AFM first scores as an
+    FM: as the FM it starts from (`pretrain`, `init_from`) instead of first losing ground to a
+    random attention network, or, from scratch, as an FM of its own vectors. Not applied when
+    `init_from` is an AFM."""
     monitor: Literal["", "auc", "logloss", "rmse"] = ""
     """The validation metric of early stopping and the best epoch ("": auc for binary, rmse
     for regression)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm
+from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm, start_as_fm
 from model.features import FeatureSpace
 from model.manifest import Manifest
 from training import libfm, synthetic
@@ -96,6 +96,11 @@ def load_checkpoint(run_dir: Path) -> PairModel:
     return model
 
 
+def _starts_from_afm(cfg: RunConfig) -> bool:
+    """`train.init_from` is an AFM run (yesterday's model): its attention is kept as learned."""
+    return bool(cfg.train.init_from) and Manifest.read(Path(cfg.train.init_from)).kind == "afm"
+
+
 def _initial_weights(model: PairModel, cfg: RunConfig, out: Path, prepared: Prepared,
                      context: Context) -> None:
     """`train.init_from`: start from a previous run's model (an FM, or yesterday's model on a
@@ -143,8 +148,8 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
         prepared = prepare_data(cfg, previous)
     model = build_model(model_config(cfg, prepared.space))
     _initial_weights(model, cfg, out, prepared, context)
-    if cfg.train.uniform_start and isinstance(model, AFM) and (cfg.train.pretrain or cfg.train.init_from):
-        torch.nn.init.zeros_(model.attention.h.weight)  # a_ij = 1/P: the AFM scores as its FM
+    if cfg.train.uniform_start and isinstance(model, AFM) and not _starts_from_afm(cfg):
+        start_as_fm(model)
     log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
              torch.get_num_threads())
     checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,

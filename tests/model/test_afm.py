@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model.afm import AFM, FM, ModelConfig, build_model, init_from_fm
+from model.afm import AFM, FM, ModelConfig, build_model, init_from_fm, start_as_fm
 
 
 def _config(kind: str = "afm", **overrides: object) -> ModelConfig:
@@ -47,6 +47,19 @@ def test_afm_with_uniform_attention_equals_fm() -> None:
     weights[:, :, :] = weights.abs() + 0.1  # every pair present: uniform weight 1/P
     with torch.no_grad():
         afm.attention.h.weight.zero_()  # equal logits -> a_ij = 1/P, and p = P * 1 from the FM
+    fm.eval(), afm.eval()
+    torch.testing.assert_close(afm(indices, weights), fm(indices, weights), rtol=1e-5, atol=1e-5)
+
+
+def test_an_afm_started_as_fm_scores_as_the_fm_of_its_own_vectors() -> None:
+    afm = AFM(_config("afm"))
+    _randomise(afm)
+    start_as_fm(afm)
+    fm = FM(_config("fm"))
+    fm.embedding.load_state_dict(afm.embedding.state_dict())
+    fm.linear.load_state_dict(afm.linear.state_dict())
+    indices, weights = _batch()
+    weights[:, :, :] = weights.abs() + 0.1  # every pair present: uniform weight 1/P
     fm.eval(), afm.eval()
     torch.testing.assert_close(afm(indices, weights), fm(indices, weights), rtol=1e-5, atol=1e-5)
 
