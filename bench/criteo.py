@@ -6,9 +6,9 @@
 For each size: generate a synthetic Criteo-format log and a validation log a tenth its size
 under --data-dir (once; reused), then preprocess them with `afm-train --prepare-only` into a
 fresh cache (pass 1 counts, pass 2 encodes), then once more (the cache is reused), then
-optionally train, once per --seed. An AFM trained beside an FM of the same seed starts from
-it (the paper's protocol, without training the FM twice), and a table compares them with
-the generator's Bayes-optimal figures on the validation rows. Every stage runs as its own
+optionally train, once per --seed, each model by its committed config (the AFM's starts as
+an FM of its own vectors), and a table compares them with the generator's Bayes-optimal
+figures on the validation rows. Every stage runs as its own
 process; its private memory (RssAnon: RSS minus file-backed pages, summed over the process
 and all its children) is sampled every 0.1 s. One JSON line per stage goes to --results; a
 Markdown table to stdout.
@@ -206,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         records.append(prepare(config, train_file, validation, cache, "prepare-cached"))
         for seed in args.seeds or [None]:
             suffix, sets = ("", args.sets) if seed is None else (f"-s{seed}", [*args.sets, f"seed={seed}"])
-            runs = {kind: args.data_dir / f"run-{tag}-{kind}{suffix}"  # the FM first
-                    for kind in ("fm", "afm") if kind in args.train}
-            for kind, out in runs.items():
-                from_fm = [f"train.init_from={runs['fm']}"] if kind == "afm" and "fm" in runs else []
+            for kind in ("fm", "afm"):
+                if kind not in args.train:
+                    continue
+                out = args.data_dir / f"run-{tag}-{kind}{suffix}"
                 record = train(str(REPO / "configs" / f"criteo-{kind}.toml"), kind, train_file,
-                               validation, cache, out, args.train_minutes, [*sets, *from_fm])
+                               validation, cache, out, args.train_minutes, sets)
                 records.append({**record, "seed": seed})
         with args.results.open("a") as f:
             for record in records:
