@@ -96,11 +96,6 @@ def load_checkpoint(run_dir: Path) -> PairModel:
     return model
 
 
-def _starts_from_afm(cfg: RunConfig) -> bool:
-    """`train.init_from` is an AFM run (yesterday's model): its attention is kept as learned."""
-    return bool(cfg.train.init_from) and Manifest.read(Path(cfg.train.init_from)).kind == "afm"
-
-
 def _initial_weights(model: PairModel, cfg: RunConfig, out: Path, prepared: Prepared,
                      context: Context) -> None:
     """`train.init_from`: start from a previous run's model (an FM, or yesterday's model on a
@@ -140,7 +135,8 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
             shutil.rmtree(stale, ignore_errors=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    previous = Manifest.read(Path(cfg.train.init_from)).feature_space() if cfg.train.init_from else None
+    start = Manifest.read(Path(cfg.train.init_from)) if cfg.train.init_from else None
+    previous = start.feature_space() if start else None
     if context.is_main:
         prepared = prepare_data(cfg, previous)
     barrier(context)  # the others find rank 0's shards in the cache
@@ -148,7 +144,8 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
         prepared = prepare_data(cfg, previous)
     model = build_model(model_config(cfg, prepared.space))
     _initial_weights(model, cfg, out, prepared, context)
-    if cfg.train.uniform_start and isinstance(model, AFM) and not _starts_from_afm(cfg):
+    if cfg.train.uniform_start and isinstance(model, AFM) and (start is None or start.kind == "fm"):
+        # an AFM from yesterday's AFM keeps the attention it learned
         start_as_fm(model)
     log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
              torch.get_num_threads())
