@@ -133,7 +133,7 @@ def generate(path: Path, rows: int, seed: int, scale: float, planted: int) -> di
     if Path(f"{path}.truth.json").is_file() and path.is_file():
         return {"stage": "generate", "file": str(path), "reused": True,
                 **json.loads(Path(f"{path}.truth.json").read_text())}
-    stage = Stage("generate", [str(BIN / "python"), "-m", "training.criteo_synth", "--rows", str(rows),
+    stage = Stage("generate", [str(BIN / "python"), "-m", "training.criteo.synth", "--rows", str(rows),
                                "--out", str(path), "--seed", str(seed), "--scale", str(scale),
                                "--planted", str(planted)]).run()
     truth = json.loads(Path(f"{path}.truth.json").read_text())

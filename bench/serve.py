@@ -32,7 +32,7 @@ from pathlib import Path
 from bench import report
 from bench.harness import WRK_INSTALL_HINT, ServerProcess, run_wrk, wrk_path
 from bench.scenarios import Load, Scenario, plan, scenarios
-from training import criteo_synth
+from training.criteo import synth as criteo_synth
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = REPO / "runs" / "bench-synthetic-afm"

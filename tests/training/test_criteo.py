@@ -17,8 +17,9 @@ import pytest
 
 from model.features import FeatureSpace, FieldKind
 from model.manifest import Task
-from training import criteo, criteo_synth
+from training import criteo
 from training.config import CriteoOptions, DataConfig, load_config
+from training.criteo import synth as criteo_synth
 from training.criteo.counts import Counts
 from training.criteo.encode import Encoder
 from training.criteo.reader import COLUMNS, INTEGERS, Reader, sniff

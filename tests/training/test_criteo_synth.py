@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training import criteo_synth
+from training.criteo import synth as criteo_synth
 from training.metrics import auc, logloss
 
 

@@ -10,7 +10,7 @@ from model.afm import AFM, FM, ModelConfig, init_from_fm
 from model.features import FeatureSpace, FieldKind, FieldSpec
 from model.manifest import Manifest
 from tests.helpers import train_bundle
-from training.criteo_synth import World, write
+from training.criteo.synth import World, write
 from training.run import load_checkpoint
 from training.warm_start import index_mapping, warm_start
 

@@ -1,6 +1,6 @@
 """Synthetic click logs in the Criteo format, with a click model whose truth is known.
 
-    python -m training.criteo_synth --rows 1000000 --out /work/bench-data/train.tsv.gz
+    python -m training.criteo.synth --rows 1000000 --out /work/bench-data/train.tsv.gz
 
 Rows are `label, I1..I13, C1..C26`, tab-separated, no header, an empty column for a missing
 value, gzip-compressed when the name ends in `.gz`: what `[data] format = "criteo"` reads.
@@ -255,7 +255,7 @@ def write(path: Path, rows: int, world: World, seed: int, chunk_rows: int = 1 <<
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.criteo_synth",
+    parser = argparse.ArgumentParser(prog="python -m training.criteo.synth",
                                      description="Write a synthetic Criteo-format click log.")
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--out", required=True, help="a .tsv or .tsv.gz file")
