@@ -1,15 +1,18 @@
-"""Pass 1: how often each categorical value occurs, and the integer columns' statistics.
+"""Pass 1: how often each categorical value occurs, and the numeric columns' statistics.
 
-Counting state is one Arrow table of (value, count) per categorical column: each block's
-value counts wait in a list and are merged into the table by a hash group-by once they
-hold half as many values as it (at least MERGE_MIN), so the work stays near-linear and
-memory stays near the number of distinct values (~16 bytes each for 8-character values).
+Counting state is one Arrow table of (value, count) per categorical or multi-valued field:
+each block's value counts wait in a list and are merged into the table by a hash group-by
+once they hold half as many values as it (at least MERGE_MIN), so the work stays
+near-linear and memory stays near the number of distinct values (~16 bytes each for
+8-character values). A multi-valued field counts every value of its lists, and the most
+values a row holds.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 
-from training.criteo.reader import CATEGORICALS, INTEGERS
+from model.features import FieldKind
 
 MERGE_MIN = 1 << 18
-STATS_FILE = "integers.json"
+STATS_FILE = "stats.json"
 
 
 @dataclass
@@ -83,41 +86,45 @@ def _table(values: list[str], counts: list[int]) -> pa.Table:
 
 @dataclass
 class Counts:
-    """What pass 1 learns from a training file."""
+    """What pass 1 learns from the training rows."""
 
-    values: dict[str, pa.Table]  # C1..C26 -> (values, counts)
-    integers: dict[str, Moments]  # I1..I13
+    values: dict[str, pa.Table]  # categorical and multi-valued fields -> (values, counts)
+    numbers: dict[str, Moments]  # numeric and bucketised fields
+    longest: dict[str, int] = field(default_factory=dict)  # multi-valued fields: most values in a row
     rows: int = 0
-
-    @classmethod
-    def start(cls) -> Counts:
-        return cls({}, {name: Moments() for name in INTEGERS})
 
     def save(self, directory: Path) -> None:
         for name, table in self.values.items():
             feather.write_feather(table, directory / f"{name}.feather", compression="uncompressed")
-        stats = {"rows": self.rows, "integers": {k: asdict(v) for k, v in self.integers.items()}}
+        stats = {"rows": self.rows, "values": list(self.values), "longest": self.longest,
+                 "numbers": {k: asdict(v) for k, v in self.numbers.items()}}
         (directory / STATS_FILE).write_text(json.dumps(stats, indent=1))
 
     @classmethod
     def load(cls, directory: Path) -> Counts:
         stats = json.loads((directory / STATS_FILE).read_text())
         values = {name: feather.read_table(directory / f"{name}.feather", memory_map=True)
-                  for name in CATEGORICALS}
-        integers = {k: Moments(**v) for k, v in stats["integers"].items()}
-        return cls(values, integers, stats["rows"])
+                  for name in stats["values"]}
+        numbers = {k: Moments(**v) for k, v in stats["numbers"].items()}
+        return cls(values, numbers, stats["longest"], stats["rows"])
 
 
-def count(batches: object) -> Counts:
-    """Count every block of an iterable of Arrow record batches."""
-    counting = {name: ValueCounts() for name in CATEGORICALS}
-    counts = Counts.start()
-    for batch in batches:  # type: ignore[attr-defined]
-        for name in CATEGORICALS:
-            counting[name].add(batch.column(name))
-        for name in INTEGERS:
+def count(batches: Iterable[pa.RecordBatch], kinds: Mapping[str, FieldKind]) -> Counts:
+    """Count every block of normalised record batches (`training.stream`): values of the
+    categorical and multi-valued fields, moments of the numeric and bucketised ones."""
+    counting = {name: ValueCounts() for name, kind in kinds.items()
+                if kind in (FieldKind.CATEGORICAL, FieldKind.MULTI)}
+    counts = Counts({}, {name: Moments() for name in kinds if name not in counting})
+    for batch in batches:
+        for name, values in counting.items():
             column = batch.column(name)
-            counts.integers[name].add(column.drop_null().to_numpy())
+            if kinds[name] == FieldKind.MULTI:
+                longest = pc.max(pc.list_value_length(column)).as_py() or 0
+                counts.longest[name] = max(counts.longest.get(name, 0), longest)
+                column = pc.list_flatten(column)
+            values.add(column)
+        for name, moments in counts.numbers.items():
+            moments.add(batch.column(name).drop_null().to_numpy())
         counts.rows += batch.num_rows
     counts.values = {name: c.merge() for name, c in counting.items()}
     return counts
