@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,17 +20,15 @@ from pydantic import ValidationError
 
 from model.bundle import Bundle, BundleError
 from model.validation import describe
+from training import formats
 from training.config import RunConfig, load_config
-from training.data import Dataset, binary_labels
+from training.data import Dataset
+from training.errors import UsageError
 from training.metrics import evaluate_scores
 
 EVAL_BATCH = 8192
 USAGE_ERROR = 2
 DEBUG_HELP = "on an error, show the Python traceback instead of one line"
-
-
-class UsageError(Exception):
-    """A mistake the user can fix; the message says what and how, in one line."""
 
 
 def _logging() -> None:
@@ -114,72 +112,21 @@ def _config(path: str, overrides: list[str]) -> RunConfig:
         raise UsageError(f"config {path}: {' '.join(str(e).split())}") from e
 
 
-def _libfm(bundle: Bundle, path: str) -> Dataset:
-    from training import libfm
-
-    rows = libfm.read_libfm(path)
-    try:
-        return libfm.encode(bundle.features, rows, binary_labels(rows.labels, bundle.manifest.task))
-    except ValueError as e:
-        raise UsageError(f"{path}: {e}: is this the data the model was trained on?") from e
-
-
-def _jsonl(bundle: Bundle, path: str) -> Dataset:
-    instances, labels = [], []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            instances.append(record["instance"])
-            labels.append(float(record["label"]))
-        except (ValueError, KeyError, TypeError) as e:
-            raise UsageError(f"{path} line {number}: each line must be "
-                             '{"instance": {field: value, ...}, "label": number}') from e
-    encoded = bundle.features.encode(instances)
-    labelled = binary_labels(np.array(labels, dtype=np.float32), bundle.manifest.task)
-    return Dataset(encoded.indices, encoded.weights, labelled, len(encoded.oov))
-
-
-def _tabular(bundle: Bundle, path: str) -> Dataset:
-    from training import tabular
-
-    return tabular.evaluation_data(path, bundle.features, bundle.manifest.task)
-
-
-def _criteo(bundle: Bundle, path: str) -> Iterator[Dataset]:
-    """Blocks of a Criteo-format file (its delimiter and header read off its first line),
-    scored one at a time: memory does not grow with the file."""
-    from training import criteo
-
-    return criteo.evaluation_data(path, bundle.features, bundle.manifest.task)
-
-
-# One reader per --format; a new format is one function and one entry here.
-READERS: dict[str, Callable[[Bundle, str], Dataset | Iterator[Dataset]]] = {
-    "libfm": _libfm, "jsonl": _jsonl, "tabular": _tabular, "criteo": _criteo,
-}
-# Formats a file's name tells unambiguously; anything else is read as libfm (the default).
-SUFFIXES = {".libfm": "libfm", ".jsonl": "jsonl", ".toml": "tabular"}
-DEFAULT_FORMAT = "libfm"
-
-
-def data_format(path: str, given: str | None) -> str:
-    """--format if given, else the one the file's suffix names. A TOML file read as rows is
-    always a mistake, so that combination is refused rather than parsed."""
-    guessed = SUFFIXES.get(Path(path).suffix.lower())
+def data_format(paths: str | list[str], given: str | None) -> str:
+    """--format if given, else the one that recognises the (first) path, else libfm. A TOML
+    file read as rows is always a mistake, so that combination is refused rather than parsed."""
+    path = paths if isinstance(paths, str) else paths[0]
+    guessed = formats.guess(path)
     if given is None:
-        return guessed or DEFAULT_FORMAT
+        return guessed or formats.DEFAULT_READ
     if guessed == "tabular" and given != "tabular":
         raise UsageError(f"{path} is a TOML file, i.e. a tabular schema: use --format tabular "
                          "(or leave --format out)")
     return given
 
 
-def load_eval_data(bundle: Bundle, path: str, fmt: str) -> Dataset | Iterator[Dataset]:
-    if fmt not in READERS:
-        raise UsageError(f"unknown data format {fmt!r}: one of {', '.join(READERS)}")
-    return READERS[fmt](bundle, path)
+def load_eval_data(bundle: Bundle, paths: list[str], fmt: str) -> Dataset | Iterator[Dataset]:
+    return formats.reader(fmt)(paths, bundle)
 
 
 def score(bundle: Bundle, data: Dataset) -> np.ndarray:
@@ -206,13 +153,14 @@ def eval_main(argv: list[str] | None = None) -> int:
         prog="afm-eval", description="Score a labelled file with an exported bundle (onnxruntime)."
     )
     parser.add_argument("--model", required=True, help="bundle directory")
-    parser.add_argument("--data", required=True, help="any labelled file, e.g. a held-out test split")
-    parser.add_argument("--format", choices=list(READERS),
-                        help="libfm rows, JSON lines of {\"instance\": {...}, \"label\": y}, or "
-                        "a tabular schema file (its validation split, or all rows with "
-                        "split.method = 'none'), or criteo rows (label, I1..I13, C1..C26); "
-                        "default: from the file's suffix "
-                        f"({', '.join(f'{s} {f}' for s, f in SUFFIXES.items())}), else {DEFAULT_FORMAT}")
+    parser.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                        help="labelled data, e.g. a held-out test split: one file, or for parquet "
+                        "files, directories and globs")
+    parser.add_argument("--format", choices=formats.readable(),
+                        help="; ".join(f"{name}: {f.describe}" for name, f in formats.FORMATS.items()
+                                       if f.read) + "; default: the format that recognises the "
+                        f"path (.libfm, .jsonl, .toml, .parquet or a directory of them), else "
+                        f"{formats.DEFAULT_READ}")
     parser.add_argument("--scores", help="also write one raw score per line to this file")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)

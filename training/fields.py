@@ -43,8 +43,10 @@ class FieldDecl(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> FieldDecl:
-        for option, kinds in KIND_OPTIONS.items():
-            if option in self.model_fields_set and self.kind not in kinds:
+        for option, kinds in KIND_OPTIONS.items():  # a default value (as dumped) is no setting
+            default = type(self).model_fields[option].get_default(call_default_factory=True)
+            if option in self.model_fields_set and getattr(self, option) != default \
+                    and self.kind not in kinds:
                 raise ValueError(f"field {self.name!r}: {option} does not apply to {self.kind}")
         if self.kind == FieldKind.BUCKETIZED and not self.boundaries:
             raise ValueError(f"field {self.name!r}: bucketized fields need boundaries")

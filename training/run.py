@@ -14,14 +14,13 @@ import torch
 from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm, start_as_fm
 from model.features import FeatureSpace
 from model.manifest import Manifest
-from training import libfm, synthetic
+from training import formats
 from training.config import RunConfig, load_config
-from training.data import Prepared, Splits, binary_labels, fingerprint
+from training.data import Prepared
 from training.distributed import Context, barrier
 from training.export import write_bundle
 from training.loop import Checkpointing, FitResult, fit
 from training.plots import save_plots
-from training.shards import Shards, cached, write_dataset
 from training.warm_start import index_mapping, warm_start
 
 log = logging.getLogger(__name__)
@@ -31,56 +30,17 @@ PRETRAIN = "pretrain"
 
 
 def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepared:
-    """Every format as shard sets in the data cache, encoded once and reused. Criteo logs
-    grow the `previous` model's vocabulary when given one (day-by-day retraining)."""
-    data = cfg.data
-    cache = Path(data.cache_dir)
-    mapping = None
-    if data.format == "criteo":
-        from training import criteo
-
-        ready = criteo.prepare(data, cache, previous)
-        space, train, validation, prints = ready.space, ready.train, ready.validation, ready.fingerprints
-        mapping = ready.mapping
-    else:
-        space, splits = _read_in_memory(cfg)
-        hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
-        key = {"data": data.model_dump(), "fingerprints": hashes}
-
-        def build(directory: Path) -> None:
-            write_dataset(directory / "train", splits.train)
-            write_dataset(directory / "validation", splits.validation)
-
-        directory = cached(cache, key, build)
-        train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")
-        prints = splits.fingerprints
+    """The run's data as shard sets in the data cache, encoded once and reused, by its
+    format (`training.formats`); a format that can grows the `previous` model's vocabulary
+    when given one (day-by-day retraining)."""
+    prepare = formats.preparer(cfg.data.format)
+    prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous)
     log.info(
         "%s data: %d train, %d validation rows; %d fields, %d features; %d validation values out of "
-        "vocabulary", cfg.name, len(train), len(validation), space.num_fields, space.num_features,
-        validation.oov,
+        "vocabulary", cfg.name, len(prepared.train), len(prepared.validation),
+        prepared.space.num_fields, prepared.space.num_features, prepared.validation.oov,
     )
-    return Prepared(space, train, validation, prints, mapping)
-
-
-def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
-    data = cfg.data
-    if data.format == "libfm":
-        train_rows, valid_rows = libfm.read_libfm(data.train), libfm.read_libfm(data.validation)
-        space = libfm.feature_space(train_rows, data.fields, data.min_count)
-        train = libfm.encode(space, train_rows, binary_labels(train_rows.labels, data.task))
-        validation = libfm.encode(space, valid_rows, binary_labels(valid_rows.labels, data.task))
-        prints = {
-            "train": fingerprint(data.train, len(train)),
-            "validation": fingerprint(data.validation, len(validation)),
-        }
-        return space, Splits(train, validation, prints)
-    if data.format == "tabular":
-        from training import tabular
-
-        return tabular.load(data)
-    spec = synthetic.SyntheticSpec.model_validate(data.synthetic)
-    space, train, validation = synthetic.datasets(spec)
-    return space, Splits(train, validation, {})
+    return prepared
 
 
 def model_config(cfg: RunConfig, space: FeatureSpace) -> ModelConfig:

@@ -20,10 +20,10 @@ from model.manifest import Task
 from training import criteo
 from training.config import CriteoOptions, DataConfig, load_config
 from training.criteo import synth as criteo_synth
-from training.stream.counts import count
-from training.stream.encode import Encoder
 from training.criteo.reader import COLUMNS, INTEGERS, Reader, sniff
 from training.criteo.vocab import LOG_EDGES, feature_space, log_boundaries
+from training.stream.counts import count
+from training.stream.encode import Encoder
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO.parent / "shared" / "data" / "criteo-sample" / "criteo_sample.csv"

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
+import pytest
 
 from training.criteo import synth as criteo_synth
 from training.metrics import auc, logloss
@@ -71,3 +73,20 @@ def test_more_planted_pairs_share_columns_with_factors_of_their_own(tmp_path: Pa
     p4, p12 = np.load(tmp_path / "a.tsv.probs.npy"), np.load(tmp_path / "b.tsv.probs.npy")
     assert np.corrcoef(p4, p12)[0, 1] < 0.95
     assert twelve["bayes_auc"] > four["bayes_auc"]
+
+
+def test_parquet_mode_writes_day_partitions_spark_would(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    logs = tmp_path / "logs"
+    argv = ["--rows", "3001", "--parquet", str(logs), "--days", "3", "--first-day", "2026-11-29",
+            "--scale", "0.001", "--chunk-rows", "1000"]
+    assert criteo_synth.main(argv) == 0
+    parts = sorted(logs.glob("day=*/part-00000.parquet"))
+    assert [p.parent.name for p in parts] == ["day=2026-11-29", "day=2026-11-30", "day=2026-12-01"]
+    assert [pq.read_metadata(p).num_rows for p in parts] == [1000, 1000, 1001]
+    assert pq.read_schema(parts[0]).remove_metadata() == criteo_synth.SPARK_SCHEMA
+    assert len(np.load(f"{logs}.probs.npy")) == 3001
+    assert json.loads(capsys.readouterr().out)["days"] == 3
+    with pytest.raises(SystemExit):  # never mixes two logs in one directory
+        criteo_synth.main(argv)
+    assert "is not empty" in capsys.readouterr().err

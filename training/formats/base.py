@@ -1,0 +1,62 @@
+"""What a data format is: how it trains (`prepare`) and how afm-eval reads it (`read`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.bundle import Bundle
+from model.features import FeatureSpace
+from training.config import DataConfig
+from training.data import Dataset, Prepared, Splits
+from training.errors import UsageError
+
+Prepare = Callable[[DataConfig, Path, FeatureSpace | None], Prepared]
+"""(data settings, cache root, the previous model's feature space or None) -> both splits as
+shard sets in the cache. A format that can grow a previous space (day-by-day retraining)
+returns the index mapping; otherwise training maps values by name."""
+Read = Callable[[list[str], Bundle], Dataset | Iterator[Dataset]]
+"""(afm-eval's --data paths, the bundle) -> labelled rows encoded with the bundle's feature
+space: in memory, or a stream of blocks where the format allows."""
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    describe: str
+    """What --data holds, for afm-eval's help."""
+    prepare: Prepare | None = None
+    """None: afm-eval reads the format, training does not."""
+    read: Read | None = None
+    """None: training reads the format, afm-eval does not."""
+    recognises: Callable[[str], bool] = lambda path: False
+    """Whether afm-eval should read `path` in this format when --format is not given."""
+
+
+def has_suffix(*suffixes: str) -> Callable[[str], bool]:
+    return lambda path: path.lower().endswith(suffixes)
+
+
+def one(paths: list[str], fmt: str) -> str:
+    """The one file afm-eval reads in a format that takes one."""
+    if len(paths) != 1:
+        raise UsageError(f"--format {fmt} reads one file, got {len(paths)}: {' '.join(paths)}")
+    return paths[0]
+
+
+def in_memory(data: DataConfig, cache_root: Path, space: FeatureSpace, splits: Splits) -> Prepared:
+    """Splits read and encoded in memory (libFM, tabular, synthetic), written as shard sets
+    once per data settings and files."""
+    from training.shards import Shards, cached, write_dataset  # torch: training only
+
+    hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
+    key = {"data": data.model_dump(), "fingerprints": hashes}
+
+    def build(directory: Path) -> None:
+        write_dataset(directory / "train", splits.train)
+        write_dataset(directory / "validation", splits.validation)
+
+    directory = cached(cache_root, key, build)
+    train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")
+    return Prepared(space, train, validation, splits.fingerprints)
