@@ -89,7 +89,7 @@ CASES: dict[str, tuple[Any, str, list[str]]] = {
     "tabular": (write_tabular, "synthetic-fm.toml", ["data.task=binary"]),
     "synthetic": (write_synthetic, "synthetic-fm.toml", ["data.synthetic.rows=500"]),
     "criteo": (write_criteo, "criteo-fm.toml", ["data.min_count=3"]),
-    "parquet": (write_parquet, "criteo-fm.toml", ["data.min_count=3"]),
+    "parquet": (write_parquet, "criteo-afm.toml", ["data.min_count=3", "model.attention_dim=4"]),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -460,3 +461,15 @@ def test_a_list_of_paths_is_for_parquet_only(tmp_path: Path) -> None:
     data = DataConfig.model_validate({"format": "libfm", "train": ["a", "b"], "validation": "c"})
     with pytest.raises(ValueError, match="data.train takes one file in this format, got a list of 2"):
         formats.preparer("libfm")(data, tmp_path, None)
+
+
+def test_the_readme_example_of_a_click_table_is_a_valid_config() -> None:
+    from tests.helpers import REPO
+    from training.config import RunConfig
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Your own click table"):]
+    example = section[section.index("```toml\n") + 8 : section.index("```", section.index("```toml\n") + 8)]
+    data = RunConfig.model_validate({"name": "clicks", **tomllib.loads(example)}).data
+    assert data.format == "parquet" and data.parquet.label == "clicked" and data.min_count == 10
+    assert [f.kind for f in data.parquet.fields].count(FieldKind.CATEGORICAL) == 3

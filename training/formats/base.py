@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from model.bundle import Bundle
 from model.features import FeatureSpace
 from training.config import DataConfig
 from training.data import Dataset, Prepared, Splits
 from training.errors import UsageError
 
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+    from model.bundle import Bundle
+
 Prepare = Callable[[DataConfig, Path, FeatureSpace | None], Prepared]
 """(data settings, cache root, the previous model's feature space or None) -> both splits as
 shard sets in the cache. A format that can grow a previous space (day-by-day retraining)
 returns the index mapping; otherwise training maps values by name."""
-Read = Callable[[list[str], Bundle], Dataset | Iterator[Dataset]]
+Read = Callable[[list[str], "Bundle"], Dataset | Iterator[Dataset]]
 """(afm-eval's --data paths, the bundle) -> labelled rows encoded with the bundle's feature
 space: in memory, or a stream of blocks where the format allows."""
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from model.bundle import Bundle
 from model.features import FeatureSpace
 from training.config import DataConfig
 from training.data import Dataset, Prepared
 from training.formats.base import Format, one
+
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+    from model.bundle import Bundle
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:

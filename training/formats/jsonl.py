@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.bundle import Bundle
 from training.data import Dataset, binary_labels
 from training.errors import UsageError
 from training.formats.base import Format, has_suffix, one
+
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+    from model.bundle import Bundle
 
 
 def read(paths: list[str], bundle: Bundle) -> Dataset:

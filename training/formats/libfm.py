@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from model.bundle import Bundle
 from model.features import FeatureSpace
 from training import libfm
 from training.config import DataConfig
 from training.data import Dataset, Prepared, Splits, binary_labels, fingerprint, one_path
 from training.errors import UsageError
 from training.formats.base import Format, has_suffix, in_memory, one
+
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+    from model.bundle import Bundle
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:

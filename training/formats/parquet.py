@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from model.bundle import Bundle
 from model.features import FeatureSpace, FieldKind
 from training.config import DataConfig, ParquetOptions
 from training.data import Dataset, Prepared
 from training.fields import FieldDecl
 from training.formats.base import Format
 from training.parquet.files import looks_like_parquet
+
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+    from model.bundle import Bundle
 
 CRITEO_FIELDS = [*(FieldDecl(name=f"I{i}", kind=FieldKind.NUMERIC) for i in range(1, 14)),
                  *(FieldDecl(name=f"C{i}", kind=FieldKind.CATEGORICAL) for i in range(1, 27))]

@@ -4,12 +4,15 @@ name the schema; the schema splits the rows (`training.tabular`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from model.bundle import Bundle
 from model.features import FeatureSpace
 from training.config import DataConfig
 from training.data import Dataset, Prepared
 from training.formats.base import Format, has_suffix, in_memory, one
+
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+    from model.bundle import Bundle
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:

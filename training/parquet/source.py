@@ -33,6 +33,7 @@ from training.stream import LABEL
 
 Reading = Literal["categorical", "multi", "number"]
 Convert = Callable[[pa.Array], pa.Array]
+Get = Callable[[pa.RecordBatch], pa.Array]
 ACCEPTS = {"categorical": "strings or integers", "multi": "lists of strings or a string",
            "number": "numbers", "label": "numbers or booleans"}
 FORMAT = ds.ParquetFileFormat()
@@ -119,7 +120,7 @@ class ParquetSource:
         return lambda type_: _categorical(type_, column.missing)
 
     def _getter(self, file: DataFile, schema: pa.Schema, source: str, kind: str, what: str,
-                convert: Callable[[pa.DataType], Convert | None]) -> Convert:
+                convert: Callable[[pa.DataType], Convert | None]) -> Get:
         """batch -> the column `source` normalised; from the file or a Hive partition."""
         if source in schema.names:
             type_ = schema.field(source).type
@@ -145,7 +146,7 @@ def _reading(file: DataFile) -> Iterator[None]:
         raise UsageError(f"{file.name}: cannot read it as Parquet: {' '.join(str(e).split())}") from e
 
 
-def _named(file: DataFile, source: str, normalise: Convert) -> Convert:
+def _named(file: DataFile, source: str, normalise: Convert) -> Get:
     """A column's normalisation whose refusals (an infinite number) name the file and column."""
     def get(batch: pa.RecordBatch) -> pa.Array:
         try:
