@@ -311,6 +311,26 @@ def test_a_criteo_shaped_table_trains_exactly_as_the_same_log_in_text(
         assert table.fingerprints[split].rows == text.fingerprints[split].rows
 
 
+def test_criteo_columns_as_floats_and_dictionaries_read_as_the_integers_and_strings(
+        both: dict[str, Path], tmp_path: Path) -> None:
+    """Spark writes Criteo's integers as doubles where a job read them as text; a categorical
+    column may be dictionary-encoded. Neither changes the feature space or a shard."""
+    retyped = dict(both, train=tmp_path / "train")
+    for part in sorted(both["train"].glob("day=*/part-00000.parquet")):
+        table = pq.read_table(part, partitioning=None)
+        columns = [c.cast(pa.float64()) if name.startswith("I") else
+                   c.dictionary_encode() if name.startswith("C") else c
+                   for name, c in zip(table.column_names, table.columns, strict=True)]
+        target = tmp_path / "train" / part.parent.name / part.name
+        target.parent.mkdir(parents=True)
+        pq.write_table(pa.table(columns, names=table.column_names), target)
+    original = formats.preparer("parquet")(criteo_config(both, "parquet", tmp_path), tmp_path, None)
+    floats = formats.preparer("parquet")(criteo_config(retyped, "parquet", tmp_path), tmp_path, None)
+    assert floats.space.fields == original.space.fields
+    assert floats.train.directory != original.train.directory
+    assert np.array_equal(floats.train.read(0, 3000).indices, original.train.read(0, 3000).indices)
+
+
 def test_criteo_integers_as_numeric_fields_agree_with_the_text_log(both: dict[str, Path],
                                                                    tmp_path: Path) -> None:
     """Numeric integers are standardised by moments merged block by block: the blocks of text
