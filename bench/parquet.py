@@ -60,12 +60,15 @@ def prepare_fresh(fmt: str, train: Path, validation: Path, cache: Path) -> dict[
     return {**record, "format": fmt}
 
 
-def rate(record: dict[str, Any], kind: str, file: Path) -> int:
-    return next(p["rows_per_s"] for p in record["passes"] if p["pass"] == kind and p["file"] == file.name)
+def rates(record: dict[str, Any], kind: str, file: Path) -> tuple[float, float]:
+    """(rows per second of wall time, rows per second of CPU time) of one pass over a file."""
+    done = next(p for p in record["passes"] if p["pass"] == kind and p["file"] == file.name)
+    return done["rows_per_s"], done["rows"] / max(done["cpu_seconds"], 1e-9)
 
 
 def report(rows: int, runs: list[dict[str, Any]], paths: dict[str, tuple[Path, Path]]) -> None:
-    print(f"\n{rows:,} rows, medians of {len(runs) // len(FORMATS)} runs each\n")
+    print(f"\n{rows:,} rows, medians of {len(runs) // len(FORMATS)} runs each; rows/s of wall time "
+          "(of CPU time)\n")
     print("| input | pass 1: count (train) | pass 2: encode (train) | pass 2: encode (validation) "
           "| prepare, wall (CPU) | peak private memory | input on disk |")
     print("|---|---|---|---|---|---|---|")
@@ -73,20 +76,23 @@ def report(rows: int, runs: list[dict[str, Any]], paths: dict[str, tuple[Path, P
     for fmt in FORMATS:
         mine = [r for r in runs if r["format"] == fmt]
         train, validation = paths[fmt]
-        m = {"count": statistics.median(rate(r, "counting", train) for r in mine),
-             "encode": statistics.median(rate(r, "encoding", train) for r in mine),
-             "encode_valid": statistics.median(rate(r, "encoding", validation) for r in mine),
-             "wall": statistics.median(r["seconds"] for r in mine),
+        m = {"wall": statistics.median(r["seconds"] for r in mine),
              "cpu": statistics.median(r["cpu_seconds"] for r in mine),
              "memory": max(r["peak_rss_anon_mib"] for r in mine)}
+        for name, kind, file in (("count", "counting", train), ("encode", "encoding", train),
+                                 ("encode_valid", "encoding", validation)):
+            m[name] = statistics.median(rates(r, kind, file)[0] for r in mine)
+            m[f"{name}_cpu"] = statistics.median(rates(r, kind, file)[1] for r in mine)
         medians[fmt] = m
         size = du_bytes(train) if train.is_dir() else train.stat().st_size
-        print(f"| {'Criteo text' if fmt == 'criteo' else 'Parquet'} | {m['count']:,.0f} rows/s "
-              f"| {m['encode']:,.0f} rows/s | {m['encode_valid']:,.0f} rows/s | {m['wall']:.1f} s "
+        passes = " | ".join(f"{m[n]:,.0f} ({m[n + '_cpu']:,.0f})"
+                            for n in ("count", "encode", "encode_valid"))
+        print(f"| {'Criteo text' if fmt == 'criteo' else 'Parquet'} | {passes} | {m['wall']:.1f} s "
               f"({m['cpu']:.1f} s) | {m['memory']:,.0f} MiB | {size / 2**30:.2f} GiB |")
     text, table = medians["criteo"], medians["parquet"]
-    print(f"\nParquet / text per row: pass 1 {table['count'] / text['count']:.2f}x, pass 2 "
-          f"{table['encode'] / text['encode']:.2f}x; CPU {text['cpu'] / table['cpu']:.2f}x less")
+    print(f"\nParquet / text, rows per CPU second: pass 1 {table['count_cpu'] / text['count_cpu']:.2f}x, "
+          f"pass 2 {table['encode_cpu'] / text['encode_cpu']:.2f}x; per wall second: pass 1 "
+          f"{table['count'] / text['count']:.2f}x, pass 2 {table['encode'] / text['encode']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
-"""A Parquet dataset as a `training.stream.Source`: its files read one after the other by
-pyarrow.dataset, record batch by record batch (memory is bounded by a batch and a row
-group, never by the rows), and every column normalised to its field's kind.
+"""A Parquet dataset as a `training.stream.Source`: its files read one after the other, row
+group by row group and record batch by record batch (memory is bounded by a batch and a row
+group's column chunks, never by the rows), and every column normalised to its field's kind.
 
 Arrow types as Spark and pyarrow write them: a categorical field reads strings, dictionary
 strings or integers (as their decimal text, as the service encodes an integer value); a
@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from model.features import FieldKind
 from model.manifest import DataFingerprint
@@ -36,7 +36,6 @@ Convert = Callable[[pa.Array], pa.Array]
 Get = Callable[[pa.RecordBatch], pa.Array]
 ACCEPTS = {"categorical": "strings or integers", "multi": "lists of strings or a string",
            "number": "numbers", "label": "numbers or booleans"}
-FORMAT = ds.ParquetFileFormat()
 
 
 @dataclass(frozen=True)
@@ -98,19 +97,23 @@ class ParquetSource:
         return self.paths if isinstance(self.paths, str) else ", ".join(self.paths)
 
     def _file(self, file: DataFile) -> Iterator[pa.RecordBatch]:
-        with _reading(file):
-            fragment = FORMAT.make_fragment(file.path, filesystem=file.filesystem)
-            schema = fragment.physical_schema  # the footer: a file that is no Parquet fails here
+        with _reading(file), file.filesystem.open_input_file(file.path) as handle:
+            local = file.filesystem.type_name == "local"  # remote: one coalesced read per row group
+            parquet = pq.ParquetFile(handle, pre_buffer=not local, buffer_size=0 if not local else 1 << 20)
+            schema = parquet.schema_arrow  # the footer: a file that is no Parquet fails here
             getters = [self._getter(file, schema, c.source, c.kind, f"field {c.field!r}",
                                     self._convert(c)) for c in self.columns]
             label = self._getter(file, schema, self.label, "label", "the label (data.parquet.label)",
                                  _label(file, self.label))
             read = sorted({c.source for c in self.columns if c.source in schema.names}
                           | ({self.label} & set(schema.names)))
-            for batch in fragment.to_batches(columns=read, batch_size=self.batch_rows,
-                                             batch_readahead=2, fragment_readahead=1):
-                arrays = [label(batch), *(get(batch) for get in getters)]
-                yield pa.RecordBatch.from_arrays(arrays, names=[LABEL, *(c.field for c in self.columns)])
+            names = [LABEL, *(c.field for c in self.columns)]
+            # Row group by row group, synchronously: pyarrow.dataset's scanner reads ahead of a
+            # slower consumer, up to a whole file's row groups (docs/BENCHMARKS.md, Parquet input).
+            for group in range(parquet.num_row_groups):
+                for batch in parquet.iter_batches(self.batch_rows, row_groups=[group], columns=read):
+                    yield pa.RecordBatch.from_arrays([label(batch), *(get(batch) for get in getters)],
+                                                     names=names)
 
     def _convert(self, column: Column) -> Callable[[pa.DataType], Convert | None]:
         if column.kind == "number":

@@ -89,12 +89,14 @@ def space_digest(space: FeatureSpace) -> str:
 
 
 def progress(blocks: Iterable[pa.RecordBatch], what: str) -> Iterator[pa.RecordBatch]:
-    """Blocks with a progress bar in rows/s (on a terminal) and a summary line in the log."""
-    began, rows = time.perf_counter(), 0
+    """Blocks with a progress bar in rows/s (on a terminal) and a summary line in the log:
+    wall time, and the process's CPU time (all its threads; what a shared machine does not skew)."""
+    began, cpu, rows = time.perf_counter(), time.process_time(), 0
     with tqdm(desc=what, unit=" rows", unit_scale=True, mininterval=1.0, disable=None) as bar:
         for batch in blocks:
             rows += batch.num_rows
             bar.update(batch.num_rows)
             yield batch
-    seconds = time.perf_counter() - began
-    log.info("%s: %d rows in %.1f s (%.0f rows/s)", what, rows, seconds, rows / max(seconds, 1e-9))
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    log.info("%s: %d rows in %.1f s (%.0f rows/s, %.2f s CPU)", what, rows, seconds,
+             rows / max(seconds, 1e-9), cpu)
