@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from service.errors import Forbidden, InvalidInput, NotFound, NotReady, ReloadRe
 from service.explain import Explainer
 from service.metrics import Metrics
 from service.model_choice import Choice, SharedChoice
+from service.results import ModelRef, Predictions
 from service.schemas import ModelMetadata, OIPModelMetadata
 from service.settings import Settings
 
@@ -35,13 +36,6 @@ log = logging.getLogger("service.runtime")
 BIAS_TOLERANCE = 1e-4
 MAX_VALUE_CHARS = 1024
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
-
-
-class ModelRef(TypedDict):
-    """The model that answered; a dict because every response carries it as it is."""
-
-    name: str
-    version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +59,6 @@ class LoadedModel:
     @property
     def ref(self) -> ModelRef:
         return self.info.ref
-
-
-@dataclass(frozen=True, slots=True)
-class Predictions:
-    """One JSON-ready result per instance (score, probability or prediction, oov, and the
-    explanation when asked), as `service.explain` builds them: rendered as they are, since
-    a typed object per instance would cost more than the model run at 256 instances."""
-
-    model: ModelRef
-    predictions: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +181,7 @@ class Runtime:
         scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
         _check_scores(scores)
         self._metrics.observe_scored(scores.score, encoded.oov)
-        results = model.explainer.predictions(encoded, scores, explain, top_k)
-        return Predictions(model.ref, results)
+        return model.explainer.predictions(encoded, scores, explain, top_k)
 
     def encode(self, instances: Sequence[Mapping[str, Any]]) -> EncodedInstances:
         """Field values -> the model's input tensors, with the values out of vocabulary."""

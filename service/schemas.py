@@ -1,8 +1,9 @@
 """Protocol types: the request and response bodies of every route, with OpenAPI examples.
 
 Requests are validated against these once. Responses are built as plain dicts on the
-request path (a pydantic round trip per response would cost more than the model run);
-these models document them, type the client, and tests check responses against them.
+request path (a pydantic round trip per response would cost more than the model run), the
+predictions by one renderer (`service.codecs.predictions`); these models document them, type
+the client, and tests derive the keys responses must have from them.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
+from service.codecs.predictions import render_predictions
 from service.http.body import read_json
 from service.http.plain_body import plain_predict_request
 from service.http.responses import ORJSONResponse
@@ -23,7 +24,7 @@ class PredictHandlers:
         body = await read_json(request, PredictRequest, plain_predict_request)
         top_k = body.explain.top_k if isinstance(body.explain, ExplainOptions) else None
         result = await self.runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k)
-        return ORJSONResponse({"model": result.model, "predictions": result.predictions})
+        return ORJSONResponse({"model": result.model, "predictions": render_predictions(result)})
 
     async def explain(self, request: Request) -> Response:
         """With `field=value` query parameters: that one instance explained with all its
@@ -34,7 +35,7 @@ class PredictHandlers:
             return ORJSONResponse({"model": importance.model, "importance": [
                 pair.model_dump(mode="json") for pair in importance.pairs]})
         result = await self.runtime.explain(items)
-        return ORJSONResponse({"model": result.model, **result.predictions[0]})
+        return ORJSONResponse({"model": result.model, **render_predictions(result)[0]})
 
     async def encode(self, request: Request) -> Response:
         """Field values -> the `indices` and `weights` tensors the Open Inference Protocol's
