@@ -43,13 +43,13 @@ from bench.scenarios import BIG, SEED, instance, scenarios
 from bench.serve import DEFAULT_RUN
 from model.bundle import Bundle
 from service.app import create_app
+from service.codecs.plain_body import plain_predict_request
 from service.codecs.predictions import render_predictions
-from service.explain import Explainer
-from service.http.plain_body import plain_predict_request
+from service.codecs.schemas import PredictRequest
+from service.core.explain import Explainer
 from service.http.responses import ORJSONResponse
-from service.process import configure_process, freeze_startup_objects
-from service.schemas import PredictRequest
-from service.settings import Settings
+from service.ops.process import configure_process, freeze_startup_objects
+from service.ops.settings import Settings
 
 ROUNDS = 7
 BARE = "bare "

@@ -1,5 +1,5 @@
 """Predictions and explanations as JSON-ready values: the one renderer of the shape that
-`service.schemas` documents (`Prediction`, `Explanation`, `LinearTerms`, `PairTerms`).
+`service.codecs.schemas` documents (`Prediction`, `Explanation`, `LinearTerms`, `PairTerms`).
 
 Plain dicts and lists, not pydantic models: a model per instance would cost more than the
 model run (docs/BENCHMARKS.md). tests/service/test_shapes.py derives the keys from the
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from service.results import Explanations, Predictions
+from service.core.results import EncodedInstances, Explanations, Importance, Predictions
 
 EMPTY_WARNING = "no field present: every field is missing or null, so the score reflects no input"
 
@@ -53,3 +53,22 @@ def render_explanations(explanations: Explanations) -> list[dict[str, Any]]:
                pairs.fields, pairs.values, pairs.attention, pairs.contributions,
                explanations.pairs_omitted, strict=True)
     ]
+
+
+def render_importance(importance: Importance) -> dict[str, Any]:
+    return {"model": importance.model,
+            "importance": [pair.model_dump(mode="json") for pair in importance.pairs]}
+
+
+def render_encoded(result: EncodedInstances) -> dict[str, Any]:
+    """The Open Inference Protocol inputs of the instances, and where to post them."""
+    ref, encoded = result.model, result.encoded
+    shape = list(encoded.indices.shape)
+    return {
+        "model": ref, "infer": f"/v2/models/{ref.name}/versions/{ref.version}/infer",
+        "inputs": [
+            {"name": "indices", "shape": shape, "datatype": "INT64", "data": encoded.indices.ravel()},
+            {"name": "weights", "shape": shape, "datatype": "FP32", "data": encoded.weights.ravel()},
+        ],
+        "oov": [{"instance": row, "field": field, "value": value} for row, field, value in encoded.oov],
+    }

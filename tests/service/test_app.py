@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
-from service.logs import ACCESS_LOGGER, JsonFormatter
+from service.ops.logs import ACCESS_LOGGER, JsonFormatter
 from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 
 
@@ -117,7 +117,7 @@ def test_openapi_documents_every_route_with_examples(make_settings: SettingsFact
 def test_every_schema_example_is_valid_for_its_model() -> None:
     from pydantic import BaseModel
 
-    from service import schemas
+    from service.codecs import schemas
 
     models = [m for m in vars(schemas).values()
               if isinstance(m, type) and issubclass(m, BaseModel) and m is not BaseModel]

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
-from service.schemas import InferenceResponse, ServerMetadata
+from service.codecs.schemas import InferenceResponse, ServerMetadata
 from tests.helpers import INSTANCE
 from tests.helpers.servers import serve, server_env
 

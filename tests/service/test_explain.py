@@ -13,7 +13,7 @@ import pytest
 from model.bundle import Bundle, Scores
 from model.features import Encoded
 from service.codecs.predictions import render_explanations, render_predictions
-from service.explain import SMALL_BATCH, Explainer
+from service.core.explain import SMALL_BATCH, Explainer
 from service.http.responses import ORJSONResponse
 
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
-from service.schemas import InferenceResponse, OIPModelMetadata, ServerMetadata
+from service.codecs.schemas import InferenceResponse, OIPModelMetadata, ServerMetadata
 from tests.helpers import INSTANCE
 
 INFER = "/v2/models/synthetic-afm/infer"

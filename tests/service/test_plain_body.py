@@ -1,5 +1,5 @@
 """The orjson path for plainly valid /predict bodies takes exactly what pydantic takes, as
-pydantic reads it, and declines everything else (service/http/plain_body.py), a key it does
+pydantic reads it, and declines everything else (service/codecs/plain_body.py), a key it does
 not check included: a field added to the request is never dropped."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import random
 import pytest
 from pydantic import Field, ValidationError
 
-from service.errors import InvalidInput
+from service.codecs.plain_body import MIN_BYTES, plain_predict_request
+from service.codecs.schemas import PredictRequest
+from service.core.errors import InvalidInput
 from service.http.body import parse_json
-from service.http.plain_body import MIN_BYTES, plain_predict_request
-from service.schemas import PredictRequest
 from tests.helpers import INSTANCE
 from tests.reliability.corpus import CORPUS
 

@@ -5,6 +5,7 @@ schema and not to the renderer (or the other way round) fails here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 import typing
@@ -18,42 +19,56 @@ from pydantic import BaseModel
 
 from model.bundle import Bundle
 from service.codecs.predictions import render_predictions
-from service.explain import SMALL_BATCH, Explainer
+from service.codecs.schemas import ExplainResponse, Prediction, PredictResponse
+from service.core.explain import SMALL_BATCH, Explainer
 from service.http.responses import ORJSONResponse
-from service.schemas import ExplainResponse, Prediction, PredictResponse
 from tests.helpers import INSTANCE
 
-Seen = defaultdict[type[BaseModel], set[str]]
+Schema = type  # a pydantic model, or a dataclass a model uses as a field's type (ModelRef)
+Seen = defaultdict[Schema, set[str]]
 
 
-def inner_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    """The pydantic model an annotation holds (X, X | None, list[X]) and whether in a list."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def schema_fields(schema: Schema) -> dict[str, tuple[Any, bool]]:
+    """Each field's annotation and whether it is required."""
+    if issubclass(schema, BaseModel):
+        return {name: (info.annotation, info.is_required())
+                for name, info in schema.model_fields.items()}
+    assert dataclasses.is_dataclass(schema), schema
+    hints = typing.get_type_hints(schema)
+    return {f.name: (hints[f.name], f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(schema)}
+
+
+def inner_schema(annotation: Any) -> tuple[Schema | None, bool]:
+    """The schema an annotation holds (X, X | None, list[X]) and whether in a list."""
+    if isinstance(annotation, type) and (issubclass(annotation, BaseModel)
+                                         or dataclasses.is_dataclass(annotation)):
         return annotation, False
     origin = typing.get_origin(annotation)
     if origin is list:
-        found, _ = inner_model(typing.get_args(annotation)[0])
+        found, _ = inner_schema(typing.get_args(annotation)[0])
         return found, True
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
-            found, many = inner_model(arg)
+            found, many = inner_schema(arg)
             if found is not None:
                 return found, many
     return None, False
 
 
-def check_shape(value: Any, model: type[BaseModel], seen: Seen) -> set[str]:
-    """Every key a field of `model`, every required field there; nested models likewise.
-    Records the keys met per model in `seen`; returns this object's keys."""
-    assert isinstance(value, dict), (model.__name__, value)
-    fields = model.model_fields
+def check_shape(value: Any, schema: Schema, seen: Seen) -> set[str]:
+    """Every key a field of `schema`, every required field there; nested schemas likewise.
+    Records the keys met per schema in `seen`; returns this object's keys."""
+    assert isinstance(value, dict), (schema.__name__, value)
+    fields = schema_fields(schema)
     keys = set(value)
-    assert keys <= set(fields), (model.__name__, keys - set(fields))
-    required = {name for name, info in fields.items() if info.is_required()}
-    assert required <= keys, (model.__name__, required - keys)
-    seen[model] |= keys
+    assert keys <= set(fields), (schema.__name__, keys - set(fields))
+    required = {name for name, (_, needed) in fields.items() if needed}
+    assert required <= keys, (schema.__name__, required - keys)
+    seen[schema] |= keys
     for name in keys:
-        nested, many = inner_model(fields[name].annotation)
+        nested, many = inner_schema(fields[name][0])
         if nested is not None and value[name] is not None:
             for item in value[name] if many else [value[name]]:
                 check_shape(item, nested, seen)
@@ -119,9 +134,9 @@ def test_rendered_predictions_have_exactly_the_schemas_keys(
                 omitted = [r["explanation"]["pairs_omitted"] for r in rendered]
                 assert (max(omitted) > 0) == (top_k is not None and name != "empty alone")
         assert any(r["oov"] for r in rendered) == (name in ("rows", "batch"))
-    models: list[type[BaseModel]] = [Prediction, *seen]
-    for model in models:
-        expected_all = set(model.model_fields)
+    schemas: list[Schema] = [Prediction, *seen]
+    for model in schemas:
+        expected_all = set(schema_fields(model))
         if model is Prediction:  # one task per bundle: the other task's key never appears
             expected_all -= {"prediction", "probability"} - {label}
         assert seen[model] == expected_all, model.__name__

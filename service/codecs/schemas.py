@@ -25,6 +25,7 @@ from pydantic import (
 
 from model.features import FieldKind
 from model.manifest import ModelKind, PairImportance, Task
+from service.core.results import ModelRef  # the runtime's own type: one concept, one type
 
 Token = StrictStr | StrictInt
 # Documented precisely, validated by the model's feature space, which knows each field's
@@ -82,11 +83,6 @@ class EncodeRequest(_Body):
     instances: list[dict[str, FieldValue]] = Field(
         min_length=1, description="Raw instances, as `POST /predict` takes them."
     )
-
-
-class ModelRef(_Body):
-    name: str
-    version: str
 
 
 class OOVValue(_Body):

@@ -16,7 +16,7 @@ import numpy as np
 from model.bundle import Bundle, Scores
 from model.features import Encoded, FieldKind
 from model.manifest import PairImportance
-from service.results import Explanations, LinearColumns, ModelRef, PairColumns, Predictions, Shown
+from service.core.results import Explanations, LinearColumns, ModelRef, PairColumns, Predictions, Shown
 
 PADDING_NAME = ""
 SMALL_BATCH = 4  # the most instances the row-by-row path is faster for (docs/BENCHMARKS.md)
@@ -29,7 +29,7 @@ class Explainer:
         self._bundle = bundle
         self._space = space
         self._bias = bundle.manifest.bias
-        self._ref = ModelRef(name=bundle.manifest.name, version=bundle.manifest.version)
+        self._ref = ModelRef.of(bundle.manifest)
         self._task = bundle.manifest.task
         self._names = space.field_names
         self._pair_names = np.empty(len(space.pairs), dtype=object)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from service.schemas import ExplainOptions, PredictRequest
+from service.codecs.schemas import ExplainOptions, PredictRequest
 
 # The keys this module checks; a body with any other key goes to pydantic.
 CHECKED = frozenset({"instances", "explain"})

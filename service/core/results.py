@@ -7,18 +7,25 @@ dataclass's `__init__` sets each field through `object.__setattr__`, about 1 µs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
 
-from model.manifest import Task
+from model.bundle import Scores
+from model.features import Encoded
+from model.manifest import Manifest, PairImportance, Task
 
 Shown = str | list[str]  # a field's value as a person reads it (a list for a multi-valued field)
 
 
-class ModelRef(TypedDict):
-    """The model that answered; a dict because every response carries it as it is."""
+# Not slotted: orjson renders a dataclass with a __dict__ several times faster.
+@dataclass(frozen=True)
+class ModelRef:
+    """The model that answered: every response names it."""
 
     name: str
     version: str
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ModelRef:
+        return cls(manifest.name, manifest.version)
 
 
 @dataclass(slots=True)
@@ -64,3 +71,28 @@ class Predictions:
     oov: list[tuple[int, str, str]]  # (instance, field, value) out of vocabulary, in order
     empty: list[int]  # instances that hold no field (every field missing or null)
     explanations: Explanations | None  # when asked for
+
+
+@dataclass(slots=True)
+class EncodedInstances:
+    model: ModelRef
+    encoded: Encoded
+
+
+@dataclass(slots=True)
+class Inference:
+    model: ModelRef
+    scores: Scores
+
+
+@dataclass(slots=True)
+class Importance:
+    model: ModelRef
+    pairs: list[PairImportance]  # largest mean |contribution| first
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    model: ModelRef
+    sha256: str
+    previous: ModelRef
