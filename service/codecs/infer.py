@@ -95,7 +95,8 @@ def _flag(parameters: Parameters | None, key: str, owner: str) -> Any:
 
 def infer_response(result: Inference, request_id: str | None, wanted: Sequence[str],
                    binary: Sequence[bool]) -> tuple[dict[str, Any], list[bytes]]:
-    """The response's JSON and the bytes of the outputs sent as binary, in order."""
+    """The response's JSON (no `id` when the request gave none) and the bytes of the
+    outputs sent as binary, in order."""
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, as_binary in zip(wanted, binary, strict=True):
@@ -107,6 +108,9 @@ def infer_response(result: Inference, request_id: str | None, wanted: Sequence[s
         else:
             output["data"] = array.ravel()
         outputs.append(output)
-    content = {"model_name": result.model.name, "model_version": result.model.version,
-               "id": request_id, "outputs": outputs}
+    content: dict[str, Any] = {"model_name": result.model.name,
+                               "model_version": result.model.version}
+    if request_id is not None:
+        content["id"] = request_id
+    content["outputs"] = outputs
     return content, chunks

@@ -58,7 +58,9 @@ class Lifecycle:
             model = await asyncio.to_thread(self._load, self._settings.model_dir)
         self._install(model)
         self._ready = True
-        log.info("serving %s version %s", model.ref.name, model.ref.version)
+        threads = self._settings.ort_threads
+        log.info("serving %s version %s (onnxruntime: %d thread%s)", model.ref.name,
+                 model.ref.version, threads, "" if threads == 1 else "s")
 
     def stop(self) -> None:
         """Stop reporting ready."""

@@ -9,6 +9,7 @@ the REST port; a gRPC channel is one long-lived connection, so it stays with one
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from service.ops.settings import Settings
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 STOP_GRACE_S = 10.0
+log = logging.getLogger("service.grpc")
 
 
 class Health(health_pb2_grpc.HealthServicer):
@@ -57,6 +59,7 @@ class GrpcServer:
             f"[{host}]:{self.settings.grpc_port}" if ":" in host else f"{host}:{self.settings.grpc_port}")
         await server.start()
         self.server = server
+        log.info("gRPC (Open Inference Protocol) on %s port %d", host, self.port)
 
     async def wait(self) -> None:
         """Until the server stops. Shielded: cancelling the wait must not cancel the future

@@ -73,6 +73,7 @@ def test_binary_inputs_and_outputs_round_trip(client: TestClient, encoded: Any) 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/octet-stream"
     length = int(response.headers[HEADER])
+    assert "id" not in json.loads(response.content[:length])  # none sent: none answered
     head = InferenceResponse.model_validate_json(response.content[:length])
     attention, score = head.outputs
     assert score.name == "score" and score.data is not None and score.parameters is None

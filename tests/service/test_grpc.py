@@ -6,6 +6,7 @@ tritonclient.grpc registers the same `inference.*` protobuf names as our stubs).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import subprocess
 import sys
@@ -52,8 +53,10 @@ def served(make_settings: SettingsFactory) -> Iterator[tuple[TestClient, Any, gr
             yield client, GRPCInferenceServiceStub(channel), channel
 
 
-def test_grpc_serves_without_http(make_settings: SettingsFactory, encoded: Any) -> None:
-    """The gRPC transport on a server of its own: no FastAPI app, no lifespan."""
+def test_grpc_serves_without_http(make_settings: SettingsFactory, encoded: Any,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The gRPC transport on a server of its own: no FastAPI app, no lifespan; its start-up
+    log line names the port."""
     bundle, indices, weights = encoded
     server = Server(make_settings(grpc_port=0), CollectorRegistry())
     assert server.grpc is not None
@@ -72,10 +75,12 @@ def test_grpc_serves_without_http(make_settings: SettingsFactory, encoded: Any) 
             await serving
         return reply
 
-    reply = asyncio.run(scenario())
+    with caplog.at_level(logging.INFO, logger="service.grpc"):
+        reply = asyncio.run(scenario())
     np.testing.assert_allclose(outputs_of(reply)["score"], bundle.run(indices, weights).score,
                                atol=1e-6)
     assert server.grpc.server is None and not server.runtime.ready  # stopped when cancelled
+    assert any(f"port {server.grpc.port}" in record.getMessage() for record in caplog.records)
 
 
 def typed_request(indices: np.ndarray, weights: np.ndarray, **fields: Any) -> pb.ModelInferRequest:
