@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from model.bundle import Bundle, Scores
-from service.batcher import Batcher
+from service.core.batcher import Batcher
 from tests.helpers.bundles import copy_bundle
 
 

@@ -151,7 +151,7 @@ for module in pkgutil.walk_packages(service.__path__, "service."):
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from service.app import create_app
-from service.settings import Settings
+from service.ops.settings import Settings
 
 settings = Settings(model_dir=sys.argv[1])
 with TestClient(create_app(settings, registry=CollectorRegistry())) as client:

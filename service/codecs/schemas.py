@@ -1,8 +1,9 @@
 """Protocol types: the request and response bodies of every route, with OpenAPI examples.
 
 Requests are validated against these once. Responses are built as plain dicts on the
-request path (a pydantic round trip per response would cost more than the model run);
-these models document them, type the client, and tests check responses against them.
+request path (a pydantic round trip per response would cost more than the model run), the
+predictions by one renderer (`service.codecs.predictions`); these models document them, type
+the client, and tests derive the keys responses must have from them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import (
 
 from model.features import FieldKind
 from model.manifest import ModelKind, PairImportance, Task
+from service.core.results import ModelRef  # the runtime's own type: one concept, one type
 
 Token = StrictStr | StrictInt
 # Documented precisely, validated by the model's feature space, which knows each field's
@@ -81,11 +83,6 @@ class EncodeRequest(_Body):
     instances: list[dict[str, FieldValue]] = Field(
         min_length=1, description="Raw instances, as `POST /predict` takes them."
     )
-
-
-class ModelRef(_Body):
-    name: str
-    version: str
 
 
 class OOVValue(_Body):

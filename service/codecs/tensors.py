@@ -1,20 +1,22 @@
-"""The model's input tensors as the Open Inference Protocol carries them, free of any
-transport: JSON lists (REST), typed contents (gRPC) or raw little-endian bytes (REST's
-binary tensor data extension, gRPC's raw_input_contents). Each transport checks names,
-datatypes, declared sizes and limits here, so all of them refuse the same inputs alike.
+"""The model's tensors as the Open Inference Protocol carries them, free of any transport:
+inputs as JSON lists (REST), typed contents (gRPC) or raw little-endian bytes (REST's
+binary tensor data extension, gRPC's raw_input_contents), and the outputs. Each transport
+checks names, datatypes, declared sizes and limits here, so all of them refuse the same
+inputs alike.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from model.bundle import Scores
 from model.manifest import INPUT_NAMES, OUTPUT_NAMES
-from service import metadata
-from service.errors import InvalidInput, TooLarge
+from service.codecs import metadata
+from service.core.errors import InvalidInput, TooLarge
 
 # Wire byte order is little-endian whatever the host's (the extension's specification).
 WIRE_DTYPES: dict[str, np.dtype] = {"INT64": np.dtype("<i8"), "FP32": np.dtype("<f4")}
@@ -76,6 +78,37 @@ def from_values(name: str, datatype: str, shape: Sequence[int], values: Sequence
         )
     dtype = np.int64 if datatype == "INT64" else np.float32
     return np.fromiter(values, dtype, count=size).reshape(shape)
+
+
+def from_json(name: str, datatype: str, shape: Sequence[int], data: list[Any] | None,
+              limit: int) -> np.ndarray:
+    """JSON values, flat or nested (REST): checked as numbers of the datatype, then typed."""
+    size = declared_size(name, datatype, shape, limit)
+    if data is None:
+        raise InvalidInput(f"input {name!r} has no data (give data, or binary_data_size "
+                           f"with the binary tensor data extension)")
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InvalidInput(f"input {name!r}: data is not a regular array of numbers") from e
+    if array.dtype.kind not in ("iu" if datatype == "INT64" else "iuf"):
+        what = "integers" if datatype == "INT64" else "numbers"
+        raise InvalidInput(f"input {name!r}: {datatype} data must be {what}")
+    if array.size != size:
+        raise InvalidInput(f"input {name!r}: shape {list(shape)} holds {size} values, "
+                           f"data has {array.size}")
+    dtype: type[np.generic] = np.int64 if datatype == "INT64" else np.float32
+    casting: Literal["same_kind", "safe"] = "same_kind" if datatype == "FP32" else "safe"
+    try:  # out-of-range floats become inf here, which the runtime refuses as not finite
+        with np.errstate(over="ignore"):
+            return array.reshape(shape).astype(dtype, casting=casting)
+    except TypeError as e:
+        raise InvalidInput(f"input {name!r}: values do not fit {datatype}") from e
+
+
+def output(scores: Scores, name: str) -> np.ndarray:
+    """One output (FP32) as the wire carries it: contiguous, little-endian."""
+    return np.ascontiguousarray(getattr(scores, name), "<f4")
 
 
 def outputs_wanted(names: Sequence[str]) -> list[str]:

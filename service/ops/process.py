@@ -11,8 +11,8 @@ import logging
 
 from prometheus_client import disable_created_metrics
 
-from service.logs import configure_logging
-from service.settings import Settings
+from service.ops.logs import configure_logging
+from service.ops.settings import Settings
 
 # Objects of a large response live until it is written; a higher young-generation
 # threshold keeps the cyclic GC from scanning them several times.

@@ -1,25 +1,26 @@
-"""Scores and explanations as plain, JSON-ready results (no HTTP, no pydantic on the way out).
+"""Scores and explanations as typed columns (no HTTP, no wire form on the way out).
 
 Everything that depends only on the model (pair names, a table from feature index to
 value name, the global importance) is computed once per loaded model; per request the
-work is a few vectorised numpy calls and one pass building dicts.
+work is a few vectorised numpy calls and one pass filling the columns of `Explanations`,
+which `service.codecs.predictions` renders.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from itertools import compress
-from typing import Any, cast
+from typing import TypeVar, cast
 
 import numpy as np
 
 from model.bundle import Bundle, Scores
 from model.features import Encoded, FieldKind
 from model.manifest import PairImportance
+from service.core.results import Explanations, LinearColumns, ModelRef, PairColumns, Predictions, Shown
 
 PADDING_NAME = ""
 SMALL_BATCH = 4  # the most instances the row-by-row path is faster for (docs/BENCHMARKS.md)
-EMPTY_WARNING = "no field present: every field is missing or null, so the score reflects no input"
+T = TypeVar("T")
 
 
 class Explainer:
@@ -28,7 +29,8 @@ class Explainer:
         self._bundle = bundle
         self._space = space
         self._bias = bundle.manifest.bias
-        self._label = "probability" if bundle.manifest.task == "binary" else "prediction"
+        self._ref = ModelRef.of(bundle.manifest)
+        self._task = bundle.manifest.task
         self._names = space.field_names
         self._pair_names = np.empty(len(space.pairs), dtype=object)
         self._pair_names[:] = [[self._names[i], self._names[j]] for i, j in space.pairs]
@@ -59,53 +61,35 @@ class Explainer:
 
     def predictions(
         self, encoded: Encoded, scores: Scores, explain: bool, top_k: int | None = None
-    ) -> list[dict[str, Any]]:
-        """One result per instance: score, probability or prediction, OOV values and,
-        when asked, the explanation (top_k pairs, or all of them)."""
-        values = self._bundle.prediction(scores.score).tolist()
-        label = self._label
-        if encoded.oov:
-            oov: defaultdict[int, list[dict[str, str]]] = defaultdict(list)
-            for row, field, value in encoded.oov:
-                oov[row].append({"field": field, "value": value})
-            results = [{"score": score, label: value, "oov": oov.get(row, [])} for row, (
-                score, value) in enumerate(zip(scores.score.tolist(), values, strict=True))]
-        else:  # the common case: no row numbers to look up
-            results = [{"score": score, label: value, "oov": []}
-                       for score, value in zip(scores.score.tolist(), values, strict=True)]
-        for row in self._empty_rows(encoded):
-            results[row]["warning"] = EMPTY_WARNING
-        if explain:
-            for result, explanation in zip(
-                results, self._explanations(encoded, scores, top_k), strict=True
-            ):
-                result["explanation"] = explanation
-        return results
+    ) -> Predictions:
+        """The batch's results: score, probability or prediction, OOV values, instances
+        with no field and, when asked, the explanations (top_k pairs, or all of them)."""
+        return Predictions(
+            self._ref, self._task, scores.score.tolist(),
+            self._bundle.prediction(scores.score).tolist(), encoded.oov, self._empty_rows(encoded),
+            self.explanations(encoded, scores, top_k) if explain else None,
+        )
 
-    def _explanations(
-        self, encoded: Encoded, scores: Scores, top_k: int | None
-    ) -> list[dict[str, Any]]:
-        """Column-wise per instance (parallel lists): a dict per pair would cost more than
-        scoring. Small batches go row by row in plain Python, larger ones through
-        whole-batch numpy calls, whose fixed cost is more than a few rows' whole
-        explanations; each path is several times faster than the other on its side
-        (docs/BENCHMARKS.md), and tests/service/test_explain.py keeps them identical."""
+    def explanations(self, encoded: Encoded, scores: Scores, top_k: int | None) -> Explanations:
+        """Small batches go row by row in plain Python, larger ones through whole-batch
+        numpy calls, whose fixed cost is more than a few rows' whole explanations; each
+        path is several times faster than the other on its side (docs/BENCHMARKS.md), and
+        tests/service/test_explain.py keeps them identical."""
         if len(encoded.indices) <= SMALL_BATCH:
             return self._explain_rows(encoded, scores, top_k)
         return self._explain_batch(encoded, scores, top_k)
 
-    def _explain_rows(
-        self, encoded: Encoded, scores: Scores, top_k: int | None
-    ) -> list[dict[str, Any]]:
-        out = []
-        interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
+    def _explain_rows(self, encoded: Encoded, scores: Scores, top_k: int | None) -> Explanations:
+        linear = LinearColumns([], [], [])
+        pairs = PairColumns([], [], [], [])
+        omitted: list[int] = []
         present_fields, present_pairs = self._space.presence(encoded.weights)
         rows = zip(
             present_fields.tolist(), present_pairs.tolist(), encoded.indices[:, :, 0].tolist(),
             scores.attention.tolist(), scores.contributions.tolist(),
             scores.field_linear.tolist(), strict=True,
         )
-        for r, (present, pair_present, first, attention, contributions, linear) in enumerate(rows):
+        for r, (present, pair_present, first, attention, contributions, weights) in enumerate(rows):
             shown = [
                 "" if not present[f] else self._value_list[first[f]] if single
                 else self._space.describe(f, encoded.indices[r, f], encoded.weights[r, f])
@@ -115,55 +99,37 @@ class Explainer:
                             key=lambda p: -abs(contributions[p]))
             kept = ranked if top_k is None else ranked[:top_k]
             held = [f for f in range(len(present)) if present[f]]
-            out.append({
-                "bias": self._bias,
-                "linear": {"fields": [self._names[f] for f in held],
-                           "values": [shown[f] for f in held],
-                           "weights": [linear[f] for f in held]},
-                "interaction": interaction[r],
-                "pairs": {"fields": [self._pair_list[p] for p in kept],
-                          "values": [[shown[self._pairs[p][0]], shown[self._pairs[p][1]]]
-                                     for p in kept],
-                          "attention": [attention[p] for p in kept],
-                          "contributions": [contributions[p] for p in kept]},
-                "pairs_omitted": len(ranked) - len(kept),
-            })
-        return out
+            linear.fields.append([self._names[f] for f in held])
+            linear.values.append([shown[f] for f in held])
+            linear.weights.append([weights[f] for f in held])
+            pairs.fields.append([self._pair_list[p] for p in kept])
+            pairs.values.append([[shown[self._pairs[p][0]], shown[self._pairs[p][1]]] for p in kept])
+            pairs.attention.append([attention[p] for p in kept])
+            pairs.contributions.append([contributions[p] for p in kept])
+            omitted.append(len(ranked) - len(kept))
+        interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
+        return Explanations(self._bias, linear, interaction, pairs, omitted)
 
-    def _explain_batch(
-        self, encoded: Encoded, scores: Scores, top_k: int | None
-    ) -> list[dict[str, Any]]:
+    def _explain_batch(self, encoded: Encoded, scores: Scores, top_k: int | None) -> Explanations:
         present, pair_present = self._space.presence(encoded.weights)  # (B, F), (B, P)
         order, kept = self._ranked(pair_present, scores.contributions, top_k)  # (B, K), (B,)
         shown = self._shown(encoded)  # (B, F) objects
         batch = np.arange(len(order))[:, None]
         sides = np.stack([self._rows[order], self._cols[order]], axis=2)  # (B, K, 2) fields
-        columns = (
-            self._linear(shown, scores.field_linear, present),
-            scores.contributions.astype(np.float64).sum(axis=1).tolist(),  # interaction
+        pairs = PairColumns(
             # names: shared per-model lists; values: one gather of (B, K, 2) shown values
             self._pair_names[order].tolist(), shown[batch[:, :, None], sides].tolist(),
             scores.attention[batch, order].tolist(), scores.contributions[batch, order].tolist(),
-            (pair_present.sum(axis=1) - kept).tolist(),
         )
-        bias, full = self._bias, order.shape[1]
-        if (kept == full).all():  # the common case: every row shows as many pairs, no slices
-            return [
-                {"bias": bias, "linear": linear, "interaction": interaction,
-                 "pairs": {"fields": names, "values": values, "attention": att,
-                           "contributions": contrib},
-                 "pairs_omitted": omitted}
-                for linear, interaction, names, values, att, contrib, omitted in zip(
-                    *columns, strict=True)
-            ]
-        return [
-            {"bias": bias, "linear": linear, "interaction": interaction,
-             "pairs": {"fields": names[:n], "values": values[:n], "attention": att[:n],
-                       "contributions": contrib[:n]},
-             "pairs_omitted": omitted}
-            for linear, interaction, names, values, att, contrib, omitted, n in zip(
-                *columns, kept.tolist(), strict=True)
-        ]
+        if not (kept == order.shape[1]).all():  # rows showing fewer pairs than the widest
+            counts = kept.tolist()
+            pairs = PairColumns(_heads(pairs.fields, counts), _heads(pairs.values, counts),
+                                _heads(pairs.attention, counts), _heads(pairs.contributions, counts))
+        return Explanations(
+            self._bias, self._linear(shown, scores.field_linear, present),
+            scores.contributions.astype(np.float64).sum(axis=1).tolist(),  # interaction
+            pairs, (pair_present.sum(axis=1) - kept).tolist(),
+        )
 
     @staticmethod
     def _ranked(
@@ -183,22 +149,25 @@ class Explainer:
 
     def _linear(
         self, shown: np.ndarray, field_linear: np.ndarray, present: np.ndarray
-    ) -> list[dict[str, Any]]:
+    ) -> LinearColumns:
         """Per instance, the first-order term of each field it holds."""
+        values: list[list[Shown]] = shown.tolist()
+        weights: list[list[float]] = field_linear.tolist()
         if present.all():  # the common case: every row holds every field
-            return [{"fields": self._names, "values": values, "weights": weights}
-                    for values, weights in zip(shown.tolist(), field_linear.tolist(), strict=True)]
-        out = []
+            return LinearColumns([self._names] * len(values), values, weights)
+        out = LinearColumns([], [], [])
         every = cast(list[bool], present.all(axis=1).tolist())
-        for r, (values, weights) in enumerate(zip(shown.tolist(), field_linear.tolist(),
-                                                  strict=True)):
+        for r, (row_values, row_weights) in enumerate(zip(values, weights, strict=True)):
             if every[r]:
-                out.append({"fields": self._names, "values": values, "weights": weights})
-                continue
-            held = np.flatnonzero(present[r]).tolist()
-            out.append({"fields": [self._names[f] for f in held],
-                        "values": [values[f] for f in held],
-                        "weights": [weights[f] for f in held]})
+                held_names, held_values, held_weights = self._names, row_values, row_weights
+            else:
+                held = np.flatnonzero(present[r]).tolist()
+                held_names = [self._names[f] for f in held]
+                held_values = [row_values[f] for f in held]
+                held_weights = [row_weights[f] for f in held]
+            out.fields.append(held_names)
+            out.values.append(held_values)
+            out.weights.append(held_weights)
         return out
 
     def _shown(self, encoded: Encoded) -> np.ndarray:
@@ -219,3 +188,7 @@ class Explainer:
             self._bundle.manifest.importance, key=lambda p: p.mean_abs_contribution, reverse=True
         )
 
+
+def _heads(column: list[list[T]], counts: list[int]) -> list[list[T]]:
+    """The first counts[r] elements of each row r."""
+    return [row[:n] for row, n in zip(column, counts, strict=True)]

@@ -1,19 +1,19 @@
-"""What the server and the bundle it serves say about themselves, as typed protocol values:
+"""What the server and the model it serves say about themselves, as typed protocol values:
 the model's metadata (/metadata), and the Open Inference Protocol's server and model
-metadata with the tensor shapes."""
+metadata with the tensor shapes. Built from `ModelInfo` once per model (`PerModel`)."""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from model.bundle import Bundle
 from model.manifest import INPUT_NAMES
-from service.schemas import FieldInfo, ModelMetadata, OIPModelMetadata, ServerMetadata, TensorMetadata
+from service.codecs.schemas import FieldInfo, ModelMetadata, OIPModelMetadata, ServerMetadata, TensorMetadata
+from service.core.model import ModelInfo
 
 SERVER_NAME = "afm-serving"
 PLATFORM = "onnxruntime_onnx"
 DATATYPES = {"indices": "INT64", "weights": "FP32"}
-EXTENSIONS = ["binary_tensor_data"]  # service.http.binary
+EXTENSIONS = ["binary_tensor_data"]  # service.codecs.infer, service.http.binary
 
 
 def server_version() -> str:
@@ -27,8 +27,8 @@ def server_metadata() -> ServerMetadata:
     return ServerMetadata(name=SERVER_NAME, version=server_version(), extensions=EXTENSIONS)
 
 
-def model_metadata(bundle: Bundle) -> ModelMetadata:
-    m = bundle.manifest
+def model_metadata(info: ModelInfo) -> ModelMetadata:
+    m = info.manifest
     return ModelMetadata(
         name=m.name,
         version=m.version,
@@ -47,27 +47,26 @@ def model_metadata(bundle: Bundle) -> ModelMetadata:
     )
 
 
-def output_shapes(bundle: Bundle) -> dict[str, list[int]]:
+def output_shapes(info: ModelInfo) -> dict[str, list[int]]:
     """Shapes of the outputs with the batch as -1 (OIP's variable dimension)."""
-    space = bundle.features
+    pairs = len(info.manifest.pairs)
     return {
         "score": [-1],
-        "attention": [-1, len(space.pairs)],
-        "contributions": [-1, len(space.pairs)],
-        "field_linear": [-1, space.num_fields],
+        "attention": [-1, pairs],
+        "contributions": [-1, pairs],
+        "field_linear": [-1, info.input_shape[0]],
     }
 
 
-def oip_metadata(bundle: Bundle) -> OIPModelMetadata:
-    space = bundle.features
-    shape = [-1, space.num_fields, space.max_entries]
+def oip_metadata(info: ModelInfo) -> OIPModelMetadata:
+    shape = [-1, *info.input_shape]
     return OIPModelMetadata(
-        name=bundle.manifest.name,
-        versions=[bundle.manifest.version],
+        name=info.ref.name,
+        versions=[info.ref.version],
         platform=PLATFORM,
         inputs=[TensorMetadata(name=n, datatype=DATATYPES[n], shape=shape) for n in INPUT_NAMES],
         outputs=[
             TensorMetadata(name=name, datatype="FP32", shape=s)
-            for name, s in output_shapes(bundle).items()
+            for name, s in output_shapes(info).items()
         ],
     )

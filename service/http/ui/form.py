@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from model.features import FieldKind, FieldSpec
-from service.schemas import ModelMetadata
+from service.codecs.schemas import ModelMetadata
 
 # A datalist of a Criteo field's whole vocabulary (10^5-10^6 values) would make the page
 # megabytes long and the browser slow; the vocabulary is most frequent first, so the first
