@@ -1,0 +1,61 @@
+"""The run's last line names what skipped tests lacked, from their own reasons."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO
+from tests.helpers.skips import INSTALL, skip_summary
+
+WRK = "wrk is not installed (Debian: apt-get install wrk); load tests need it"
+PROMTOOL = "promtool not installed (Debian package prometheus)"
+CHROMIUM = "needs Debian's chromium and chromium-driver (deploy/ci/tools.sh installs them as root)"
+FRAPPE = "Frappe reference data not found at /x (licensed; CI has it)"
+
+
+def absent(*programs: str):  # type: ignore[no-untyped-def]
+    return lambda program: None if program in programs else f"/usr/bin/{program}"
+
+
+def test_nothing_skipped_gives_no_line() -> None:
+    assert skip_summary([], absent("wrk")) is None
+
+
+def test_missing_tools_are_named_once_with_the_command_that_installs_them() -> None:
+    reasons = [WRK, WRK, PROMTOOL, CHROMIUM, CHROMIUM, CHROMIUM]
+    line = skip_summary(reasons, absent("wrk", "promtool", "chromium", "chromedriver"))
+    assert line == (f"skipped 6 tests: 6 because wrk, promtool, chromium, chromedriver are "
+                    f"missing (install with: {INSTALL})")
+
+
+def test_only_the_programs_actually_missing_are_named() -> None:
+    line = skip_summary([CHROMIUM], absent("chromedriver"))
+    assert line == f"skipped 1 test: 1 because chromedriver is missing (install with: {INSTALL})"
+
+
+def test_a_tool_that_is_there_does_not_explain_a_skip() -> None:
+    reason = "needs chromium, unshare and root (a network namespace)"
+    assert skip_summary([reason], absent()) == (
+        "skipped 1 test: 1 for other reasons (pytest -rs lists each)")
+
+
+def test_data_and_other_reasons_are_counted_apart() -> None:
+    line = skip_summary([WRK, FRAPPE, FRAPPE, "glibc's malloc_trim"], absent("wrk"))
+    assert line == (f"skipped 4 tests: 1 because wrk is missing (install with: {INSTALL}); "
+                    "2 for licensed data absent from ../shared/data (see its README); "
+                    "1 for other reasons (pytest -rs lists each)")
+
+
+def test_a_run_ends_with_the_line(tmp_path: Path) -> None:
+    (tmp_path / "test_skips.py").write_text(
+        "import pytest\n"
+        f"def test_a():\n    pytest.skip({FRAPPE!r})\n"
+        "def test_b():\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "tests.conftest", "-c", str(REPO / "pyproject.toml"),
+                           str(tmp_path / "test_skips.py")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.rstrip().splitlines()[-1] == (
+        "skipped 1 test: 1 for licensed data absent from ../shared/data (see its README)"), done.stdout
