@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -15,7 +16,8 @@ CHROMIUM = "needs Debian's chromium and chromium-driver (deploy/ci/tools.sh inst
 FRAPPE = "Frappe reference data not found at /x (licensed; CI has it)"
 
 
-def absent(*programs: str):  # type: ignore[no-untyped-def]
+def absent(*programs: str) -> Callable[[str], str | None]:
+    """A `shutil.which` for a machine lacking `programs`."""
     return lambda program: None if program in programs else f"/usr/bin/{program}"
 
 
