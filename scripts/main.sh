@@ -24,8 +24,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -gt 65535 ]; then
-  echo "main.sh: the port must be a number from 0 to 65535, got '$port'" >&2
+if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+  echo "main.sh: the port must be a number from 1 to 65535, got '$port'" >&2
   exit 2
 fi
 source scripts/setup.sh
@@ -59,7 +59,7 @@ PY
   then reuse=1; fi
 fi
 if [ -z "$reuse" ]; then
-  echo "main.sh: training the default model into $bundle (configs/synthetic-afm.toml; under a minute on 2 shared cores)"
+  echo "main.sh: training the default model into $bundle (configs/synthetic-afm.toml; one to two minutes on 2 busy cores)"
   # One thread unless the caller chose otherwise: this model's steps are too small to split,
   # and a second thread waiting for a core that another job holds made its epochs many
   # times slower on a busy machine.
