@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
-from tests.helpers import REPO
+import pytest
+
+from tests import conftest
 from tests.helpers.skips import INSTALL, skip_summary
 
 WRK = "wrk is not installed (Debian: apt-get install wrk); load tests need it"
@@ -50,14 +49,23 @@ def test_data_and_other_reasons_are_counted_apart() -> None:
                     "1 for other reasons (pytest -rs lists each)")
 
 
-def test_a_run_ends_with_the_line(tmp_path: Path) -> None:
-    (tmp_path / "test_skips.py").write_text(
-        "import pytest\n"
-        f"def test_a():\n    pytest.skip({FRAPPE!r})\n"
-        "def test_b():\n    pass\n")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "tests.conftest", "-c", str(REPO / "pyproject.toml"),
-                           str(tmp_path / "test_skips.py")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.stdout.rstrip().splitlines()[-1] == (
-        "skipped 1 test: 1 for licensed data absent from ../shared/data (see its README)"), done.stdout
+class Reporter:
+    """What pytest_unconfigure reads of pytest's terminal reporter, recording what it writes."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.stats = {"skipped": [pytest.TestReport("t.py::t", ("t.py", 1, "t"), {}, "skipped",
+                                                    ("t.py", 1, f"Skipped: {r}"), "call")
+                                  for r in reasons]}
+        self.lines: list[str] = []
+
+    def write_line(self, line: str, **markup: bool) -> None:
+        self.lines.append(line)
+
+
+def test_the_run_ends_with_the_line_from_its_skipped_reports(pytestconfig: pytest.Config,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    reporter = Reporter([FRAPPE, FRAPPE])
+    monkeypatch.setattr(pytestconfig.pluginmanager, "get_plugin", lambda name: reporter)
+    conftest.pytest_unconfigure(pytestconfig)
+    assert reporter.lines == [
+        "skipped 2 tests: 2 for licensed data absent from ../shared/data (see its README)"]
