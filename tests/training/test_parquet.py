@@ -483,13 +483,17 @@ def test_a_list_of_paths_is_for_parquet_only(tmp_path: Path) -> None:
         formats.preparer("libfm")(data, tmp_path, None)
 
 
-def test_the_readme_example_of_a_click_table_is_a_valid_config() -> None:
+@pytest.mark.parametrize(("page", "heading"), [("README.md", "## Your own click table"),
+                                               ("docs/TRAINING.md", "## Parquet tables")])
+def test_the_documented_click_table_config_is_valid(page: str, heading: str) -> None:
     from tests.helpers import REPO
     from training.config import RunConfig
 
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Your own click table"):]
-    example = section[section.index("```toml\n") + 8 : section.index("```", section.index("```toml\n") + 8)]
-    data = RunConfig.model_validate({"name": "clicks", **tomllib.loads(example)}).data
-    assert data.format == "parquet" and data.parquet.label == "clicked" and data.min_count == 10
-    assert [f.kind for f in data.parquet.fields].count(FieldKind.CATEGORICAL) == 3
+    text = (REPO / page).read_text()
+    section = text[text.index(heading):]
+    start = section.index("```toml\n") + len("```toml\n")
+    example = tomllib.loads(section[start : section.index("```", start)])
+    data = {"format": "parquet", **example.get("data", {})}
+    parsed = RunConfig.model_validate({"name": "clicks", "data": data}).data
+    assert parsed.parquet.label == "clicked" and parsed.min_count == 10
+    assert FieldKind.MULTI in [f.kind for f in parsed.parquet.fields]

@@ -109,7 +109,7 @@ class ParquetSource:
                           | ({self.label} & set(schema.names)))
             names = [LABEL, *(c.field for c in self.columns)]
             # Row group by row group, synchronously: pyarrow.dataset's scanner reads ahead of a
-            # slower consumer, up to a whole file's row groups (docs/BENCHMARKS.md, Parquet input).
+            # slower consumer, up to a whole file's row groups (docs/EXPERIMENTS.md, reading Parquet).
             for group in range(parquet.num_row_groups):
                 for batch in parquet.iter_batches(self.batch_rows, row_groups=[group], columns=read):
                     yield pa.RecordBatch.from_arrays([label(batch), *(get(batch) for get in getters)],

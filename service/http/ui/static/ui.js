@@ -5,7 +5,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const SHOWN_PAIRS = 20; // bars drawn before "show all": a Criteo model has 741 pairs
-  const state = { form: null, fields: new Map(), importance: null, allPairs: false, last: null };
+  const state = { form: null, fields: new Map(), importance: null, allPairs: false, last: null, example: null };
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -14,8 +14,13 @@
     return node;
   }
 
-  const fixed = (x, digits = 4) => Number(x).toFixed(digits);
-  const signed = (x) => (x >= 0 ? "+" : "\u2212") + fixed(Math.abs(x));
+  // Every number on the page goes through these two: fixed digits, and a true minus sign
+  // (U+2212) where a value rounds to below zero, as in the signed contributions.
+  function fixed(x, digits = 4) {
+    const text = Math.abs(Number(x)).toFixed(digits);
+    return Number(x) < 0 && Number(text) !== 0 ? `\u2212${text}` : text;
+  }
+  const signed = (x) => (Number(x) >= 0 ? `+${fixed(x)}` : fixed(x));
   const numeric = (field) => field.kind === "numeric" || field.kind === "bucketized";
   const shown = (value) => (Array.isArray(value) ? value.join(", ") : String(value));
 
@@ -119,38 +124,90 @@
     entry.flag.textContent = values === null ? "" : `not in the vocabulary: ${values.join(", ")}`;
   }
 
-  const pick = (values) => values[Math.floor(Math.random() * values.length)];
-
-  function gaussian() {
-    return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+  // Examples are numbered: example n is drawn by a generator seeded with n (mulberry32), so
+  // /ui?example=n shows the same instance of the same model on every machine.
+  function seeded(seed) {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
   }
 
-  function bucketValue(boundaries) {
+  const pick = (values, random) => values[Math.floor(random() * values.length)];
+
+  function gaussian(random) {
+    return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  }
+
+  function bucketValue(boundaries, random) {
     if (!boundaries.length) return 0;
-    const k = Math.floor(Math.random() * (boundaries.length + 1));
+    const k = Math.floor(random() * (boundaries.length + 1));
     if (k === 0) return boundaries[0] - 1;
     if (k === boundaries.length) return boundaries[k - 1] + 1;
     return (boundaries[k - 1] + boundaries[k]) / 2;
   }
 
-  // An instance every value of which the model knows: the kind of row it was trained on.
-  function exampleInstance() {
+  // Example n: an instance every value of which the model knows, the kind of row it was
+  // trained on.
+  function exampleInstance(n) {
+    const random = seeded(n);
     const instance = {};
     for (const field of state.form.fields) {
       if (field.kind === "numeric") {
-        instance[field.name] = Math.round((field.center + field.scale * gaussian()) * 100) / 100;
+        instance[field.name] = Math.round((field.center + field.scale * gaussian(random)) * 100) / 100;
       } else if (field.kind === "bucketized") {
-        instance[field.name] = bucketValue(field.boundaries);
+        instance[field.name] = bucketValue(field.boundaries, random);
       } else if (field.kind === "multi" && field.values.length) {
-        const count = 1 + Math.floor(Math.random() * Math.min(field.max_entries, 3, field.values.length));
+        const count = 1 + Math.floor(random() * Math.min(field.max_entries, 3, field.values.length));
         const chosen = new Set();
-        while (chosen.size < count) chosen.add(pick(field.values));
+        while (chosen.size < count) chosen.add(pick(field.values, random));
         instance[field.name] = [...chosen];
       } else if (field.values.length) {
-        instance[field.name] = pick(field.values);
+        instance[field.name] = pick(field.values, random);
       }
     }
     return instance;
+  }
+
+  const MAX_EXAMPLE = 2 ** 32 - 1;
+
+  // The example number in the page's address (?example=n), or null; anything else is an error.
+  function exampleInAddress() {
+    const text = new URLSearchParams(window.location.search).get("example");
+    if (text === null) return null;
+    if (!/^[0-9]{1,10}$/.test(text) || Number(text) > MAX_EXAMPLE) {
+      throw new Error(`example must be a whole number from 0 to ${MAX_EXAMPLE}, got "${text}"`);
+    }
+    return Number(text);
+  }
+
+  // Fills example n into the form and the JSON box, and names it in the address and beside
+  // the button, so that what is on the screen can be shown again.
+  function showExample(n) {
+    state.example = n;
+    const instance = exampleInstance(n);
+    fillForm(instance);
+    $("json").value = JSON.stringify(instance, null, 2);
+    const address = new URL(window.location.href);
+    address.searchParams.set("example", String(n));
+    window.history.replaceState(null, "", address);
+    const link = $("example-link");
+    link.textContent = `example ${n}`;
+    link.href = `ui?example=${n}`; // relative to the page, so it works under a path prefix
+    $("example-line").hidden = false;
+    return instance;
+  }
+
+  // Once the instance is edited it is no longer the example the address names.
+  function forgetExample() {
+    if ($("example-line").hidden) return;
+    $("example-line").hidden = true;
+    const address = new URL(window.location.href);
+    address.searchParams.delete("example");
+    window.history.replaceState(null, "", address);
   }
 
   // --- the result ----------------------------------------------------------------------
@@ -485,12 +542,11 @@
       fillForm(instance);
       await explain(instance);
     }));
-    $("example").addEventListener("click", () => {
-      const instance = exampleInstance();
-      fillForm(instance);
-      $("json").value = JSON.stringify(instance, null, 2);
-    });
+    $("example").addEventListener("click", () => showExample(state.example === null ? 1 : state.example + 1));
+    $("instance-form").addEventListener("input", forgetExample);
+    $("json").addEventListener("input", forgetExample);
     $("clear").addEventListener("click", () => {
+      forgetExample();
       fillForm({});
       $("json").value = "";
     });
@@ -520,6 +576,10 @@
     $("model-line").textContent =
       `${f.model.name} version ${f.model.version} \u00b7 ${f.kind.toUpperCase()} \u00b7 ${f.task} \u00b7 ${f.fields.length} fields`;
     buildForm(f);
+    await guarded(async () => {
+      const n = exampleInAddress();
+      if (n !== null) await explain(showExample(n));
+    });
     document.body.dataset.ready = "true";
   }
 
