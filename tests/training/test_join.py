@@ -373,3 +373,21 @@ def test_a_field_named_like_a_trace_column_is_refused(tmp_path: Path,
     assert exit_code(["--impressions", str(tmp_path / "log"), "--events", str(events), "--window", "1h",
                       "--out", str(tmp_path / "day")]) == 2
     assert "fields named time" in one_line(capsys)
+
+
+@pytest.mark.slow
+def test_the_console_script_joins_the_benchmarks_generated_day(tmp_path: Path) -> None:
+    """bench.join's day (the generator's rows as a Criteo model's log, its clicks as events)
+    through the installed `afm-join`, as the benchmark runs it."""
+    from bench import join as bench_join
+
+    generated = bench_join.generate(tmp_path / "day", 3000, seed=4)
+    record = bench_join.run("duckdb", tmp_path / "day", tmp_path / "out", "256MB")
+    events = pq.read_table(tmp_path / "day" / "events.parquet")
+    counts = record["counts"]
+    assert counts["rows"] == 3000 and generated["events"] == events.num_rows
+    assert counts["events_matched"] + counts["events_late"] + counts["events_unmatched"] == events.num_rows
+    assert counts["events_unmatched"] == events.num_rows // 101  # the strays: 1% of the clicks
+    names = pq.read_schema(next((tmp_path / "out").glob("*.parquet"))).names
+    assert names == ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27)),
+                     "impression_id", "time", "model_version"]
