@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,6 +80,26 @@ def impression_schema(fields: Sequence[FieldSpec]) -> pa.Schema:
     ], metadata={VERSION_KEY: FORMAT_VERSION.encode()})
 
 
+def feature_values(fields: Sequence[FieldSpec], instance: Mapping[str, Any]) -> dict[str, Any]:
+    """An instance's values as the log records them (the `features` struct's row), after
+    FeatureSpace.encode accepted it: what the model read, so that a row read back from the
+    log encodes exactly as the instance did. Missing (absent, null, or "" where the field
+    learns a missing index) is None; a categorical integer is its string; a multi-valued
+    scalar a one-value list; a number a float."""
+    row: dict[str, Any] = {}
+    for spec in fields:
+        value = instance.get(spec.name)
+        if value is None or value == "" and spec.missing == "learned":
+            row[spec.name] = None
+        elif spec.kind == FieldKind.CATEGORICAL:
+            row[spec.name] = str(value)
+        elif spec.kind == FieldKind.MULTI:
+            row[spec.name] = [str(v) for v in (value if isinstance(value, list) else [value])]
+        else:
+            row[spec.name] = float(value)
+    return row
+
+
 def impression_id(request_id: str, position: int) -> str:
     return f"{request_id}-{position}"
 
@@ -121,7 +142,12 @@ class PartFile:
         self.path = directory / part_name(worker, seq)
         self._partial = directory / f".{self.path.name}.partial"
         self._sink = self._partial.open("wb")
-        self._writer = pq.ParquetWriter(self._sink, schema)
+        try:
+            self._writer = pq.ParquetWriter(self._sink, schema)
+        except BaseException:
+            self._sink.close()
+            self._partial.unlink(missing_ok=True)
+            raise
         self.rows = 0
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
 from model import impressions as im
-from model.features import FieldKind, FieldSpec
+from model.features import FeatureSpace, FieldKind, FieldSpec
 
 FIELDS = [
     FieldSpec(name="user", kind=FieldKind.CATEGORICAL, vocabulary=["u1"]),
@@ -87,3 +88,27 @@ def test_worker_names_that_would_hide_or_move_a_file_are_refused(worker: str) ->
 def test_part_files_of_a_missing_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError):
         im.part_files(tmp_path / "nope")
+
+
+def test_logged_values_encode_as_the_instances_did() -> None:
+    """What the log records of an instance, read back as an instance, encodes to the same
+    indices and weights: the training day sees what the service saw."""
+    fields = [*FIELDS, FieldSpec(name="city", kind=FieldKind.CATEGORICAL, vocabulary=["7", "x"],
+                                 missing="learned"),
+              FieldSpec(name="kind", kind=FieldKind.CATEGORICAL, vocabulary=["a"])]
+    space = FeatureSpace(fields)
+    instances: list[dict[str, Any]] = [
+        {"user": "u1", "tags": ["a", "zz"], "age": 3, "price": 4.5, "city": 7, "kind": ""},
+        {"user": 12, "tags": "b", "age": None, "city": "", "kind": "a"},
+        {"tags": [], "price": 0, "city": "nowhere"},
+        {},
+    ]
+    logged = [im.feature_values(fields, instance) for instance in instances]
+    table = pa.Table.from_pylist([{im.FEATURES: row} for row in logged],
+                                 schema=pa.schema([pa.field(im.FEATURES, im.features_type(fields))]))
+    back = [{k: v for k, v in row.items() if v is not None} for row in table.column(im.FEATURES).to_pylist()]
+    original, again = space.encode(instances), space.encode(back)
+    assert np.array_equal(original.indices, again.indices)
+    assert np.array_equal(original.weights, again.weights)
+    assert original.oov == again.oov
+    assert logged[0]["city"] == "7" and logged[1]["city"] is None and logged[0]["kind"] == ""

@@ -313,6 +313,10 @@ def bad_log(tmp_path: Path, case: str) -> Path:
         (log / ".part-w-000001.parquet.partial").write_text("in progress")
     elif case == "not an impression file":
         pq.write_table(pa.table({"impression_id": ["a"], "time": [T0]}), log / "part-x-000001.parquet")
+    elif case == "time as text":
+        table = impressions(1)
+        table = table.set_column(3, im.TIME, pa.array(["2024-05-01T10:00:00Z"]))
+        pq.write_table(table, log / "part-x-000001.parquet")
     elif case == "no rows":
         im.write_part(log, impressions(1), "w", 0)
         pq.write_table(impressions(0), next(log.rglob("*.parquet")))
@@ -323,7 +327,7 @@ def bad_log(tmp_path: Path, case: str) -> Path:
     ("missing", "no impression log directory"), ("empty", "no impression files"),
     ("no parquet", "no impression files"),
     ("not an impression file", "is not an impression file: it lacks model_name"),
-    ("no rows", "hold no impressions"),
+    ("no rows", "hold no impressions"), ("time as text", "is not an impression file: time is string"),
 ])
 def test_a_bad_impression_log_is_refused_in_one_line(tmp_path: Path, case: str, expected: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
@@ -342,6 +346,8 @@ def test_a_bad_impression_log_is_refused_in_one_line(tmp_path: Path, case: str, 
     (["--model", "m:"], "--model takes NAME or NAME:VERSION"),
     (["--events", "missing.csv"], "no events file"),
     (["--out", "full"], "exists and is not an empty directory"),
+    (["--memory-limit", "lots"], "a memory limit is a size such as 512MB"),
+    (["--threads", "0"], "threads must be at least 1"),
 ])
 def test_bad_arguments_are_refused_in_one_line(tmp_path: Path, args: list[str], expected: str,
                                                capsys: pytest.CaptureFixture[str],

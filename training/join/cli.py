@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         window = _window(args.window)
         choice = ModelChoice.parse(args.model) if args.model else None
         columns = EventColumns(args.id_column, args.time_column, args.label_column)
+        limits = engine.Limits(args.memory_limit, args.threads)
         selection = select(Path(args.impressions), choice)
         _check_field_names(selection)
         files = event_files(args.events)
@@ -72,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=".afm-join-", dir=out.parent) as scratch:
             work = Path(scratch)
-            limits = engine.Limits(args.memory_limit, args.threads, work / "spill")
             report = _join(selection, files, columns, window, work, limits)
             report.seconds = time.perf_counter() - began
             (work / "day" / COUNTS_FILE).write_text(json.dumps(report.counts(), indent=1) + "\n")
@@ -91,7 +91,7 @@ def _join(selection: Selection, files: list[Path], columns: EventColumns, window
         read += normalise(path, columns, normalised[-1])
     try:
         outcome = engine.join(selection.log, selection.files, normalised, selection.versions,
-                              window, work / "day", limits)
+                              window, work / "day", limits, work / "spill")
     except duckdb.OutOfMemoryException as e:
         raise UsageError(f"the join ran out of memory with --memory-limit {limits.memory}: "
                          "raise it, or free disk beside --out for spilling") from e

@@ -14,6 +14,7 @@ events and stream the impressions past them; step 3 streams the impressions to t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -54,12 +55,20 @@ COPY (
 OUTCOME_NAMES = ("matched", "unmatched", "late", "early", "other_model")
 
 
-@dataclass
+MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
 class Limits:
     memory: str = "1GB"
-    """DuckDB's memory_limit; past it, joins and aggregates spill to `spill`."""
+    """DuckDB's memory_limit, e.g. 512MB or 4GiB; past it joins and aggregates spill to disk."""
     threads: int = 2
-    spill: Path = Path(".")
+
+    def __post_init__(self) -> None:
+        if not MEMORY.match(self.memory):
+            raise ValueError(f"a memory limit is a size such as 512MB or 4GB, got {self.memory!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
 @dataclass
@@ -76,11 +85,12 @@ class Outcome:
 
 
 def join(log: list[Path], chosen: list[Path], events: list[Path], model: tuple[str, list[str]],
-         window: timedelta, out: Path, limits: Limits) -> Outcome:
+         window: timedelta, out: Path, limits: Limits, spill: Path) -> Outcome:
     """Join `events` (Parquet of training.join.events.EVENTS) to the impressions of `model`
-    (name, versions) in the files `chosen`; `log` is every file, for the events' outcomes."""
+    (name, versions) in the files `chosen` and write the day to `out`; `log` is every file,
+    for the events' outcomes; `spill` takes what does not fit in the memory limit."""
     with duckdb.connect(config={"memory_limit": limits.memory, "threads": limits.threads,
-                                "temp_directory": str(limits.spill),
+                                "temp_directory": str(spill),
                                 "preserve_insertion_order": False}) as db:
         name, versions = model
         params = {"name": name, "versions": versions}

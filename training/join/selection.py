@@ -97,10 +97,7 @@ def _inventory(path: Path) -> _File:
     try:
         source = pq.ParquetFile(path)
         schema = source.schema_arrow
-        missing = [name for name in REQUIRED if name not in schema.names]
-        if missing or not pa.types.is_struct(schema.field(im.FEATURES).type):
-            raise UsageError(f"{path} is not an impression file: it lacks "
-                             f"{', '.join(missing) or 'a features struct'} (docs/IMPRESSIONS.md)")
+        _check_schema(path, schema)
         counts: Counter[Model] = Counter()
         names = [im.MODEL_NAME, im.MODEL_VERSION]
         for batch in source.iter_batches(columns=names, batch_size=1 << 20):
@@ -110,6 +107,21 @@ def _inventory(path: Path) -> _File:
     except (pa.ArrowInvalid, OSError) as e:
         raise UsageError(f"cannot read impression file {path}: {' '.join(str(e).split())}") from e
     return _File(path, schema.field(im.FEATURES).type, counts)
+
+
+def _check_schema(path: Path, schema: pa.Schema) -> None:
+    missing = [name for name in REQUIRED if name not in schema.names]
+    if missing:
+        raise UsageError(f"{path} is not an impression file: it lacks {', '.join(missing)} "
+                         "(docs/IMPRESSIONS.md)")
+    kinds = {name: schema.field(name).type for name in REQUIRED}
+    wrong = [f"{name} is {kind}" for name, kind, ok in (
+        (im.TIME, kinds[im.TIME], pa.types.is_timestamp(kinds[im.TIME])),
+        (im.FEATURES, kinds[im.FEATURES], pa.types.is_struct(kinds[im.FEATURES])),
+        *((name, kinds[name], pa.types.is_string(kinds[name]))
+          for name in (im.IMPRESSION_ID, im.MODEL_NAME, im.MODEL_VERSION))) if not ok]
+    if wrong:
+        raise UsageError(f"{path} is not an impression file: {', '.join(wrong)} (docs/IMPRESSIONS.md)")
 
 
 def _choose(counts: Counter[Model], schemas: dict[Model, set[pa.StructType]],
