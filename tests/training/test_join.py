@@ -255,10 +255,12 @@ def test_event_times_in_each_form(tmp_path: Path, times: list[Any], suffix: str)
 def test_gzip_events_and_folders_of_them(tmp_path: Path) -> None:
     im.write_part(tmp_path / "log", impressions(3), "w1", 0)
     (tmp_path / "events").mkdir()
-    write_events(event_table([("r0-0", T0)]), tmp_path / "events" / "a.csv")
+    with gzip.open(tmp_path / "events" / "a.csv.gz", "wt") as f:
+        f.write("impression_id,time\nr0-0,2024-05-01T10:00:00Z\n")
     with gzip.open(tmp_path / "events" / "b.jsonl.gz", "wt") as f:
         f.write(json.dumps({"impression_id": "r1-0", "time": "2024-05-01T10:05:00Z"}) + "\n")
     (tmp_path / "events" / "_SUCCESS").write_text("")
+    (tmp_path / "events" / "quiet-hour.jsonl").write_text("")  # no events: no rows, no error
     counts = join(tmp_path, "--events", str(tmp_path / "events"))
     assert counts["events"] == 2 and counts["positives"] == 2
 

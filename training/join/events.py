@@ -91,6 +91,8 @@ def normalise(path: Path, columns: EventColumns, out: Path) -> int:
 
 def _blocks(path: Path, columns: EventColumns) -> Iterator[pa.RecordBatch]:
     fmt = event_format(path)
+    if path.stat().st_size == 0:  # a collector's file for an hour without events
+        return
     try:
         if fmt == "parquet":
             yield from _parquet(path, columns)
