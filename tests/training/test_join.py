@@ -4,7 +4,11 @@ kept, the counts exact, one model at a time, and bad input refused in one line."
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +26,8 @@ from model.features import FieldKind, FieldSpec
 from training.criteo import synth as criteo_synth
 from training.criteo import traffic
 from training.join.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
 
 FIELDS = [
     FieldSpec(name="user", kind=FieldKind.CATEGORICAL, vocabulary=["u1", "u2"]),
@@ -399,3 +405,24 @@ def test_the_console_script_joins_the_benchmarks_generated_day(tmp_path: Path) -
     names = pq.read_schema(next((tmp_path / "out").glob("*.parquet"))).names
     assert names == ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27)),
                      "impression_id", "time", "model_version"]
+
+
+@pytest.mark.slow
+def test_afm_train_trains_on_the_joined_day(tmp_path: Path) -> None:
+    """The day is what afm-train's Parquet format reads: a Criteo model's day trains as is."""
+    if importlib.util.find_spec("training.formats") is None:
+        pytest.skip("the Parquet training format (training/formats/) is not on this branch yet")
+    from bench import join as bench_join
+
+    bench_join.generate(tmp_path / "log", 3000, seed=5)
+    bench_join.run("duckdb", tmp_path / "log", tmp_path / "day", "256MB")
+    day = str(tmp_path / "day")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "afm-train"), "--config", str(REPO / "configs" / "criteo-fm.toml"),
+         "--out", str(tmp_path / "run"), "--set", "data.format=parquet", "--set", f"data.train={day}",
+         "--set", f"data.validation={day}", "--set", "data.min_count=2", "--set", "train.epochs=1",
+         "--set", "train.compile=false", "--set", "train.batch_size=512",
+         "--set", f"data.cache_dir={tmp_path / 'cache'}"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1])["metrics"]["auc"] > 0.5
