@@ -9,7 +9,10 @@ With --parquet the same rows are Parquet day partitions (`logs/day=2026-12-01/
 part-00000.parquet`, ...), typed as Spark writes them: what `format = "parquet"` reads.
 
 The world (value effects, planted interactions) is fixed by `world`; the rows by `seed`, so
-a train and a validation file share one world and differ in rows. The click model is
+a train and a validation file share one world and differ in rows. `drift` makes a later
+day's world: the same values and rows, half the planted pairs gone and the others stronger
+(`training.criteo.traffic` turns rows into the service's instances and clicks). The click
+model is
 
     logit = bias + sum_c lin_c(value_c) + sum_i g_i(x_i) + sum_(a,b planted) <u_a(value_a), v_b(value_b)>
 
@@ -94,9 +97,25 @@ class World:
     """Amplitude of each integer column's effect."""
     ctr: float = 0.25
     """Target share of clicks (the bias is fitted to it on a pilot sample)."""
+    drift: int = 0
+    """A drifted click model, e.g. a later day's (0: none): of the planted pairs, half (chosen
+    by this seed) are gone and the others `drift_gain` times as strong. The rows' values are
+    those of the undrifted world; only the clicks change."""
+    drift_gain: float = 2.0
+    """How much stronger the pairs that a drift keeps become."""
 
     def cardinalities(self) -> np.ndarray:
         return np.maximum(2, np.round(np.array(CARDINALITIES) * self.scale)).astype(np.int64)
+
+    def pair_weights(self) -> np.ndarray:
+        """(planted,) each planted pair's weight: 1 without drift; 0 (gone) for half the
+        pairs and drift_gain for the others with it."""
+        weights = np.ones(self.planted)
+        if self.drift:
+            order = np.random.default_rng([self.world, self.drift]).permutation(self.planted)
+            weights[order[: self.planted // 2]] = 0.0
+            weights[order[self.planted // 2 :]] = self.drift_gain
+        return weights
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -171,14 +190,16 @@ def _categoricals(world: World, rng: np.random.Generator, n: int) -> tuple[list[
         logit += np.where(valid, effect, missing_effect)
         columns.append(hex_strings(value_ids(c, r, world.world), valid))
         ranks.append(np.where(valid, r, -1))
-    for p, (a, b) in enumerate(PLANTED[:world.planted]):
+    for p, ((a, b), weight) in enumerate(zip(PLANTED, world.pair_weights(), strict=False)):
+        if weight == 0:
+            continue
         term = np.zeros(n)
         salt_u, salt_v = (8, 24) if p < 4 else (1000 + 100 * p, 1050 + 100 * p)
         for k in range(world.rank):
             u = _effect(world.world, a, salt_u + k, ranks[a] + 1)  # rank -1 (missing) has factors too
             v = _effect(world.world, b, salt_v + k, ranks[b] + 1)
             term += u * v
-        logit += world.interaction * term / np.sqrt(world.rank)
+        logit += weight * world.interaction * term / np.sqrt(world.rank)
     return columns, logit
 
 
@@ -341,10 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", type=int, default=0, help="seed of the click model")
     parser.add_argument("--planted", type=int, default=4, choices=range(1, len(PLANTED) + 1),
                         metavar="N", help="interacting column pairs (1-16)")
+    parser.add_argument("--drift", type=int, default=0, metavar="SEED",
+                        help="a drifted click model (e.g. the next day's): half the planted pairs, "
+                        "chosen by SEED, gone, the others twice as strong; the same rows (0: none)")
     parser.add_argument("--chunk-rows", type=int, default=1 << 17)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    world = World(scale=args.scale, world=args.world, planted=args.planted)
+    world = World(scale=args.scale, world=args.world, planted=args.planted, drift=args.drift)
     if args.days < 1:
         parser.error(f"--days must be at least 1, got {args.days}")
     if args.parquet:
