@@ -12,13 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from training import criteo
 from training.config import CriteoOptions
 from training.criteo import synth as criteo_synth
 from training.criteo import traffic
-from training.criteo.counts import count
-from training.criteo.encode import Encoder
 from training.criteo.reader import Reader
 from training.criteo.vocab import feature_space
+from training.stream.counts import count
+from training.stream.encode import Encoder
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -43,8 +44,8 @@ def test_instances_encode_as_training_encodes_the_rows(log: Path) -> None:
     """What the loop sends is what training reads: FeatureSpace.encode (the service's) of
     the instances equals the vectorised encoder's output for the same rows."""
     options = CriteoOptions(missing="learned", hash_buckets=5)
-    space = feature_space(count(Reader(log, options).blocks()), options, min_count=2)
-    for batch in Reader(log, options).blocks():
+    space = feature_space(count(Reader(log, options).batches(), criteo.KINDS), options, min_count=2)
+    for batch in Reader(log, options).batches():
         instances = traffic.instances(batch)
         assert all("label" not in i and None not in i.values() for i in instances)
         assert any("I1" not in i for i in instances)  # an empty integer column is left out

@@ -62,7 +62,7 @@ def requests(path: Path, size: int) -> Iterator[Traffic]:
     probabilities = np.load(f"{path}.probs.npy", mmap_mode="r")
     delimiter, header = sniff(Path(path))
     start = 0
-    for batch in Reader(Path(path), CriteoOptions(delimiter=delimiter, header=header)).blocks():
+    for batch in Reader(Path(path), CriteoOptions(delimiter=delimiter, header=header)).batches():
         for offset in range(0, batch.num_rows, size):
             rows = batch.slice(offset, size)
             yield Traffic(instances(rows), probabilities[start : start + rows.num_rows].astype(np.float64),
