@@ -20,6 +20,7 @@ from training.data import Prepared, Splits, binary_labels, fingerprint
 from training.distributed import Context, barrier
 from training.export import write_bundle
 from training.loop import Checkpointing, FitResult, fit
+from training.numerics import flush_denormals
 from training.plots import save_plots
 from training.shards import Shards, cached, write_dataset
 from training.warm_start import index_mapping, warm_start
@@ -133,6 +134,7 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     if fresh and context.is_main:
         for stale in (out / CHECKPOINTS, out / PRETRAIN / CHECKPOINTS):
             shutil.rmtree(stale, ignore_errors=True)
+    flushed = flush_denormals()  # every training entry point comes through here
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     start = Manifest.read(Path(cfg.train.init_from)) if cfg.train.init_from else None
@@ -156,13 +158,14 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
                  cfg.train, cfg.seed, context, checkpoints, on_epoch)
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
     if context.is_main:
-        _write_run(out, cfg, model, prepared, label_range, result, context)
+        _write_run(out, cfg, model, prepared, label_range, result, context, flushed)
     barrier(context)
     return Manifest.read(out)
 
 
 def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
-               label_range: tuple[float, float], result: FitResult, context: Context) -> None:
+               label_range: tuple[float, float], result: FitResult, context: Context,
+               flushed: bool) -> None:
     torch.save(
         {"model": model.state_dict(), "model_config": model.config.to_dict(),
          "metrics": result.best_metrics, "epoch": result.best_epoch},
@@ -177,7 +180,7 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
         label_range=label_range, validation=prepared.validation,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
-                  "threads": torch.get_num_threads()},
+                  "threads": torch.get_num_threads(), "flush_denormal": flushed},
         data=prepared.fingerprints, metrics=result.best_metrics,
     )
     save_plots(out, result.history, manifest)
