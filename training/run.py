@@ -19,10 +19,10 @@ from training.config import RunConfig, load_config
 from training.data import Prepared, Splits, binary_labels, fingerprint
 from training.distributed import Context, barrier
 from training.export import write_bundle
-from training.loop import Checkpointing, FitResult, fit
 from training.numerics import flush_denormals
 from training.plots import save_plots
 from training.shards import Shards, cached, write_dataset
+from training.trainer import Checkpointing, FitResult, Trainer
 from training.warm_start import index_mapping, warm_start
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,8 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
                                 60 * cfg.train.checkpoint_every_minutes, cfg.identity())
     label_range = prepared.label_range(cfg.data.task)
-    result = fit(model, prepared.train, prepared.validation, cfg.data.task, label_range,
-                 cfg.train, cfg.seed, context, checkpoints, on_epoch)
+    result = Trainer(model, prepared.train, prepared.validation, cfg.data.task, label_range,
+                     cfg.train, cfg.seed, context, checkpoints, on_epoch).fit()
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
     if context.is_main:
         _write_run(out, cfg, model, prepared, label_range, result, context, flushed)
