@@ -30,20 +30,22 @@ _PROBE_ELEMENTS = 1 << 20
 _OMP_TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
-def flush_denormals() -> bool:
-    """Flush denormal floats to zero on this thread and its torch worker threads; call it
-    after `torch.set_num_threads` and from the thread that trains. -> whether every thread
-    flushes (False on a CPU without the switch, or where the threads could not be reached:
-    training then runs as before, only slower on trained weights)."""
-    if not torch.set_flush_denormal(True):
-        log.warning("this CPU cannot flush denormal floats to zero: trained weights may slow steps")
-        return False
-    _on_every_omp_thread(lambda: torch.set_flush_denormal(True))
-    flushed = denormals_flushed()
-    if not flushed:
+def flush_denormals(on: bool = True) -> bool:
+    """Flush denormal floats to zero (or stop, `on=False`) on this thread and its torch worker
+    threads; call it after `torch.set_num_threads` and from the thread that trains.
+    -> whether every thread now does as asked (False on a CPU without the switch, or where
+    the threads could not be reached: training then runs as before, only slower on trained
+    weights)."""
+    if not torch.set_flush_denormal(on):
+        if on:
+            log.warning("this CPU cannot flush denormal floats to zero: trained weights may slow steps")
+        return not on
+    _on_every_omp_thread(lambda: torch.set_flush_denormal(on))
+    done = denormals_flushed() == on
+    if not done:
         log.warning("denormal floats are flushed on the main thread only: torch's worker threads "
                     "could not be reached (OMP_NUM_THREADS=1 avoids them)")
-    return flushed
+    return done
 
 
 def denormals_flushed() -> bool:
