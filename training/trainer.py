@@ -107,16 +107,16 @@ class Trainer:
 
     def fit(self) -> FitResult:
         """The epoch loop; the best epoch's weights are loaded back into the model at the end."""
-        started = time.perf_counter()
         self._start()
+        started = time.perf_counter()
         for epoch in range(self.epoch, self.cfg.epochs + 1):
             self.epoch = epoch
             metrics = self._train_and_validate()
-            self.epoch, self.progress = epoch + 1, EpochProgress()
             self.on_epoch(epoch, metrics)
             if self.stopping.should_stop:
                 log.info("no better %s for %d epochs: stopping", self.monitor, self.cfg.patience)
                 break
+            self.epoch, self.progress = epoch + 1, EpochProgress()  # resumes at the next epoch
             self._save()
         self.model.load_state_dict(self.best_model)
         return FitResult(self.history, self.stopping.best_epoch, self.best_metrics,
