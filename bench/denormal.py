@@ -11,12 +11,14 @@ variants take turns, round by round: the trained weights and fresh ones (`build_
 the same config), each with denormals flushed (`training.numerics.flush_denormals`) and not.
 Each round starts from the weights with a fresh optimizer, takes one untimed step, then times
 `--steps` steps of the config's batch size on the training data (`train_one_epoch`, the
-product's step); figures are medians over every timed step.
+product's step); figures are medians over every timed step. Times are the process's CPU
+time, which other jobs on shared cores disturb far less than the wall clock.
 
-`--bundle`: onnxruntime scoring of each bundle with the session option
+`--bundle` (and the checkpoint's weights, exported as a bundle to a temporary directory):
+onnxruntime scoring of each bundle with the session option
 `session.set_denormal_as_zero` off and on, each in a worker process of its own (the option
 sets a thread's control register once per process), taking turns; random known values,
-batches of 1, 256 and 8192 rows; medians of the calls' times.
+batches of 1, 256 and 8192 rows; medians of the calls' CPU times.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BATCHES = (1, 256, 8192)
-CALLS = {1: 2000, 256: 200, 8192: 10}  # per round: each a few hundred milliseconds
+CALLS = {1: 2000, 256: 50, 8192: 3}  # per round: each up to a few seconds
 
 
 # ---- training steps --------------------------------------------------------------------------
@@ -65,10 +68,12 @@ def denormal_share(model: Any) -> float:
     return float((nonzero.abs() < tiny).sum()) / max(len(nonzero), 1)
 
 
-def measure_steps(args: argparse.Namespace) -> None:
+def measure_steps(args: argparse.Namespace, export_to: Path) -> Path:
+    """Print the step times; -> the trained weights exported as a bundle, for scoring."""
     import torch
 
     from model.afm import build_model
+    from training.export import write_bundle
     from training.loop import EpochProgress, train_one_epoch
     from training.numerics import flush_denormals
     from training.optim import make_optimizer
@@ -81,6 +86,12 @@ def measure_steps(args: argparse.Namespace) -> None:
     fresh = build_model(model_config(cfg, prepared.space))
     trained = build_model(model_config(cfg, prepared.space))
     trained.load_state_dict(weights)
+    flush_denormals(False)  # a flushing thread reads a denormal as zero: count and export unflushed
+    share = denormal_share(trained)
+    write_bundle(export_to, trained, prepared.space, name=cfg.name, version=cfg.version,
+                 task=cfg.data.task, label_range=prepared.label_range(cfg.data.task),
+                 validation=prepared.validation, training={"checkpoint": str(args.checkpoint)},
+                 data={}, metrics={})
     reading = Reading(batch_size=cfg.train.batch_size, seed=0)
     stream = prepared.train.batches(reading, epoch=1)
     batches = [next(stream) for _ in range(args.steps + 1)]
@@ -96,18 +107,19 @@ def measure_steps(args: argparse.Namespace) -> None:
                 raise SystemExit(f"cannot set denormal flushing to {key[1]} on this machine")
             train_one_epoch(model, batches[:1], optimizer, cfg.data.task, cfg.train, EpochProgress())
             for batch in batches[1:]:
-                tick = time.perf_counter()
+                tick = time.process_time()
                 train_one_epoch(model, [batch], optimizer, cfg.data.task, cfg.train, EpochProgress())
-                times[key].append(time.perf_counter() - tick)
-    _report_steps(args, cfg, torch.get_num_threads(), denormal_share(trained), times)
+                times[key].append(time.process_time() - tick)
+    _report_steps(args, cfg, torch.get_num_threads(), share, times)
+    return export_to
 
 
 def _report_steps(args: argparse.Namespace, cfg: Any, threads: int, share: float,
                   times: dict[tuple[str, bool], list[float]]) -> None:
     ms = {key: 1000 * statistics.median(t) for key, t in times.items()}
     print(f"{cfg.name}, {args.checkpoint}: batch {cfg.train.batch_size}, {cfg.train.optimizer}, "
-          f"{threads} thread(s), medians of {args.repeats} x {args.steps} steps; "
-          f"{100 * share:.2f}% of the trained weights are denormal\n")
+          f"{threads} thread(s), CPU time, medians of {args.repeats} x {args.steps} steps; "
+          f"{100 * share:.3f}% of the trained weights are denormal\n")
     print("| weights | not flushed, ms/step | flushed, ms/step | not flushed / flushed |")
     print("|---|---|---|---|")
     for weights in ("trained", "fresh"):
@@ -143,9 +155,9 @@ def score_worker(bundle_dir: str, denormal_as_zero: bool) -> None:
         feeds = {"indices": encoded.indices[:rows], "weights": encoded.weights[:rows]}
         seconds = []
         for _ in range(calls):
-            tick = time.perf_counter()
+            tick = time.process_time()
             session.run(list(OUTPUT_NAMES), feeds)
-            seconds.append(time.perf_counter() - tick)
+            seconds.append(time.process_time() - tick)
         print(json.dumps({"seconds": seconds}), flush=True)
 
 
@@ -177,12 +189,12 @@ class _Scorer:
         self.proc.wait()
 
 
-def measure_scoring(args: argparse.Namespace) -> None:
-    print(f"onnxruntime, one thread, medians of {args.repeats} rounds\n")
+def measure_scoring(args: argparse.Namespace, bundles: list[str]) -> None:
+    print(f"\nonnxruntime, one thread, CPU time, medians of {args.repeats} rounds\n")
     print("| bundle | rows per call | not flushed, µs/call | denormal_as_zero, µs/call | "
           "not flushed / flushed |")
     print("|---|---|---|---|---|")
-    for bundle_dir in args.bundle:
+    for bundle_dir in bundles:
         scorers = {flag: _Scorer(bundle_dir, flag) for flag in (False, True)}
         try:
             for rows in BATCHES:
@@ -211,10 +223,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not (args.checkpoint or args.bundle):
         parser.error("give --checkpoint, --bundle, or both")
-    if args.checkpoint:
-        measure_steps(args)
-    if args.bundle:
-        measure_scoring(args)
+    bundles = list(args.bundle)
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.checkpoint:
+            bundles.insert(0, str(measure_steps(args, Path(scratch) / "trained")))
+        measure_scoring(args, bundles)
 
 
 if __name__ == "__main__":
