@@ -1,63 +1,25 @@
 """Console scripts: `afm-train` and `afm-eval`.
 
-A user's mistake (a missing file, a mistyped `--set` key, a bundle that does not load, data
-that does not fit the model) ends in one line on stderr naming the problem and what to do,
-and exit status 2, as `afm-serve` does; `--debug` shows the traceback instead.
+A user's mistake ends in one line on stderr and exit status 2 (`training.console`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
 from model.bundle import Bundle, BundleError
-from model.validation import describe
 from training import formats
-from training.config import RunConfig, load_config
+from training.console import DEBUG_HELP, UsageError, read_config, setup_logging, user_errors
 from training.data import Dataset
-from training.errors import UsageError
 from training.metrics import evaluate_scores
 
 EVAL_BATCH = 8192
-USAGE_ERROR = 2
-DEBUG_HELP = "on an error, show the Python traceback instead of one line"
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-@contextmanager
-def _user_errors(prog: str, debug: bool) -> Iterator[None]:
-    """Turn the errors a user's input causes into one line and exit status 2."""
-    try:
-        yield
-    except (UsageError, BundleError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError, ValueError) as e:
-        if debug:
-            raise
-        # ValueError is what this code base raises for bad data and arguments.
-        print(f"{prog}: {_one_line(e)}", file=sys.stderr)
-        raise SystemExit(USAGE_ERROR) from e
-
-
-def _one_line(error: Exception) -> str:
-    if isinstance(error, FileNotFoundError):
-        return f"cannot read {error.filename}: {error.strerror}"
-    if isinstance(error, IsADirectoryError | NotADirectoryError | PermissionError):  # read or write
-        return f"cannot use {error.filename}: {error.strerror}"
-    text = " ".join(str(error).split())
-    if isinstance(error, UsageError | BundleError):
-        return text
-    return f"{text} (--debug shows where)"
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -73,13 +35,13 @@ def train_main(argv: list[str] | None = None) -> int:
                         "a multi-machine run")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    _logging()
+    setup_logging()
     from training import distributed  # torch is imported only for training
     from training.checkpoint import CheckpointError
     from training.run import prepare_data, run
 
-    with _user_errors("afm-train", args.debug):
-        cfg = _config(args.config, args.overrides)
+    with user_errors("afm-train", args.debug):
+        cfg = read_config(args.config, args.overrides)
         if args.prepare_only:
             prepared = prepare_data(cfg)
             print(json.dumps({"train": str(prepared.train.directory), "train_rows": len(prepared.train),
@@ -96,20 +58,6 @@ def train_main(argv: list[str] | None = None) -> int:
     if context.is_main:
         print(json.dumps({"bundle": str(Path(args.out).resolve()), "metrics": manifest.metrics}))
     return 0
-
-
-def _config(path: str, overrides: list[str]) -> RunConfig:
-    if not Path(path).is_file():
-        raise UsageError(f"no config file {path}: --config takes a TOML run config, e.g. "
-                         "configs/synthetic-afm.toml")
-    try:
-        return load_config(path, overrides)
-    except ValidationError as e:
-        source = f"{path} with --set" if overrides else path
-        raise UsageError(f"invalid config {source}: "
-                         f"{describe(e.errors(include_url=False), RunConfig, 'the config')}") from e
-    except ValueError as e:  # TOML syntax, or an override that is not key=value
-        raise UsageError(f"config {path}: {' '.join(str(e).split())}") from e
 
 
 def data_format(paths: str | list[str], given: str | None) -> str:
@@ -164,7 +112,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", help="also write one raw score per line to this file")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    with _user_errors("afm-eval", args.debug):
+    with user_errors("afm-eval", args.debug):
         fmt = data_format(args.data, args.format)
         bundle = _bundle(args.model)
         data = load_eval_data(bundle, args.data, fmt)

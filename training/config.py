@@ -271,10 +271,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         if not sep or not key:
             raise ValueError(f"override must look like key=value, got {override!r}")
         if not key.strip().startswith(PRETRAIN_PREFIX):
-            _set(raw, key.strip().split("."), _parse_value(value.strip()))
+            apply_override(raw, key, value)
     raw["source"] = str(path)
     raw["overrides"] = list(overrides or [])
     return RunConfig.model_validate(raw)
+
+
+def apply_override(tree: dict[str, Any], key: str, value: str) -> None:
+    """Set the dotted `key` of a raw config tree to `value` read as `--set` reads it."""
+    _set(tree, key.strip().split("."), _parse_value(value.strip()))
 
 
 def _parse_value(text: str) -> Any:

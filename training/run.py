@@ -19,13 +19,16 @@ from training.config import RunConfig, load_config
 from training.data import Prepared
 from training.distributed import Context, barrier
 from training.export import write_bundle
-from training.loop import Checkpointing, FitResult, fit
+from training.numerics import flush_denormals
 from training.plots import save_plots
+from training.trainer import Checkpointing, FitResult, Trainer
 from training.warm_start import index_mapping, warm_start
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINTS = "checkpoints"
+MODEL_CHECKPOINT = "checkpoint.pt"
+"""A run directory's finished model: `{"model", "model_config", "metrics", "epoch"}`."""
+RESUME_DIR = "checkpoints"
+"""A run directory's resumable training state while the run is under way."""
 PRETRAIN = "pretrain"
 
 
@@ -49,8 +52,13 @@ def model_config(cfg: RunConfig, space: FeatureSpace) -> ModelConfig:
     )
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a finished run's model (which a later run may reuse as it is)."""
+    return (run_dir / MODEL_CHECKPOINT).is_file() and not (run_dir / RESUME_DIR).exists()
+
+
 def load_checkpoint(run_dir: Path) -> PairModel:
-    checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(run_dir / MODEL_CHECKPOINT, map_location="cpu", weights_only=True)
     model = build_model(ModelConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["model"])
     return model
@@ -71,7 +79,7 @@ def _initial_weights(model: PairModel, cfg: RunConfig, out: Path, prepared: Prep
     if not (isinstance(model, AFM) and cfg.train.pretrain):
         return
     pretrain_dir = out / PRETRAIN
-    if (pretrain_dir / CHECKPOINT).is_file() and not (pretrain_dir / CHECKPOINTS).exists():
+    if finished(pretrain_dir):
         log.info("paper protocol: reusing the finished FM in %s", pretrain_dir)
     else:
         fm_config = load_config(Path(cfg.source).parent / cfg.train.pretrain, cfg.pretrain_overrides())
@@ -91,8 +99,9 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     context = context or Context()
     out.mkdir(parents=True, exist_ok=True)
     if fresh and context.is_main:
-        for stale in (out / CHECKPOINTS, out / PRETRAIN / CHECKPOINTS):
+        for stale in (out / RESUME_DIR, out / PRETRAIN / RESUME_DIR):
             shutil.rmtree(stale, ignore_errors=True)
+    flushed = flush_denormals()  # every training entry point comes through here
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     start = Manifest.read(Path(cfg.train.init_from)) if cfg.train.init_from else None
@@ -107,26 +116,28 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     if cfg.train.uniform_start and isinstance(model, AFM) and (start is None or start.kind == "fm"):
         # an AFM from yesterday's AFM keeps the attention it learned
         start_as_fm(model)
-    log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
-             torch.get_num_threads())
-    checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
+    threads = torch.get_num_threads()
+    log.info("%s: %d parameters, %d thread%s", cfg.name, sum(p.numel() for p in model.parameters()),
+             threads, "" if threads == 1 else "s")
+    checkpoints = Checkpointing(out / RESUME_DIR, cfg.train.checkpoint_every_steps,
                                 60 * cfg.train.checkpoint_every_minutes, cfg.identity())
     label_range = prepared.label_range(cfg.data.task)
-    result = fit(model, prepared.train, prepared.validation, cfg.data.task, label_range,
-                 cfg.train, cfg.seed, context, checkpoints, on_epoch)
+    result = Trainer(model, prepared.train, prepared.validation, cfg.data.task, label_range,
+                     cfg.train, cfg.seed, context, checkpoints, on_epoch).fit()
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
     if context.is_main:
-        _write_run(out, cfg, model, prepared, label_range, result, context)
+        _write_run(out, cfg, model, prepared, label_range, result, context, flushed)
     barrier(context)
     return Manifest.read(out)
 
 
 def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
-               label_range: tuple[float, float], result: FitResult, context: Context) -> None:
+               label_range: tuple[float, float], result: FitResult, context: Context,
+               flushed: bool) -> None:
     torch.save(
         {"model": model.state_dict(), "model_config": model.config.to_dict(),
          "metrics": result.best_metrics, "epoch": result.best_epoch},
-        out / CHECKPOINT,
+        out / MODEL_CHECKPOINT,
     )
     (out / "history.json").write_text(json.dumps(
         {"config": cfg.model_dump(), "best_epoch": result.best_epoch,
@@ -137,8 +148,8 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
         label_range=label_range, validation=prepared.validation,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
-                  "threads": torch.get_num_threads()},
+                  "threads": torch.get_num_threads(), "flush_denormal": flushed},
         data=prepared.fingerprints, metrics=result.best_metrics,
     )
     save_plots(out, result.history, manifest)
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume
+    shutil.rmtree(out / RESUME_DIR, ignore_errors=True)  # finished: nothing left to resume

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from training.metrics import auc, is_better, logloss, rmse
+from training.metrics import LOWER_IS_BETTER, TASK_METRICS, auc, logloss, monitored, rmse
 
 
 def test_rmse_clips_predictions_to_the_label_range() -> None:
@@ -32,6 +32,8 @@ def test_logloss_is_stable_for_large_logits() -> None:
     assert logloss(np.array([1.0, 0.0]), np.array([0.3, 0.2])) == pytest.approx(expected)
 
 
-def test_monitor_direction() -> None:
-    assert is_better("regression", 0.3, 0.4) and not is_better("regression", 0.5, 0.4)
-    assert is_better("binary", 0.9, 0.8) and is_better("binary", 0.1, None)
+def test_every_metric_a_task_reports_says_which_way_is_better() -> None:
+    for task, metrics in TASK_METRICS.items():
+        assert monitored(task) in metrics
+        assert all(metric in LOWER_IS_BETTER for metric in metrics)
+    assert LOWER_IS_BETTER["rmse"] and LOWER_IS_BETTER["logloss"] and not LOWER_IS_BETTER["auc"]
