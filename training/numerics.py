@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -46,6 +47,18 @@ def flush_denormals(on: bool = True) -> bool:
         log.warning("denormal floats are flushed on the main thread only: torch's worker threads "
                     "could not be reached (OMP_NUM_THREADS=1 avoids them)")
     return done
+
+
+@contextmanager
+def flushing_denormals() -> Iterator[bool]:
+    """Denormals flushed for the body, then the threads' switches as they were: the switch is
+    process state, and other code in the same process (a test runner, a notebook, hypothesis'
+    float strategies) may need denormals. Yields whether every thread flushes."""
+    before = denormals_flushed()
+    try:
+        yield flush_denormals()
+    finally:
+        flush_denormals(before)
 
 
 def denormals_flushed() -> bool:

@@ -19,7 +19,7 @@ from training.config import RunConfig, load_config
 from training.data import Prepared
 from training.distributed import Context, barrier
 from training.export import write_bundle
-from training.numerics import flush_denormals
+from training.numerics import flushing_denormals
 from training.plots import save_plots
 from training.trainer import Checkpointing, FitResult, Trainer
 from training.warm_start import index_mapping, warm_start
@@ -101,7 +101,12 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     if fresh and context.is_main:
         for stale in (out / RESUME_DIR, out / PRETRAIN / RESUME_DIR):
             shutil.rmtree(stale, ignore_errors=True)
-    flushed = flush_denormals()  # every training entry point comes through here
+    with flushing_denormals() as flushed:  # every training entry point comes through here
+        return _run(cfg, out, context, flushed, on_epoch)
+
+
+def _run(cfg: RunConfig, out: Path, context: Context, flushed: bool,
+         on_epoch: Callable[[int, dict[str, float]], None]) -> Manifest:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     start = Manifest.read(Path(cfg.train.init_from)) if cfg.train.init_from else None

@@ -14,6 +14,7 @@ import pytest
 from model.manifest import Manifest
 from tests.helpers import REPO
 from training.cli import data_format, eval_main, train_main
+from training.numerics import denormals_flushed
 
 
 def _libfm_files(directory: Path, rows: int = 3000) -> tuple[Path, Path]:
@@ -57,6 +58,7 @@ epochs = 3
     manifest = Manifest.read(out)
     assert manifest.training["model"]["pair_dropout"] == 0.1
     assert manifest.training["flush_denormal"] is True
+    assert not denormals_flushed()  # the process's switch as it was: others here need denormals
     assert trained["metrics"] == manifest.metrics
     assert re.search(r"parameters, (1 thread|[2-9]\d* threads)$", caplog.text, re.MULTILINE)
 

@@ -30,3 +30,15 @@ def test_flushing_reaches_every_torch_thread_and_can_be_undone() -> None:
     assert not before and not main_only  # torch.set_flush_denormal misses the worker threads
     assert flushed and everywhere and zeros == 1 << 20
     assert undone and not after
+
+
+def test_flushing_for_a_block_restores_the_switch_as_it_was() -> None:
+    from training.numerics import denormals_flushed, flushing_denormals
+
+    assert not denormals_flushed()
+    with flushing_denormals() as flushed:
+        assert flushed and denormals_flushed()
+        with flushing_denormals():  # a pretraining run inside a run
+            pass
+        assert denormals_flushed()
+    assert not denormals_flushed()
