@@ -55,6 +55,7 @@ def output_shapes(bundle: Bundle) -> dict[str, list[int]]:
         "attention": [-1, len(space.pairs)],
         "contributions": [-1, len(space.pairs)],
         "field_linear": [-1, space.num_fields],
+        "prediction": [-1],
     }
 
 

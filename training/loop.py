@@ -28,6 +28,7 @@ from model.manifest import Task
 from training import checkpoint
 from training.config import TrainSection
 from training.distributed import Context, from_main, total
+from training.downsample import logit_shift
 from training.metrics import LOWER_IS_BETTER, evaluate_scores, monitored
 from training.optim import freeze_pretrained, loss_function, make_optimizer, make_schedule
 from training.shards import Batch, Reading, Shards
@@ -128,10 +129,20 @@ def predict(model: PairModel, data: Shards, batch_size: int) -> tuple[np.ndarray
 
 
 def evaluate(
-    model: PairModel, data: Shards, task: Task, label_range: tuple[float, float], batch_size: int
+    model: PairModel, data: Shards, task: Task, label_range: tuple[float, float], batch_size: int,
+    shift: float = 0.0,
 ) -> dict[str, float]:
+    """Metrics of the scores plus `shift` (training.downsample.logit_shift: the logit of the
+    rows evaluated, when training or evaluation rows are downsampled)."""
     scores, labels = predict(model, data, batch_size)
-    return evaluate_scores(task, labels, scores, label_range)
+    return evaluate_scores(task, labels, scores + shift, label_range)
+
+
+def evaluation_shift(train: Shards, validation: Shards) -> float:
+    """The served logit (the model's plus ln w for training negatives kept at w), moved to the
+    validation rows' own base rate when their negatives are kept at w_v: ln(w / w_v)."""
+    return logit_shift(train.downsampling.negative_keep_rate,
+                       validation.downsampling.negative_keep_rate)
 
 
 @dataclass
@@ -219,6 +230,7 @@ def fit(
     reading = Reading(batch_size=max(cfg.batch_size // context.world_size, 1), seed=seed,
                       rank=context.rank, world_size=context.world_size, buffer_rows=cfg.shuffle_buffer)
     steps = train.steps(reading)
+    shift = evaluation_shift(train, validation)
     monitor = monitored(task, cfg.monitor)
     stopping = EarlyStopping(task, cfg.patience, monitor, cfg.min_delta, cfg.patience_smoothing)
     result = FitResult()
@@ -274,7 +286,7 @@ def fit(
         train_one_epoch(trained, bar, optimizer, task, cfg, progress, after_step)
         train_seconds = time.perf_counter() - tick
         loss_sum, seen = total(context, progress.loss_sum, progress.seen)
-        metrics = evaluate(model, validation, task, label_range, cfg.eval_batch_size) \
+        metrics = evaluate(model, validation, task, label_range, cfg.eval_batch_size, shift) \
             if context.is_main else {}
         metrics = from_main(context, metrics)
         row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_seconds": train_seconds,

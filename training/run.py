@@ -6,20 +6,26 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm, start_as_fm
+from model.calibration import Calibration
 from model.features import FeatureSpace
 from model.manifest import Manifest
 from training import libfm, synthetic
+from training.calibrate import fit as fit_calibration
 from training.config import RunConfig, load_config
 from training.data import Prepared, Splits, binary_labels, fingerprint
 from training.distributed import Context, barrier
-from training.export import write_bundle
-from training.loop import Checkpointing, FitResult, fit
+from training.downsample import cache_key
+from training.export import Serving, write_bundle
+from training.loop import Checkpointing, FitResult, evaluation_shift, fit, predict
+from training.metrics import evaluate_predictions
 from training.plots import save_plots
 from training.shards import Shards, cached, write_dataset
 from training.warm_start import index_mapping, warm_start
@@ -39,17 +45,21 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
     if data.format == "criteo":
         from training import criteo
 
-        ready = criteo.prepare(data, cache, previous)
+        ready = criteo.prepare(data, cache, previous, cfg.seed)
         space, train, validation, prints = ready.space, ready.train, ready.validation, ready.fingerprints
         mapping = ready.mapping
     else:
         space, splits = _read_in_memory(cfg)
         hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
-        key = {"data": data.model_dump(), "fingerprints": hashes}
+        key = {"data": data.model_dump(exclude={"negative_keep_rate", "validation_negative_keep_rate"}),
+               "fingerprints": hashes, **cache_key(data.negative_keep_rate, cfg.seed),
+               **cache_key(data.validation_negative_keep_rate, cfg.seed, "validation_")}
 
         def build(directory: Path) -> None:
-            write_dataset(directory / "train", splits.train)
-            write_dataset(directory / "validation", splits.validation)
+            write_dataset(directory / "train", splits.train,
+                          keep_negatives=data.negative_keep_rate, seed=cfg.seed)
+            write_dataset(directory / "validation", splits.validation,
+                          keep_negatives=data.validation_negative_keep_rate, seed=cfg.seed)
 
         directory = cached(cache, key, build)
         train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")
@@ -59,7 +69,11 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
         "vocabulary", cfg.name, len(train), len(validation), space.num_fields, space.num_features,
         validation.oov,
     )
+    for name, shards in (("train", train), ("validation", validation)):
+        if shards.downsampling.negative_keep_rate < 1.0:
+            log.info("%s %s: %s", cfg.name, name, shards.downsampling.describe())
     return Prepared(space, train, validation, prints, mapping)
+
 
 
 def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
@@ -168,17 +182,50 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
          "metrics": result.best_metrics, "epoch": result.best_epoch},
         out / CHECKPOINT,
     )
-    (out / "history.json").write_text(json.dumps(
-        {"config": cfg.model_dump(), "best_epoch": result.best_epoch,
-         "best_metrics": result.best_metrics, "seconds": result.seconds,
-         "epochs": result.history}, indent=2))
+    serving = Serving(cfg.data.task, label_range, prepared.train.downsampling.negative_keep_rate)
+    served = _served_validation(cfg, model, prepared) if cfg.data.task == "binary" else None
+    history: dict[str, Any] = {
+        "config": cfg.model_dump(), "best_epoch": result.best_epoch,
+        "best_metrics": result.best_metrics, "seconds": result.seconds, "epochs": result.history}
+    if served is not None:
+        serving = replace(serving, calibration=served.calibration)
+        history["calibrated_metrics"] = served.metrics
+    (out / "history.json").write_text(json.dumps(history, indent=2))
     manifest = write_bundle(
-        out, model, prepared.space, name=cfg.name, version=cfg.version, task=cfg.data.task,
-        label_range=label_range, validation=prepared.validation,
+        out, model, prepared.space, name=cfg.name, version=cfg.version, serving=serving,
+        validation=prepared.validation,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
                   "threads": torch.get_num_threads()},
         data=prepared.fingerprints, metrics=result.best_metrics,
     )
-    save_plots(out, result.history, manifest)
+    save_plots(out, result.history, manifest,
+               None if served is None else (served.labels, served.probabilities))
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume
+
+
+@dataclass
+class _Served:
+    """The validation rows as the bundle serves them (binary tasks)."""
+
+    calibration: Calibration
+    labels: np.ndarray
+    probabilities: np.ndarray
+    metrics: dict[str, float]
+    """Of the calibrated probabilities, on the rows the map was fitted on (empty without one)."""
+
+
+def _served_validation(cfg: RunConfig, model: PairModel, prepared: Prepared) -> _Served:
+    """Score the validation rows with the final model, on the served logit scale (their own,
+    if they are downsampled), and fit `train.calibration` on them."""
+    scores, labels = predict(model, prepared.validation, cfg.train.eval_batch_size)
+    scores = scores + evaluation_shift(prepared.train, prepared.validation)
+    calibration = fit_calibration(cfg.train.calibration, scores, labels)
+    probabilities = calibration.probability(scores)
+    if calibration.kind == "none":
+        return _Served(calibration, labels, probabilities, {})
+    metrics = evaluate_predictions("binary", labels, probabilities, (0.0, 1.0))
+    log.info("calibration %s fitted on %d validation rows: logloss %.5f, calibration %.4f "
+             "(measured on the rows it was fitted on)", calibration.kind, len(labels),
+             metrics["logloss"], metrics["calibration"])
+    return _Served(calibration, labels, probabilities, metrics)

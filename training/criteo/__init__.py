@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 VERSION = 1  # of the cached layouts below: bump to rebuild every cache
 
 
-def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = None) -> Prepared:
+def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = None,
+            seed: int = 0) -> Prepared:
+    """`seed` chooses the negative rows kept when `data` downsamples them."""
     if not data.train or not data.validation:
         raise ValueError("format = 'criteo' needs data.train and data.validation files")
     options = data.criteo
@@ -52,8 +54,10 @@ def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = 
     else:
         grown = grow(previous, counts, options, data.min_count, options.keep_dropped)
         space, mapping = grown.space, grown.mapping
-    train = shards(Path(data.train), space, data.task, options, cache_root)
-    validation = shards(Path(data.validation), space, data.task, options, cache_root)
+    train = shards(Path(data.train), space, data.task, options, cache_root,
+                   keep_negatives=data.negative_keep_rate, seed=seed)
+    validation = shards(Path(data.validation), space, data.task, options, cache_root,
+                        keep_negatives=data.validation_negative_keep_rate, seed=seed)
     prints = {name: DataFingerprint(**s.meta["fingerprint"])
               for name, s in (("train", train), ("validation", validation))}
     log.info("criteo: %d fields, %d features; %d train rows, %d validation rows (%d values out of "
@@ -78,18 +82,21 @@ def counts_dir(path: Path, options: CriteoOptions, cache_root: Path) -> Path:
 
 
 def shards(path: Path, space: FeatureSpace, task: Task, options: CriteoOptions,
-           cache_root: Path) -> Shards:
-    """Pass 2 over a file, cached: its rows encoded with `space` as shards."""
+           cache_root: Path, *, keep_negatives: float = 1.0, seed: int = 0) -> Shards:
+    """Pass 2 over a file, cached: its rows encoded with `space` as shards (negatives kept
+    at `keep_negatives`, chosen by `seed`)."""
+    from training.downsample import cache_key
     from training.shards import Shards, ShardWriter, cached, file_key
 
     key = {"kind": "criteo-shards", "version": VERSION, "file": file_key(path), "task": task,
            "space": space_digest(space), "rows_per_shard": options.rows_per_shard,
-           **_parsing(options)}
+           **_parsing(options), **cache_key(keep_negatives, seed)}
 
     def build(directory: Path) -> None:
         encoder = Encoder(space, task)
         writer = ShardWriter(directory, space.num_fields, 1, rows_per_shard=options.rows_per_shard,
-                             implicit_weights=encoder.implicit)
+                             implicit_weights=encoder.implicit, keep_negatives=keep_negatives,
+                             seed=seed)
         reader, oov = Reader(path, options), 0
         for batch in _progress(reader.blocks(), f"encoding {path.name}"):
             block = encoder.encode(batch)
