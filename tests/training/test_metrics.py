@@ -10,6 +10,7 @@ from training.metrics import (
     evaluate_scores,
     is_better,
     logloss,
+    monitored,
     normalized_entropy,
     rmse,
 )
@@ -89,3 +90,13 @@ def test_ne_and_calibration_need_both_classes() -> None:
         normalized_entropy(np.zeros(3), 0.1)
     with pytest.raises(ValueError, match="both"):
         calibration(np.ones(3), np.full(3, 0.5))
+
+
+def test_ne_is_watched_lower_is_better_and_only_for_binary_tasks() -> None:
+    from training.loop import EarlyStopping
+
+    assert monitored("binary", "ne") == "ne"
+    with pytest.raises(ValueError, match="not 'ne'"):
+        monitored("regression", "ne")
+    stopping = EarlyStopping("binary", patience=1, metric="ne")
+    assert stopping.update(1, 0.80) and stopping.update(2, 0.79) and not stopping.update(3, 0.81)
