@@ -67,7 +67,7 @@ def base_rate(labels: np.ndarray) -> float:
 def normalized_entropy(labels: np.ndarray, loss: float) -> float:
     """A logloss over the entropy (in nats) of the rows' base rate."""
     rate = base_rate(labels)
-    return loss / -(rate * np.log(rate) + (1.0 - rate) * np.log1p(-rate))
+    return float(loss / -(rate * np.log(rate) + (1.0 - rate) * np.log1p(-rate)))
 
 
 def calibration(labels: np.ndarray, probabilities: np.ndarray) -> float:

@@ -75,7 +75,6 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
     return Prepared(space, train, validation, prints, mapping)
 
 
-
 def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
     data = cfg.data
     if data.format == "libfm":
@@ -189,7 +188,8 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
         "best_metrics": result.best_metrics, "seconds": result.seconds, "epochs": result.history}
     if served is not None:
         serving = replace(serving, calibration=served.calibration)
-        history["calibrated_metrics"] = served.metrics
+        if served.metrics:
+            history["calibrated_metrics"] = served.metrics
     (out / "history.json").write_text(json.dumps(history, indent=2))
     manifest = write_bundle(
         out, model, prepared.space, name=cfg.name, version=cfg.version, serving=serving,
