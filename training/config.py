@@ -135,10 +135,12 @@ class TrainSection(_Section):
     """A finished run directory to start from: an FM (the paper protocol, instead of training
     `pretrain`), or yesterday's model on a newer log; known values keep their vectors."""
     eval_batch_size: int = Field(default=16384, ge=1)
-    calibration: Literal["none", "platt", "isotonic"] = "none"
+    calibration: Literal["auto", "none", "platt", "isotonic"] = "auto"
     """Binary tasks: a monotone map from the score to the served probability, fitted on the
     validation rows after training and exported into the graph: none (the sigmoid), platt
-    (sigmoid(a * score + b)) or isotonic (piecewise linear, at most 200 knots)."""
+    (sigmoid(a * score + b)) or isotonic (piecewise linear, at most 200 knots). auto:
+    isotonic for a binary task whose validation rows are all kept, else none (on held-out
+    rows it lowered logloss most and kept AUC; docs/RESULTS.md)."""
     micro_batch_size: int = Field(default=0, ge=0)
     """Rows per forward/backward pass; a larger batch is split and its gradients summed before
     one step (the same step). Bounds activation memory: an AFM pass holds several
@@ -214,12 +216,20 @@ class RunConfig(_Section):
     def _monitor_fits_task(self) -> RunConfig:
         for choice in (self.train.monitor, self.tune.metric if self.tune else ""):
             monitored(self.data.task, choice)
-        if self.train.calibration != "none" and self.data.task != "binary":
-            raise ValueError(f"train.calibration applies to binary tasks only, not {self.data.task}")
-        if self.train.calibration != "none" and self.data.validation_negative_keep_rate < 1.0:
-            raise ValueError("train.calibration is fitted on the validation rows: keep all of them "
-                             "(data.validation_negative_keep_rate = 1)")
+        if self.train.calibration in ("platt", "isotonic"):
+            if self.data.task != "binary":
+                raise ValueError(f"train.calibration applies to binary tasks only, not {self.data.task}")
+            if self.data.validation_negative_keep_rate < 1.0:
+                raise ValueError("train.calibration is fitted on the validation rows: keep all of "
+                                 "them (data.validation_negative_keep_rate = 1)")
         return self
+
+    def calibration(self) -> Literal["none", "platt", "isotonic"]:
+        """The map `train.calibration` asks for, with "auto" decided."""
+        if self.train.calibration != "auto":
+            return self.train.calibration
+        full_rate = self.data.validation_negative_keep_rate == 1.0
+        return "isotonic" if self.data.task == "binary" and full_rate else "none"
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the config, wherever it was read from."""

@@ -186,10 +186,11 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
     history: dict[str, Any] = {
         "config": cfg.model_dump(), "best_epoch": result.best_epoch,
         "best_metrics": result.best_metrics, "seconds": result.seconds, "epochs": result.history}
+    metrics = result.best_metrics  # the manifest's: those of what the bundle serves
     if served is not None:
         serving = replace(serving, calibration=served.calibration)
         if served.metrics:
-            history["calibrated_metrics"] = served.metrics
+            history["calibrated_metrics"] = metrics = served.metrics
     (out / "history.json").write_text(json.dumps(history, indent=2))
     manifest = write_bundle(
         out, model, prepared.space, name=cfg.name, version=cfg.version, serving=serving,
@@ -197,7 +198,7 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
                   "threads": torch.get_num_threads()},
-        data=prepared.fingerprints, metrics=result.best_metrics,
+        data=prepared.fingerprints, metrics=metrics,
     )
     save_plots(out, result.history, manifest,
                None if served is None else (served.labels, served.probabilities))
@@ -217,11 +218,12 @@ class _Served:
 
 def _served_validation(cfg: RunConfig, model: PairModel, prepared: Prepared) -> _Served:
     """Score the validation rows with the final model, on the served logit scale (their own,
-    if they are downsampled), and fit `train.calibration` on them."""
+    if they are downsampled), and fit `train.calibration` on them. The probabilities are
+    rounded to float32 as the graph serves them, so that the metrics are afm-eval's."""
     scores, labels = predict(model, prepared.validation, cfg.train.eval_batch_size)
     scores = scores + evaluation_shift(prepared.train, prepared.validation)
-    calibration = fit_calibration(cfg.train.calibration, scores, labels)
-    probabilities = calibration.probability(scores)
+    calibration = fit_calibration(cfg.calibration(), scores, labels)
+    probabilities = calibration.probability(scores).astype(np.float32)
     if calibration.kind == "none":
         return _Served(calibration, labels, probabilities, {})
     metrics = evaluate_predictions("binary", labels, probabilities, (0.0, 1.0))

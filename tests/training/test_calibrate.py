@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from model.calibration import Isotonic, NoCalibration, Platt, sigmoid
+from tests.helpers import REPO
 from training.calibrate import fit, fit_isotonic, fit_platt, pool_adjacent_violators
+from training.config import load_config
 
 
 def _isotonic_brute_force(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -92,3 +94,16 @@ def test_isotonic_knots_must_be_monotone() -> None:
         Isotonic(x=[0.0, 1.0, 0.5], y=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="probabilities"):
         Isotonic(x=[0.0, 1.0], y=[0.1, 1.5])
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["data.task=binary"], "isotonic"),
+    ([], "none"),  # regression
+    (["data.task=binary", "data.validation_negative_keep_rate=0.5"], "none"),
+    (["data.task=binary", "train.calibration=platt"], "platt"),
+    (["data.task=binary", "train.calibration=none"], "none"),
+])
+def test_auto_calibration_is_isotonic_for_binary_tasks_on_every_validation_row(
+        overrides: list[str], expected: str) -> None:
+    cfg = load_config(REPO / "configs" / "synthetic-afm.toml", overrides)
+    assert cfg.calibration() == expected

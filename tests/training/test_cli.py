@@ -62,8 +62,9 @@ epochs = 3
         assert evaluated[metric] == pytest.approx(value, abs=1e-5)
     if task == "binary":  # NE and calibration of the served probabilities, by hand
         assert list(evaluated) == ["rows", "oov", "auc", "logloss", "ne", "calibration"]
+        assert manifest.calibration.kind == "isotonic"  # "auto", with every validation row
         labels = np.array([line.split()[0] == "1" for line in valid.read_text().splitlines()])
-        p, rate = 1 / (1 + np.exp(-np.loadtxt(scores))), labels.mean()
+        p, rate = manifest.calibration.probability(np.loadtxt(scores)), labels.mean()
         assert evaluated["calibration"] == pytest.approx(p.mean() / rate, rel=1e-5)
         entropy = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
         assert evaluated["ne"] == pytest.approx(evaluated["logloss"] / entropy, rel=1e-6)
