@@ -46,7 +46,7 @@ def criteo_instances(path: Path, rows: int) -> Iterator[tuple[list[dict[str, Any
 
     delimiter, header = sniff(path)
     left = rows
-    for batch in Reader(path, CriteoOptions(delimiter=delimiter, header=header)).blocks():
+    for batch in Reader(path, CriteoOptions(delimiter=delimiter, header=header)).batches():
         table = batch.slice(0, left).to_pylist()
         left -= len(table)
         labels = np.array([row.pop("label") for row in table], np.float64)
@@ -84,7 +84,7 @@ def served(model: Path, data: Path, rows: int, batch: int) -> dict[str, Any]:
 
 def posthoc(model: Path, data: str, fmt: str | None, seed: int) -> str:
     bundle = Bundle.load(model)
-    labels, scores, _, _ = scored(bundle, load_eval_data(bundle, data, data_format(data, fmt)))
+    labels, scores, _, _ = scored(bundle, load_eval_data(bundle, [data], data_format([data], fmt)))
     scores = scores.astype(np.float64)
     half = np.random.default_rng(seed).permutation(len(labels)) < len(labels) // 2
     lines = [f"{bundle.manifest.name} on {data}: {len(labels)} rows, base rate {labels.mean():.5f}",

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "4294967296",
        "MALLOC_TRIM_THRESHOLD_": "4294967296"}
-PASS_LINE = re.compile(r"(counting|encoding) (\S+): (\d+) rows in ([\d.]+) s \((\d+) rows/s\)")
+PASS_LINE = re.compile(r"(counting|encoding) (\S+): (\d+) rows in ([\d.]+) s "
+                       r"\((\d+) rows/s(?:, ([\d.]+) s CPU)?\)")
 PROGRESS_LINE = re.compile(r"epoch \d+/\d+: step (\d+)/(\d+), (\d+) samples/s")
 SAMPLE_S = 0.1
 
@@ -142,12 +143,15 @@ def generate(path: Path, rows: int, seed: int, scale: float, planted: int) -> di
                                                           ("bayes_auc", "bayes_logloss", "positives")}}
 
 
-def prepare(config: str, train: Path, validation: Path, cache: Path, label: str) -> dict[str, Any]:
-    stage = Stage(label, [str(BIN / "afm-train"), "--config", config, "--out", str(cache / "unused"),
-                          "--set", f"data.train={train}", "--set", f"data.validation={validation}",
-                          "--set", f"data.cache_dir={cache}", "--prepare-only"]).run()
+def prepare(config: str, train: Path, validation: Path, cache: Path, label: str,
+            sets: tuple[str, ...] = ()) -> dict[str, Any]:
+    command = [str(BIN / "afm-train"), "--config", config, "--out", str(cache / "unused"),
+               "--set", f"data.train={train}", "--set", f"data.validation={validation}",
+               "--set", f"data.cache_dir={cache}", "--prepare-only"]
+    stage = Stage(label, [*command, *(a for s in sets for a in ("--set", s))]).run()
     passes = [{"pass": m[0], "file": m[1], "rows": int(m[2]), "seconds": float(m[3]),
-               "rows_per_s": int(m[4])} for m in PASS_LINE.findall(stage.stderr)]
+               "rows_per_s": int(m[4]), "cpu_seconds": float(m[5]) if m[5] else None}
+              for m in PASS_LINE.findall(stage.stderr)]
     return {**stage.record(), "passes": passes, "cache_bytes": du_bytes(cache)}
 
 

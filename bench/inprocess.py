@@ -43,12 +43,13 @@ from bench.scenarios import BIG, SEED, instance, scenarios
 from bench.serve import DEFAULT_RUN
 from model.bundle import Bundle
 from service.app import create_app
-from service.explain import Explainer
-from service.http.plain_body import plain_predict_request
+from service.codecs.plain_body import plain_predict_request
+from service.codecs.predictions import render_predictions
+from service.codecs.schemas import PredictRequest
+from service.core.explain import Explainer
 from service.http.responses import ORJSONResponse
-from service.process import configure_process, freeze_startup_objects
-from service.schemas import PredictRequest
-from service.settings import Settings
+from service.ops.process import configure_process, freeze_startup_objects
+from service.ops.settings import Settings
 
 ROUNDS = 7
 BARE = "bare "
@@ -127,16 +128,18 @@ def pieces(bundle: Bundle, explainer: Explainer,
     body = orjson.dumps({"instances": instances})
     encoded = bundle.features.encode(instances)
     scores = bundle.run(encoded.indices, encoded.weights)
-    plain, top3, every = (explainer.predictions(encoded, scores, explain, top_k)
+    plain, top3, every = (render_predictions(explainer.predictions(encoded, scores, explain, top_k))
                           for explain, top_k in ((False, None), (True, 3), (True, None)))
     return {
         "body, pydantic": lambda: PredictRequest.model_validate_json(body),
         "body, orjson path (any size)": lambda: plain_predict_request(body, min_bytes=0),
         "encode": lambda: bundle.features.encode(instances),
         "onnxruntime run": lambda: bundle.run(encoded.indices, encoded.weights),
-        "results, plain": lambda: explainer.predictions(encoded, scores, False),
-        "results, top 3 pairs": lambda: explainer.predictions(encoded, scores, True, 3),
-        "results, all pairs": lambda: explainer.predictions(encoded, scores, True),
+        "results, plain": lambda: render_predictions(explainer.predictions(encoded, scores, False)),
+        "results, top 3 pairs": lambda: render_predictions(
+            explainer.predictions(encoded, scores, True, 3)),
+        "results, all pairs": lambda: render_predictions(
+            explainer.predictions(encoded, scores, True)),
         "response, plain": lambda: ORJSONResponse({"predictions": plain}),
         "response, top 3 pairs": lambda: ORJSONResponse({"predictions": top3}),
         "response, all pairs": lambda: ORJSONResponse({"predictions": every}),

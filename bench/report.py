@@ -1,4 +1,4 @@
-"""Medians of the rounds, the targets of issue 3, and the markdown for docs/BENCHMARKS.md."""
+"""Medians of the rounds, the serving targets, and the markdown for docs/BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def render(samples: dict[Load, list[Sample]], main: str, context: Context, bare:
     others = [c for c in [bare, before] if c is not None]
     configs = [c for c in dict.fromkeys(load.config for load in samples) if c not in others]
     parts = [
-        BEGIN, "## Serving\n", _preamble(context), "### Targets (issue 3, section 5; issue 10)\n",
+        BEGIN, "## Serving\n", _preamble(context), "### Targets\n",
         _targets(table, main, bare), "### Every load on the main server\n",
         _rows(table, instances, [main]), "### Micro-batching wait and workers, side by side\n",
         "Each cell: req/s, p50 / p99 ms, server CPU µs a request.\n", pivot(table, configs),

@@ -16,11 +16,11 @@ from pydantic import ValidationError
 
 from model.bundle import BundleError
 from model.validation import describe_error
-from service.metrics import MULTIPROC_ENV
-from service.model_choice import CHOICE_FILE
-from service.process import configure_process
-from service.runtime import load_model
-from service.settings import Settings
+from service.core.model import load_model
+from service.ops.metrics import MULTIPROC_ENV
+from service.ops.model_choice import CHOICE_FILE
+from service.ops.process import configure_process
+from service.ops.settings import Settings
 
 log = logging.getLogger("service.cli")
 GRACEFUL_SHUTDOWN_S = 30

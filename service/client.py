@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from service.schemas import (
+from service.codecs.schemas import (
     EncodeResponse,
     ExplainResponse,
     ImportanceResponse,

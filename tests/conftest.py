@@ -1,12 +1,14 @@
 """Fixtures shared across the suite: real bundles trained on built-in data, once per session
 and cached between sessions while the code and configs that made them are unchanged."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import cached_bundle, train_bundle
+from tests.helpers.skips import skip_reason, skip_summary
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +60,12 @@ def downsampled_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "downsampled"
     train_bundle(data / "run.toml", out)
     return out
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the run with one line naming what skipped tests lacked and how to get it (after
+    pytest's summary, which -ra already gives reason by reason)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    line = skip_summary((skip_reason(r) for r in reporter.stats.get("skipped", [])), shutil.which)
+    if line:
+        reporter.write_line(line, yellow=True, bold=True)

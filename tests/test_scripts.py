@@ -69,6 +69,25 @@ def test_main_job_checks_the_port_before_training(tmp_path: Path) -> None:
     assert "training" not in output and not (tmp_path / "bundle").exists()
 
 
+@pytest.mark.parametrize("form", ["--port {}", "--port={}"])
+def test_main_job_takes_the_port_its_busy_port_advice_names(form: str, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        job = main_job(tmp_path, 8000, *form.format(port).split())  # --port wins over AFM_PORT
+        output, _ = job.communicate(timeout=120)
+    assert job.returncode == 2, output
+    assert f"cannot listen on 127.0.0.1:{port}" in output and "--port" in output
+
+
+@pytest.mark.parametrize("args", [["--port"], ["--port", "http"], ["--port", "70000"]])
+def test_main_job_refuses_a_port_that_is_not_one(args: list[str], tmp_path: Path) -> None:
+    job = main_job(tmp_path, 8000, *args)
+    output, _ = job.communicate(timeout=60)
+    assert job.returncode == 2 and output.startswith("main.sh: ") and len(output.splitlines()) == 1
+
+
 def test_main_job_refuses_an_unknown_argument(tmp_path: Path) -> None:
     job = main_job(tmp_path, 0, "--retrian")
     output, _ = job.communicate(timeout=60)

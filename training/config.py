@@ -9,7 +9,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.manifest import Task
+from training.fields import FieldDecl
 from training.metrics import monitored
+from training.stream import LABEL
+
+CLICK_LOGS = ("criteo", "parquet")
 
 
 class _Section(BaseModel):
@@ -38,12 +42,42 @@ class CriteoOptions(_Section):
     """Bytes of text the CSV reader parses at a time (memory is bounded by this and the vocabulary)."""
 
 
+class ParquetOptions(_Section):
+    """`[data.parquet]`: which columns of a Parquet dataset are the label and the fields."""
+
+    label: str = Field(default="label", min_length=1)
+    """The label column: a number or a boolean (binary tasks: a positive value is a click)."""
+    fields: list[FieldDecl] = Field(default_factory=list)
+    """The fields, declared as in a tabular schema (`{name, column, kind, ...}`; kinds
+    categorical, multi (a list<string> column, or a string split at `separator`), numeric,
+    bucketized). None: a Criteo-shaped table (label, I1..I13, C1..C26), encoded exactly as
+    `[data.criteo]` says for Criteo-format text."""
+    missing: Literal["empty", "learned"] = "empty"
+    """Declared fields: a null value is no entry, or the field's own learned index."""
+    hash_buckets: int = Field(default=0, ge=0)
+    """Declared categorical and multi-valued fields: indices for values under min_count, by
+    crc32(value) % n (0: one OOV index)."""
+    batch_rows: int = Field(default=1 << 16, ge=1)
+    """Rows read at a time (memory is bounded by this, a row group and the vocabulary)."""
+    rows_per_shard: int = Field(default=1 << 19, ge=1)
+    """Rows per encoded shard on disk."""
+
+    @model_validator(mode="after")
+    def _label_is_no_field(self) -> ParquetOptions:
+        if LABEL in (f.name for f in self.fields):
+            raise ValueError(f"a field cannot be named {LABEL!r}: the name is the label's")
+        return self
+
+
 class DataConfig(_Section):
-    format: Literal["libfm", "tabular", "synthetic", "criteo"]
-    train: str = ""
-    """Training file (libfm) or the tabular schema file (tabular)."""
-    validation: str = ""
-    """Validation file (libfm); tabular schemas split the data themselves."""
+    format: Literal["libfm", "tabular", "synthetic", "criteo", "parquet"]
+    train: str | list[str] = ""
+    """Training file (libfm, criteo), the tabular schema file (tabular), or a Parquet dataset:
+    a file, a directory of part files (Hive-style key=value directories too), a glob, or a
+    list of these (parquet)."""
+    validation: str | list[str] = ""
+    """Validation file (libfm, criteo) or Parquet dataset; tabular schemas split the data
+    themselves."""
     root: str = ""
     """Tabular: the folder of the schema's files, overriding the schema's `root`."""
     fields: list[str] = Field(default_factory=list)
@@ -54,7 +88,10 @@ class DataConfig(_Section):
     synthetic: dict[str, Any] = Field(default_factory=dict)
     """Generator settings for format = synthetic (see training.synthetic.SyntheticSpec)."""
     criteo: CriteoOptions = CriteoOptions()
-    """Reading and encoding options for format = criteo."""
+    """Reading and encoding options for format = criteo (encoding options for a Criteo-shaped
+    Parquet table too)."""
+    parquet: ParquetOptions = ParquetOptions()
+    """Columns and reading options for format = parquet."""
     cache_dir: str = ".cache/afm-data"
     """Where encoded shards are kept and reused while the raw files and settings are unchanged."""
     negative_keep_rate: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -66,9 +103,10 @@ class DataConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _criteo_min_count(cls, raw: Any) -> Any:
-        """Criteo logs default to min_count = 10 (the usual setting), the other formats to 1."""
-        if isinstance(raw, dict) and raw.get("format") == "criteo" and "min_count" not in raw:
+    def _click_log_min_count(cls, raw: Any) -> Any:
+        """Click logs (Criteo text, Parquet tables) default to min_count = 10 (the usual
+        setting for Criteo's), the other formats to 1."""
+        if isinstance(raw, dict) and raw.get("format") in CLICK_LOGS and "min_count" not in raw:
             return {**raw, "min_count": 10}
         return raw
 
@@ -265,10 +303,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         if not sep or not key:
             raise ValueError(f"override must look like key=value, got {override!r}")
         if not key.strip().startswith(PRETRAIN_PREFIX):
-            _set(raw, key.strip().split("."), _parse_value(value.strip()))
+            apply_override(raw, key, value)
     raw["source"] = str(path)
     raw["overrides"] = list(overrides or [])
     return RunConfig.model_validate(raw)
+
+
+def apply_override(tree: dict[str, Any], key: str, value: str) -> None:
+    """Set the dotted `key` of a raw config tree to `value` read as `--set` reads it."""
+    _set(tree, key.strip().split("."), _parse_value(value.strip()))
 
 
 def _parse_value(text: str) -> Any:

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,6 +78,23 @@ def build_vocabulary(values: Iterable[str], min_count: int = 1) -> list[str]:
     return [value for value, _ in sorted(kept, key=lambda item: (-item[1], item[0]))]
 
 
+def one_path(paths: str | list[str], key: str) -> str:
+    """The one file of a data setting (`data.train`, ...) in a format that reads one file;
+    a list of paths is for Parquet datasets."""
+    if isinstance(paths, str):
+        return paths
+    if len(paths) != 1:
+        raise ValueError(f"{key} takes one file in this format, got a list of {len(paths)} "
+                         "(lists of paths are for format = 'parquet')")
+    return paths[0]
+
+
 def fingerprint(path: str | Path, rows: int) -> DataFingerprint:
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return DataFingerprint(path=str(path), sha256=digest, rows=rows)
+
+
+def file_key(path: Path) -> dict[str, Any]:
+    """What a raw file contributes to a cache key: a changed file has a new size or mtime."""
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

@@ -10,9 +10,13 @@ on the full traffic the probability is p = q / (q + (1 - q) / w), i.e. its logit
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.config import DataConfig
 
 _UNIT = 1.0 / float(1 << 53)
 
@@ -40,6 +44,24 @@ def logit_shift(trained_at: float, evaluated_at: float = 1.0) -> float:
     """What to add to the logit of a model trained on negatives kept at rate `trained_at` so
     that it predicts rows whose negatives are kept at `evaluated_at` (1: the real traffic)."""
     return math.log(trained_at / evaluated_at)
+
+
+@dataclass(frozen=True)
+class KeepRates:
+    """The share of negative rows each split keeps, and the run's seed that chooses them:
+    what every format that writes shards is given."""
+
+    train: float = 1.0
+    validation: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def of(cls, data: DataConfig, seed: int) -> KeepRates:
+        return cls(data.negative_keep_rate, data.validation_negative_keep_rate, seed)
+
+
+EVERY_ROW = KeepRates()
+"""No downsampling."""
 
 
 def cache_key(rate: float, seed: int, prefix: str = "") -> dict[str, Any]:

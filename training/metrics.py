@@ -18,8 +18,8 @@ from model.manifest import Task
 
 EPSILON = 1e-7
 """Probabilities are clipped this far from 0 and 1 before their log (float32 reaches 1.0)."""
-# What each task's early stopping watches, and whether lower is better.
-MONITOR: dict[Task, tuple[str, bool]] = {"regression": ("rmse", True), "binary": ("auc", False)}
+# What each task's early stopping watches unless told otherwise.
+MONITOR: dict[Task, str] = {"regression": "rmse", "binary": "auc"}
 
 
 def rmse(labels: np.ndarray, scores: np.ndarray, label_range: tuple[float, float]) -> float:
@@ -106,14 +106,7 @@ TASK_METRICS: dict[Task, tuple[str, ...]] = {"regression": ("rmse",), "binary": 
 def monitored(task: Task, choice: str = "") -> str:
     """The metric early stopping watches: `choice` if the task has it, the task's default if ""."""
     if not choice:
-        return MONITOR[task][0]
+        return MONITOR[task]
     if choice not in TASK_METRICS[task]:
         raise ValueError(f"a {task} task reports {' or '.join(TASK_METRICS[task])}, not {choice!r}")
     return choice
-
-
-def is_better(task: Task, candidate: float, best: float | None) -> bool:
-    _, lower_is_better = MONITOR[task]
-    if best is None:
-        return True
-    return candidate < best if lower_is_better else candidate > best

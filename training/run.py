@@ -17,83 +17,42 @@ from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm
 from model.calibration import Calibration
 from model.features import FeatureSpace
 from model.manifest import Manifest
-from training import libfm, synthetic
+from training import formats
 from training.calibrate import fit as fit_calibration
 from training.config import RunConfig, load_config
-from training.data import Prepared, Splits, binary_labels, fingerprint
+from training.data import Prepared
 from training.distributed import Context, barrier
-from training.downsample import cache_key
 from training.export import Serving, write_bundle
-from training.loop import Checkpointing, FitResult, evaluation_shift, fit, predict
+from training.loop import evaluation_shift, predict
 from training.metrics import evaluate_predictions
+from training.numerics import flush_denormals
 from training.plots import save_plots
-from training.shards import Shards, cached, write_dataset
+from training.trainer import Checkpointing, FitResult, Trainer
 from training.warm_start import index_mapping, warm_start
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINTS = "checkpoints"
+MODEL_CHECKPOINT = "checkpoint.pt"
+"""A run directory's finished model: `{"model", "model_config", "metrics", "epoch"}`."""
+RESUME_DIR = "checkpoints"
+"""A run directory's resumable training state while the run is under way."""
 PRETRAIN = "pretrain"
 
 
 def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepared:
-    """Every format as shard sets in the data cache, encoded once and reused. Criteo logs
-    grow the `previous` model's vocabulary when given one (day-by-day retraining)."""
-    data = cfg.data
-    cache = Path(data.cache_dir)
-    mapping = None
-    if data.format == "criteo":
-        from training import criteo
-
-        ready = criteo.prepare(data, cache, previous, cfg.seed)
-        space, train, validation, prints = ready.space, ready.train, ready.validation, ready.fingerprints
-        mapping = ready.mapping
-    else:
-        space, splits = _read_in_memory(cfg)
-        hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
-        key = {"data": data.model_dump(exclude={"negative_keep_rate", "validation_negative_keep_rate"}),
-               "fingerprints": hashes, **cache_key(data.negative_keep_rate, cfg.seed),
-               **cache_key(data.validation_negative_keep_rate, cfg.seed, "validation_")}
-
-        def build(directory: Path) -> None:
-            write_dataset(directory / "train", splits.train,
-                          keep_negatives=data.negative_keep_rate, seed=cfg.seed)
-            write_dataset(directory / "validation", splits.validation,
-                          keep_negatives=data.validation_negative_keep_rate, seed=cfg.seed)
-
-        directory = cached(cache, key, build)
-        train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")
-        prints = splits.fingerprints
+    """The run's data as shard sets in the data cache, encoded once and reused, by its
+    format (`training.formats`); a format that can grows the `previous` model's vocabulary
+    when given one (day-by-day retraining)."""
+    prepare = formats.preparer(cfg.data.format)
+    prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed)
     log.info(
         "%s data: %d train, %d validation rows; %d fields, %d features; %d validation values out of "
-        "vocabulary", cfg.name, len(train), len(validation), space.num_fields, space.num_features,
-        validation.oov,
+        "vocabulary", cfg.name, len(prepared.train), len(prepared.validation),
+        prepared.space.num_fields, prepared.space.num_features, prepared.validation.oov,
     )
-    for name, shards in (("train", train), ("validation", validation)):
+    for name, shards in (("train", prepared.train), ("validation", prepared.validation)):
         if shards.downsampling.negative_keep_rate < 1.0:
             log.info("%s %s: %s", cfg.name, name, shards.downsampling.describe())
-    return Prepared(space, train, validation, prints, mapping)
-
-
-def _read_in_memory(cfg: RunConfig) -> tuple[FeatureSpace, Splits]:
-    data = cfg.data
-    if data.format == "libfm":
-        train_rows, valid_rows = libfm.read_libfm(data.train), libfm.read_libfm(data.validation)
-        space = libfm.feature_space(train_rows, data.fields, data.min_count)
-        train = libfm.encode(space, train_rows, binary_labels(train_rows.labels, data.task))
-        validation = libfm.encode(space, valid_rows, binary_labels(valid_rows.labels, data.task))
-        prints = {
-            "train": fingerprint(data.train, len(train)),
-            "validation": fingerprint(data.validation, len(validation)),
-        }
-        return space, Splits(train, validation, prints)
-    if data.format == "tabular":
-        from training import tabular
-
-        return tabular.load(data)
-    spec = synthetic.SyntheticSpec.model_validate(data.synthetic)
-    space, train, validation = synthetic.datasets(spec)
-    return space, Splits(train, validation, {})
+    return prepared
 
 
 def model_config(cfg: RunConfig, space: FeatureSpace) -> ModelConfig:
@@ -102,8 +61,13 @@ def model_config(cfg: RunConfig, space: FeatureSpace) -> ModelConfig:
     )
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a finished run's model (which a later run may reuse as it is)."""
+    return (run_dir / MODEL_CHECKPOINT).is_file() and not (run_dir / RESUME_DIR).exists()
+
+
 def load_checkpoint(run_dir: Path) -> PairModel:
-    checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(run_dir / MODEL_CHECKPOINT, map_location="cpu", weights_only=True)
     model = build_model(ModelConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["model"])
     return model
@@ -124,7 +88,7 @@ def _initial_weights(model: PairModel, cfg: RunConfig, out: Path, prepared: Prep
     if not (isinstance(model, AFM) and cfg.train.pretrain):
         return
     pretrain_dir = out / PRETRAIN
-    if (pretrain_dir / CHECKPOINT).is_file() and not (pretrain_dir / CHECKPOINTS).exists():
+    if finished(pretrain_dir):
         log.info("paper protocol: reusing the finished FM in %s", pretrain_dir)
     else:
         fm_config = load_config(Path(cfg.source).parent / cfg.train.pretrain, cfg.pretrain_overrides())
@@ -144,8 +108,9 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     context = context or Context()
     out.mkdir(parents=True, exist_ok=True)
     if fresh and context.is_main:
-        for stale in (out / CHECKPOINTS, out / PRETRAIN / CHECKPOINTS):
+        for stale in (out / RESUME_DIR, out / PRETRAIN / RESUME_DIR):
             shutil.rmtree(stale, ignore_errors=True)
+    flushed = flush_denormals()  # every training entry point comes through here
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     start = Manifest.read(Path(cfg.train.init_from)) if cfg.train.init_from else None
@@ -160,26 +125,28 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     if cfg.train.uniform_start and isinstance(model, AFM) and (start is None or start.kind == "fm"):
         # an AFM from yesterday's AFM keeps the attention it learned
         start_as_fm(model)
-    log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
-             torch.get_num_threads())
-    checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
+    threads = torch.get_num_threads()
+    log.info("%s: %d parameters, %d thread%s", cfg.name, sum(p.numel() for p in model.parameters()),
+             threads, "" if threads == 1 else "s")
+    checkpoints = Checkpointing(out / RESUME_DIR, cfg.train.checkpoint_every_steps,
                                 60 * cfg.train.checkpoint_every_minutes, cfg.identity())
     label_range = prepared.label_range(cfg.data.task)
-    result = fit(model, prepared.train, prepared.validation, cfg.data.task, label_range,
-                 cfg.train, cfg.seed, context, checkpoints, on_epoch)
+    result = Trainer(model, prepared.train, prepared.validation, cfg.data.task, label_range,
+                     cfg.train, cfg.seed, context, checkpoints, on_epoch).fit()
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
     if context.is_main:
-        _write_run(out, cfg, model, prepared, label_range, result, context)
+        _write_run(out, cfg, model, prepared, label_range, result, context, flushed)
     barrier(context)
     return Manifest.read(out)
 
 
 def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
-               label_range: tuple[float, float], result: FitResult, context: Context) -> None:
+               label_range: tuple[float, float], result: FitResult, context: Context,
+               flushed: bool) -> None:
     torch.save(
         {"model": model.state_dict(), "model_config": model.config.to_dict(),
          "metrics": result.best_metrics, "epoch": result.best_epoch},
-        out / CHECKPOINT,
+        out / MODEL_CHECKPOINT,
     )
     serving = Serving(cfg.data.task, label_range, prepared.train.downsampling.negative_keep_rate)
     served = _served_validation(cfg, model, prepared) if cfg.data.task == "binary" else None
@@ -197,12 +164,12 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
         validation=prepared.validation,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
-                  "threads": torch.get_num_threads()},
+                  "threads": torch.get_num_threads(), "flush_denormal": flushed},
         data=prepared.fingerprints, metrics=metrics,
     )
     save_plots(out, result.history, manifest,
                None if served is None else (served.labels, served.probabilities))
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume
+    shutil.rmtree(out / RESUME_DIR, ignore_errors=True)  # finished: nothing left to resume
 
 
 @dataclass

@@ -308,12 +308,6 @@ def _concat(parts: list[_Rows], shape: tuple[int, int]) -> _Rows:
                  np.concatenate([p.labels for p in parts]))
 
 
-def file_key(path: Path) -> dict[str, Any]:
-    """What a raw file contributes to a cache key: a changed file has a new size or mtime."""
-    stat = Path(path).stat()
-    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def cached(root: Path, key: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
     """The directory for `key` under `root`, built by `build(tmp)` and renamed into place once.
 

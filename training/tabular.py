@@ -30,21 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from model.features import FeatureSpace, FieldKind, FieldSpec
 from model.manifest import Task
 from training.config import DataConfig
-from training.data import Dataset, Splits, binary_labels, build_vocabulary, fingerprint
+from training.data import Dataset, Splits, binary_labels, build_vocabulary, fingerprint, one_path
+from training.fields import FieldDecl
 
 log = logging.getLogger(__name__)
 
 RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
-
-# Options that only some kinds take: setting one on another kind is a schema error.
-KIND_OPTIONS: dict[str, tuple[FieldKind, ...]] = {
-    "separator": (FieldKind.MULTI,),
-    "pooling": (FieldKind.MULTI,),
-    "max_entries": (FieldKind.MULTI,),
-    "normalization": (FieldKind.NUMERIC,),
-    "boundaries": (FieldKind.BUCKETIZED,),
-}
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,38 +63,6 @@ class Split(_Strict):
         if (self.method == "time") != bool(self.column):
             raise ValueError("split.column is required by method = 'time' and only by it")
         return self
-
-
-class FieldDecl(_Strict):
-    name: str = Field(min_length=1)
-    column: str = ""
-    """Source column (default: the field's name)."""
-    kind: FieldKind
-    separator: str = Field(default=" ", min_length=1)
-    """Multi: the separator between values in a cell."""
-    pooling: Literal["mean", "sum"] = "mean"
-    """Multi: how the values' embeddings combine."""
-    max_entries: int | None = Field(default=None, ge=1)
-    """Multi: most values a cell may hold (default: the most found in the files)."""
-    normalization: Literal["standard", "minmax", "none"] = "standard"
-    """Numeric: weight = (value - center) / scale, with center and scale fitted on train."""
-    boundaries: list[float] = Field(default_factory=list)
-    """Bucketised: sorted bucket edges."""
-    missing: list[str] = Field(default_factory=list)
-    """Cell values that mean 'no value' (an empty cell always does)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> FieldDecl:
-        for option, kinds in KIND_OPTIONS.items():
-            if option in self.model_fields_set and self.kind not in kinds:
-                raise ValueError(f"field {self.name!r}: {option} does not apply to {self.kind}")
-        if self.kind == FieldKind.BUCKETIZED and not self.boundaries:
-            raise ValueError(f"field {self.name!r}: bucketized fields need boundaries")
-        return self
-
-    @property
-    def source(self) -> str:
-        return self.column or self.name
 
 
 class Schema(_Strict):
@@ -251,7 +210,7 @@ def target_labels(table: Table, schema: Schema, task: Task) -> np.ndarray:
 
 def load(data: DataConfig) -> tuple[FeatureSpace, Splits]:
     """The feature space fitted on the training split, and both splits encoded."""
-    schema_path = Path(data.train)
+    schema_path = Path(one_path(data.train, "data.train"))
     schema = read_schema(schema_path)
     if schema.split.method == "none":
         raise ValueError(f"{schema_path}: split.method = 'none' leaves nothing to train on")

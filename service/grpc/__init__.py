@@ -1,6 +1,7 @@
-"""The Open Inference Protocol (KServe V2) gRPC service, on the same runtime as REST.
+"""The gRPC transport: the Open Inference Protocol (KServe V2) on the same runtime as REST.
 
 `proto/` holds the protocol's .proto and the modules generated from it (`generate.sh`);
-`servicer` implements the methods, `server` runs grpcio's asyncio server in the app's
-event loop, `errors` maps `service.errors` to gRPC status codes.
+`server` runs grpcio's asyncio server in the process's event loop, `servicer` implements
+the methods, `contents` decodes and encodes gRPC's tensors, `errors` maps
+`service.core.errors` to gRPC status codes.
 """

@@ -1,4 +1,4 @@
-"""The gRPC reading of `service.errors`: a status code per kind, looked up along the MRO.
+"""The gRPC reading of `service.core.errors`: a status code per kind, looked up along the MRO.
 
 Invalid input is INVALID_ARGUMENT whichever check finds it; nothing a caller sends can
 give INTERNAL, which only an unexpected failure of the server does.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from grpc import StatusCode
 
-from service.errors import (
+from service.core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,

@@ -1,5 +1,5 @@
-"""grpcio's asyncio server in the app's event loop, started and stopped by its lifespan,
-serving the Open Inference Protocol and the standard gRPC health service.
+"""The gRPC transport's server: grpcio's asyncio server on the event loop of the runtime it
+serves, with the Open Inference Protocol and the standard gRPC health service.
 
 With several worker processes each worker binds AFM_GRPC_PORT with SO_REUSEPORT (grpcio's
 default on Linux), so the kernel spreads connections over the workers, as it does for
@@ -8,17 +8,21 @@ the REST port; a gRPC channel is one long-lived connection, so it stays with one
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.core.runtime import Runtime
 from service.grpc.proto.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from service.grpc.servicer import InferenceServicer
-from service.metrics import Metrics
-from service.runtime import Runtime
-from service.settings import Settings
+from service.ops.metrics import Metrics
+from service.ops.settings import Settings
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 STOP_GRACE_S = 10.0
+log = logging.getLogger("service.grpc")
 
 
 class Health(health_pb2_grpc.HealthServicer):
@@ -35,7 +39,7 @@ class Health(health_pb2_grpc.HealthServicer):
         return status(status=status.SERVING if self.runtime.ready else status.NOT_SERVING)
 
 
-class GrpcService:
+class GrpcServer:
     def __init__(self, settings: Settings, runtime: Runtime, metrics: Metrics) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -55,6 +59,13 @@ class GrpcService:
             f"[{host}]:{self.settings.grpc_port}" if ":" in host else f"{host}:{self.settings.grpc_port}")
         await server.start()
         self.server = server
+        log.info("gRPC (Open Inference Protocol) on %s port %d", host, self.port)
+
+    async def wait(self) -> None:
+        """Until the server stops. Shielded: cancelling the wait must not cancel the future
+        grpcio's own stop waits on."""
+        if self.server is not None:
+            await asyncio.shield(self.server.wait_for_termination())
 
     async def stop(self) -> None:
         """Refuse new calls and let running ones finish (at most STOP_GRACE_S)."""

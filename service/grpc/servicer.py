@@ -1,5 +1,5 @@
 """`inference.GRPCInferenceService` on the runtime: methods that decode, delegate and
-encode, as the REST routes do, with the same checks (`service.tensors`) and limits.
+encode (`contents`), as the REST routes do, with the same checks and limits.
 
 Every method is wrapped by `rpc`: it maps `ServiceError` to its status code, and records
 the request in the `afm_grpc_*` metrics by method and code.
@@ -11,25 +11,25 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-import numpy as np
 
-from service import metadata, tensors
-from service.errors import InvalidInput, ServiceError, truncated
+from service.codecs import metadata, tensors
+from service.core.errors import ServiceError, truncated
+from service.core.model import ModelInfo, PerModel
+from service.core.runtime import Runtime
+from service.grpc.contents import infer_response, input_tensors
 from service.grpc.errors import code_of
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.proto.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceServicer
-from service.metrics import Metrics
-from service.runtime import Inference, Runtime
+from service.ops.metrics import Metrics
 
 log = logging.getLogger("service.grpc")
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
 Method = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Reply]]
-CONTENTS = {"INT64": "int64_contents", "FP32": "fp32_contents"}
 
 
 def rpc(method: Method[Request, Reply]) -> Method[Request, Reply]:
@@ -60,6 +60,15 @@ def rpc(method: Method[Request, Reply]) -> Method[Request, Reply]:
     return handler
 
 
+def _model_metadata(info: ModelInfo) -> pb.ModelMetadataResponse:
+    meta = metadata.oip_metadata(info)
+    tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=meta.name, versions=meta.versions, platform=meta.platform,
+        inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
+        outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs])
+
+
 class InferenceServicer(GRPCInferenceServiceServicer):
     def __init__(self, runtime: Runtime, metrics: Metrics, max_instances: int) -> None:
         self.runtime = runtime
@@ -68,6 +77,7 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         server = metadata.server_metadata()
         self.server = pb.ServerMetadataResponse(name=server.name, version=server.version,
                                                 extensions=server.extensions)
+        self.model_metadata = PerModel(_model_metadata)
         self._children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
 
     def record(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
@@ -105,13 +115,7 @@ class InferenceServicer(GRPCInferenceServiceServicer):
     @rpc
     async def ModelMetadata(self, request: pb.ModelMetadataRequest,
                             context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
-        meta = self.runtime.info(request.name, request.version or None).oip_metadata
-        tensor = pb.ModelMetadataResponse.TensorMetadata
-        return pb.ModelMetadataResponse(
-            name=meta.name, versions=meta.versions, platform=meta.platform,
-            inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
-            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape)
-                     for t in meta.outputs])
+        return self.model_metadata(self.runtime.info(request.name, request.version or None))
 
     @rpc
     async def ModelInfer(self, request: pb.ModelInferRequest,
@@ -124,41 +128,3 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         wanted = tensors.outputs_wanted([output.name for output in request.outputs])
         result = await self.runtime.infer(indices, weights)
         return infer_response(request.id, result, wanted, raw=bool(request.raw_input_contents))
-
-
-def input_tensors(request: pb.ModelInferRequest, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    inputs, raw = request.inputs, request.raw_input_contents
-    if raw and len(raw) != len(inputs):
-        raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(inputs)} inputs "
-                           f"(one per input, in order)")
-
-    def decode(i: int) -> np.ndarray:
-        tensor = inputs[i]
-        if raw:
-            if tensor.HasField("contents"):
-                raise InvalidInput(f"input {tensor.name!r}: contents and raw_input_contents "
-                                   f"are both given")
-            return tensors.from_bytes(tensor.name, tensor.datatype, tensor.shape, raw[i], limit)
-        tensors.declared_size(tensor.name, tensor.datatype, tensor.shape, limit)
-        field = CONTENTS[tensor.datatype]
-        values: Sequence[float] = getattr(tensor.contents, field)
-        if not values and tensor.contents.ByteSize():
-            raise InvalidInput(f"input {tensor.name!r} ({tensor.datatype}) must carry its "
-                               f"values in contents.{field}")
-        return tensors.from_values(tensor.name, tensor.datatype, tensor.shape, values, limit)
-
-    return tensors.gather(((tensor.name, i) for i, tensor in enumerate(inputs)), decode)
-
-
-def infer_response(request_id: str, result: Inference, wanted: Sequence[str],
-                   raw: bool) -> pb.ModelInferResponse:
-    response = pb.ModelInferResponse(model_name=result.model["name"],
-                                     model_version=result.model["version"], id=request_id)
-    for name in wanted:
-        array = np.ascontiguousarray(getattr(result.scores, name), "<f4")
-        output = response.outputs.add(name=name, datatype="FP32", shape=array.shape)
-        if raw:
-            response.raw_output_contents.append(array.tobytes())
-        else:
-            output.contents.fp32_contents.extend(array.ravel().tolist())
-    return response

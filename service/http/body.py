@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from model.validation import describe_error
-from service.errors import InvalidInput
+from service.core.errors import InvalidInput
 from service.http.errors import UnsupportedMediaType
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -39,7 +39,7 @@ def parse_json(body: bytes, model: type[Body],
                plain: Callable[[bytes], Body | None] | None = None) -> Body:
     """A JSON document validated against `model`; any fault is InvalidInput. `plain`, when
     given, reads the bodies it recognises as plainly valid more cheaply (None: it declines)
-    and must give what `model` would (service/http/plain_body.py)."""
+    and must give what `model` would (service/codecs/plain_body.py)."""
     if b"NaN" in body or b"Infinity" in body:  # a byte search: no cost to other bodies
         _refuse_non_finite(body)
     if plain is not None and (read := plain(body)) is not None:
@@ -91,7 +91,7 @@ def openapi_components(app: FastAPI, models: list[type[BaseModel]]) -> None:
 
 def _drop_fastapi_422(schema: dict[str, Any]) -> None:
     """FastAPI documents a 422 for every route it validates; this service answers invalid
-    input with 400 (`service.errors.InvalidInput`), which the routes document themselves."""
+    input with 400 (`service.core.errors.InvalidInput`), which the routes document themselves."""
     for path in schema.get("paths", {}).values():
         for operation in path.values():
             responses = operation.get("responses", {})

@@ -24,7 +24,7 @@ import orjson
 from httptools import HttpParserError
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from service.errors import InvalidInput, ServiceError
+from service.core.errors import InvalidInput, ServiceError
 from service.http.errors import error_body, headers_too_large, status_of, url_too_long
 
 log = logging.getLogger(__name__)

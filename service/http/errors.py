@@ -1,4 +1,4 @@
-"""The HTTP reading of `service.errors`: a status per kind, the refusals only HTTP has
+"""The HTTP reading of `service.core.errors`: a status per kind, the refusals only HTTP has
 (401, 414, 415, 431), and one renderer, `{"error": ...}`, for every error response."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from model.validation import describe
-from service.errors import (
+from service.codecs.schemas import ErrorBody
+from service.core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
@@ -22,7 +23,6 @@ from service.errors import (
     truncated,
 )
 from service.http.responses import ORJSONResponse
-from service.schemas import ErrorBody
 
 
 class Unauthorized(Forbidden):

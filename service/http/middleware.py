@@ -18,9 +18,9 @@ from service.http.errors import error_response
 from service.http.limits import RequestLimits
 from service.http.telemetry import UNTRACKED, Telemetry, request_id
 from service.http.trim import HeapTrimmer
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 
-error_log = logging.getLogger("service.errors")
+error_log = logging.getLogger("service.core.errors")
 
 
 class RequestMiddleware:

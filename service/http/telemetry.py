@@ -13,8 +13,8 @@ from prometheus_client import Counter, Histogram
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from service.logs import ACCESS_LOGGER
-from service.metrics import Metrics
+from service.ops.logs import ACCESS_LOGGER
+from service.ops.metrics import Metrics
 
 UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _VALID_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")

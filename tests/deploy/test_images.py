@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from service.settings import Settings
+from service.ops.settings import Settings
 from tests.helpers import REPO
 
 BIN = Path(sys.executable).parent

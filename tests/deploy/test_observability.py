@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from service.app import create_app
-from service.settings import Settings
+from service.ops.settings import Settings
 from tests.helpers import REPO
 
 DEPLOY = REPO / "deploy"

@@ -18,7 +18,7 @@ import pytest
 from model.manifest import Manifest
 
 if TYPE_CHECKING:  # the training tests need no service install
-    from service.settings import Settings
+    from service.ops.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-admin-token-0123456789"

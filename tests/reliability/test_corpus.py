@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from service.http.trim import TRIM_DELAY_S
-from service.settings import Settings
+from service.ops.settings import Settings
 from tests.helpers import INSTANCE
 from tests.helpers.servers import Server, knob, report, rss_kib, start_server
 from tests.reliability.corpus import CORPUS, ODD_BUT_VALID, Case

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.app import create_app
-from service.settings import Settings
+from service.ops.settings import Settings
 from tests.helpers import TOKEN
 from tests.helpers.servers import Server, knob, report
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from service.app import create_app
-from service.settings import Settings
+from service.ops.settings import Settings
 from tests.helpers import INSTANCE, TOKEN
 from tests.helpers.servers import Server
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
-from service.settings import Settings
+from service.ops.settings import Settings
 from tests.helpers import SettingsFactory, train_bundle
 from tests.helpers.bundles import models_root as make_models_root
 

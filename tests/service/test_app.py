@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
-from service.logs import ACCESS_LOGGER, JsonFormatter
+from service.ops.logs import ACCESS_LOGGER, JsonFormatter
 from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 
 
@@ -117,7 +117,7 @@ def test_openapi_documents_every_route_with_examples(make_settings: SettingsFact
 def test_every_schema_example_is_valid_for_its_model() -> None:
     from pydantic import BaseModel
 
-    from service import schemas
+    from service.codecs import schemas
 
     models = [m for m in vars(schemas).values()
               if isinstance(m, type) and issubclass(m, BaseModel) and m is not BaseModel]
@@ -129,3 +129,15 @@ def test_every_schema_example_is_valid_for_its_model() -> None:
             model.model_validate(example)
             checked += 1
     assert checked >= 12
+
+
+def test_the_start_up_log_line_names_the_model_and_its_threads(
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    for threads, said in ((1, "synthetic-afm version 1 (onnxruntime: 1 thread)"),
+                          (2, "(onnxruntime: 2 threads)")):
+        caplog.clear()
+        app = create_app(make_settings(ort_threads=threads), registry=CollectorRegistry())
+        with caplog.at_level(logging.INFO, logger="service.runtime"), TestClient(app):
+            pass
+        assert any(said in record.getMessage() for record in caplog.records), threads

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.http.middleware import RequestMiddleware
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 from tests.helpers import INSTANCE, SettingsFactory
 
 JSON = {"content-type": "application/json"}

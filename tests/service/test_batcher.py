@@ -11,7 +11,7 @@ import pytest
 
 from model.bundle import Bundle, Scores
 from model.manifest import OUTPUT_NAMES
-from service.batcher import Batcher
+from service.core.batcher import Batcher
 from tests.helpers.bundles import copy_bundle
 
 

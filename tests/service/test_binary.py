@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
 from model.manifest import OUTPUT_NAMES
-from service.schemas import InferenceResponse, ServerMetadata
+from service.codecs.schemas import InferenceResponse, ServerMetadata
 from tests.helpers import INSTANCE
 from tests.helpers.servers import serve, server_env
 
@@ -74,6 +74,7 @@ def test_binary_inputs_and_outputs_round_trip(client: TestClient, encoded: Any) 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/octet-stream"
     length = int(response.headers[HEADER])
+    assert "id" not in json.loads(response.content[:length])  # none sent: none answered
     head = InferenceResponse.model_validate_json(response.content[:length])
     attention, score = head.outputs
     assert score.name == "score" and score.data is not None and score.parameters is None

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.client import AFMClient, AFMClientError
-from service.schemas import ExplainResponse, ImportanceResponse
+from service.codecs.schemas import ExplainResponse, ImportanceResponse
 from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from model.bundle import Bundle, Scores
 from model.features import Encoded
-from service.explain import SMALL_BATCH, Explainer
+from service.codecs.predictions import render_explanations, render_predictions
+from service.core.explain import SMALL_BATCH, Explainer
 from service.http.responses import ORJSONResponse
 
 
@@ -44,8 +45,8 @@ def test_row_and_batch_explanations_agree(request: pytest.FixtureRequest, which:
     explainer = Explainer(bundle)
     encoded = bundle.features.encode(instances(bundle, 40))
     scores = bundle.run(encoded.indices, encoded.weights)
-    rows = explainer._explain_rows(encoded, scores, top_k)
-    batch = explainer._explain_batch(encoded, scores, top_k)
+    rows = render_explanations(explainer._explain_rows(encoded, scores, top_k))
+    batch = render_explanations(explainer._explain_batch(encoded, scores, top_k))
     assert ORJSONResponse(rows).body == ORJSONResponse(batch).body
 
 
@@ -57,7 +58,7 @@ def test_numbers_are_the_models_float32_values(bundle_dir: Path) -> None:
     for count in (1, 30):  # the row-by-row path and the whole-batch path
         encoded = bundle.features.encode(instances(bundle, count))
         scores = bundle.run(encoded.indices, encoded.weights)
-        rendered = ORJSONResponse(explainer.predictions(encoded, scores, True)).body
+        rendered = ORJSONResponse(render_predictions(explainer.predictions(encoded, scores, True))).body
         results = json.loads(bytes(rendered))
         for row, result in enumerate(results):
             explanation = result["explanation"]
@@ -92,12 +93,12 @@ def test_small_and_large_requests_take_different_paths_to_the_same_answer(
     for count in (1, SMALL_BATCH, SMALL_BATCH + 1, 30):
         encoded, scores = encoded_and_scores(bundle, many[:count])
         taken.clear()
-        results = explainer.predictions(encoded, scores, explain=True)
+        results = render_predictions(explainer.predictions(encoded, scores, explain=True))
         path, other = (("_explain_rows", "_explain_batch") if count <= SMALL_BATCH
                        else ("_explain_batch", "_explain_rows"))
         assert taken == [path], count
         explanations = [result["explanation"] for result in results]
-        expected = getattr(explainer, other)(encoded, scores, None)
+        expected = render_explanations(getattr(explainer, other)(encoded, scores, None))
         assert ORJSONResponse(explanations).body == ORJSONResponse(expected).body
 
 

@@ -5,6 +5,8 @@ tritonclient.grpc registers the same `inference.*` protobuf names as our stubs).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from service import cli
 from service.app import create_app
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.proto.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from service.server import Server
 from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 from tests.helpers.servers import count, serve, server_env
 
@@ -47,8 +50,38 @@ def encoded(bundle_dir: Path) -> tuple[Bundle, np.ndarray, np.ndarray]:
 def served(make_settings: SettingsFactory) -> Iterator[tuple[TestClient, Any, grpc.Channel]]:
     settings = make_settings(grpc_port=0, max_instances=64, grpc_max_message_bytes=64 << 10)
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
-        with grpc.insecure_channel(f"127.0.0.1:{client.app.state.grpc_port}") as channel:  # type: ignore[attr-defined]
+        with grpc.insecure_channel(f"127.0.0.1:{client.app.state.server.grpc.port}") as channel:  # type: ignore[attr-defined]
             yield client, GRPCInferenceServiceStub(channel), channel
+
+
+def test_grpc_serves_without_http(make_settings: SettingsFactory, encoded: Any,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The gRPC transport on a server of its own: no FastAPI app, no lifespan; its start-up
+    log line names the port."""
+    bundle, indices, weights = encoded
+    server = Server(make_settings(grpc_port=0), CollectorRegistry())
+    assert server.grpc is not None
+
+    async def scenario() -> pb.ModelInferResponse:
+        serving = asyncio.create_task(server.serve_grpc())
+        for _ in range(600):
+            if server.runtime.ready and server.grpc is not None and server.grpc.server:
+                break
+            await asyncio.sleep(0.05)
+        assert server.grpc is not None
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc.port}") as channel:
+            reply = await GRPCInferenceServiceStub(channel).ModelInfer(raw_request(indices, weights))
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+        return reply
+
+    with caplog.at_level(logging.INFO, logger="service.grpc"):
+        reply = asyncio.run(scenario())
+    np.testing.assert_allclose(outputs_of(reply)["score"], bundle.run(indices, weights).score,
+                               atol=1e-6)
+    assert server.grpc.server is None and not server.runtime.ready  # stopped when cancelled
+    assert any(f"port {server.grpc.port}" in record.getMessage() for record in caplog.records)
 
 
 def typed_request(indices: np.ndarray, weights: np.ndarray, **fields: Any) -> pb.ModelInferRequest:
@@ -244,7 +277,7 @@ def test_reload_under_grpc_load_loses_no_request(make_settings: SettingsFactory,
     failures: list[BaseException] = []
     stop = threading.Event()
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
-        target = f"127.0.0.1:{client.app.state.grpc_port}"  # type: ignore[attr-defined]
+        target = f"127.0.0.1:{client.app.state.server.grpc.port}"  # type: ignore[attr-defined]
 
         def load() -> None:
             with grpc.insecure_channel(target) as channel:
@@ -320,7 +353,7 @@ def test_tritonclient_grpc_round_trip(served: Any, encoded: Any) -> None:
     """Triton's own gRPC client, unmodified, against our server: it sends raw contents."""
     client, *_ = served
     bundle, indices, weights = encoded
-    port = client.app.state.grpc_port
+    port = client.app.state.server.grpc.port
     out = run_isolated(f"""
         import numpy as np
         import tritonclient.grpc as g

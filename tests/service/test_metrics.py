@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from service.metrics import SCORE_BUCKETS, observe_many
+from service.ops.metrics import SCORE_BUCKETS, observe_many
 from tests.helpers import INSTANCE, SettingsFactory
 
 JSON = {"content-type": "application/json"}

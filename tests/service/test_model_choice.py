@@ -7,9 +7,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from service.metrics import Metrics
-from service.model_choice import CHOICE_FILE, Choice, SharedChoice
-from service.runtime import Runtime
+from service.core.runtime import Runtime
+from service.ops.metrics import Metrics
+from service.ops.model_choice import CHOICE_FILE, Choice, SharedChoice
 from tests.helpers import SettingsFactory
 
 
@@ -38,7 +38,7 @@ def test_a_worker_starts_on_the_shared_choice(make_settings: SettingsFactory,
     SharedChoice(run_dir).publish(Choice(models_root / "v2", "0" * 64))
     runtime = Runtime(settings, Metrics(CollectorRegistry()), SharedChoice(run_dir))
     asyncio.run(runtime.start())
-    assert runtime.model.ref["version"] == "2"
+    assert runtime.model.ref.version == "2"
 
 
 def test_a_worker_whose_shared_choice_fails_starts_from_its_settings(
@@ -48,4 +48,4 @@ def test_a_worker_whose_shared_choice_fails_starts_from_its_settings(
     SharedChoice(tmp_path).publish(Choice(tmp_path / "gone", "0" * 64))
     runtime = Runtime(settings, Metrics(CollectorRegistry()), SharedChoice(tmp_path))
     asyncio.run(runtime.start())
-    assert runtime.model.ref["version"] == "1"
+    assert runtime.model.ref.version == "1"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
 from model.manifest import OUTPUT_NAMES
-from service.schemas import InferenceResponse, OIPModelMetadata, ServerMetadata
+from service.codecs.schemas import InferenceResponse, OIPModelMetadata, ServerMetadata
 from tests.helpers import INSTANCE
 
 INFER = "/v2/models/synthetic-afm/infer"
@@ -79,6 +79,7 @@ def test_infer_with_version_nested_data_and_chosen_outputs(client: TestClient,
     response = client.post("/v2/models/synthetic-afm/versions/1/infer",
                            json={"inputs": inputs, "outputs": [{"name": "score"}]})
     assert response.status_code == 200, response.text
+    assert "id" not in response.json()  # none sent: none answered (not "id": null)
     outputs = response.json()["outputs"]
     assert [o["name"] for o in outputs] == ["score"]
     expected = bundle.run(indices, weights).score

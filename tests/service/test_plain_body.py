@@ -1,5 +1,6 @@
 """The orjson path for plainly valid /predict bodies takes exactly what pydantic takes, as
-pydantic reads it, and declines everything else (service/http/plain_body.py)."""
+pydantic reads it, and declines everything else (service/codecs/plain_body.py), a key it does
+not check included: a field added to the request is never dropped."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import json
 import random
 
 import pytest
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
-from service.http.plain_body import plain_predict_request
-from service.schemas import PredictRequest
+from service.codecs.plain_body import MIN_BYTES, plain_predict_request
+from service.codecs.schemas import PredictRequest
+from service.core.errors import InvalidInput
+from service.http.body import parse_json
 from tests.helpers import INSTANCE
 from tests.reliability.corpus import CORPUS
 
@@ -115,3 +118,49 @@ def test_plain_bodies_take_the_orjson_path() -> None:
     large, small = (json.dumps({"instances": [INSTANCE] * n}).encode() for n in (256, 1))
     assert plain_predict_request(large) is not None
     assert plain_predict_request(small) is None  # pydantic is as fast for small bodies
+
+
+class TaggedRequest(PredictRequest):
+    """A field added to the request, as a later feature would add one."""
+
+    tag: str | None = Field(default=None, max_length=64)
+
+
+def plain_tagged(body: bytes) -> TaggedRequest | None:
+    read = plain_predict_request(body, model=TaggedRequest)
+    assert read is None or isinstance(read, TaggedRequest)
+    return read
+
+
+def test_a_field_added_to_the_request_arrives_in_a_large_body() -> None:
+    """The plain path does not check `tag`, so it declines the body and pydantic reads it."""
+    body = json.dumps({"instances": [INSTANCE] * 20, "tag": "shadow"}).encode()
+    assert len(body) >= MIN_BYTES
+    read = parse_json(body, TaggedRequest, plain_tagged)
+    assert read.tag == "shadow" and read == TaggedRequest.model_validate_json(body)
+    assert plain_tagged(body) is None
+    with pytest.raises(InvalidInput, match="tag"):  # and pydantic's checks of it apply
+        parse_json(body.replace(b'"shadow"', b'"' + b"x" * 65 + b'"'), TaggedRequest, plain_tagged)
+
+
+def test_a_large_body_without_the_added_field_still_takes_the_plain_path() -> None:
+    body = json.dumps({"instances": [INSTANCE] * 20, "explain": {"top_k": 2}}).encode()
+    plain = plain_tagged(body)
+    assert plain is not None and plain.tag is None
+    assert plain == TaggedRequest.model_validate_json(body)
+    assert plain.model_fields_set == TaggedRequest.model_validate_json(body).model_fields_set
+
+
+def test_a_request_type_the_plain_path_cannot_build_is_always_declined() -> None:
+    """A required field it does not check, or instances declared otherwise: pydantic reads."""
+
+    class Required(PredictRequest):
+        tag: str
+
+    class Narrower(PredictRequest):
+        instances: list[dict[str, str]] = Field(min_length=1)
+
+    body = json.dumps({"instances": [INSTANCE] * 20}).encode()
+    assert plain_predict_request(body) is not None
+    assert plain_predict_request(body, model=Required) is None
+    assert plain_predict_request(body, model=Narrower) is None

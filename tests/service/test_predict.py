@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
-from service.schemas import ExplainResponse, ImportanceResponse, PredictResponse
+from service.codecs.schemas import ExplainResponse, ImportanceResponse, PredictResponse
 from tests.helpers import INSTANCE
 from training.cli import eval_main
 from training.synthetic import SyntheticSpec, generate

@@ -103,6 +103,16 @@ def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,
         assert versions == {"2"}
 
 
+def wait_in_flight(url: str, requests: int, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metrics = httpx.get(url + "/metrics", timeout=10).text
+        if count(metrics, "afm_requests_in_flight", {}) >= requests:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{requests} requests were not in flight within {timeout_s} s")
+
+
 def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
     # Requests wait up to a second in the batcher: SIGTERM arrives while they do.
     env = server_env(AFM_BATCH_MAX_WAIT_US="1000000")
@@ -110,7 +120,7 @@ def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> 
     with serve(["--model-dir", str(bundle_dir)], env, log) as (url, process), \
             ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(post_predict, url) for _ in range(6)]
-        time.sleep(0.4)
+        wait_in_flight(url, 6)  # a fixed sleep raced the clients' connections on a busy machine
         process.send_signal(signal.SIGTERM)
         assert [f.result(timeout=30) for f in futures] == [200] * 6
         # uvicorn re-raises the signal once it has drained: the exit reads as SIGTERM.
@@ -151,7 +161,7 @@ for module in pkgutil.walk_packages(service.__path__, "service."):
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from service.app import create_app
-from service.settings import Settings
+from service.ops.settings import Settings
 
 settings = Settings(model_dir=sys.argv[1])
 with TestClient(create_app(settings, registry=CollectorRegistry())) as client:

@@ -131,7 +131,7 @@ def test_requests_finish_on_the_model_they_started_with(
             await asyncio.sleep(0.05)  # encoded on v1, now waiting for its batch
             await runtime.reload("v2")
             later = await runtime.predict([INSTANCE] * 300, explain=False)  # > batch: direct
-            return (await started).model["version"], later.model["version"]
+            return (await started).model.version, later.model.version
 
     assert asyncio.run(scenario()) == ("1", "2")
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from model.bundle import Bundle, BundleError
 from service.app import create_app
-from service.runtime import warm_up
+from service.core.model import warm_up
 from tests.helpers import SettingsFactory
 from tests.helpers.bundles import copy_bundle, set_manifest
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.ops.settings import Settings
 
 
 def test_settings_come_from_afm_variables(monkeypatch: pytest.MonkeyPatch,

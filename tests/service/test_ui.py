@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from model.features import FieldKind, FieldSpec
 from service.app import create_app
+from service.codecs.schemas import ModelMetadata
 from service.http.routes.ui import CSP
-from service.schemas import ModelMetadata
-from service.ui import STATIC
-from service.ui.form import form
+from service.http.ui import STATIC
+from service.http.ui.form import form
 from tests.helpers import REPO, TOKEN, SettingsFactory
 
 ATTRIBUTE_URL = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""")
@@ -149,7 +149,7 @@ def test_form_follows_a_reload(make_settings: SettingsFactory, models_root: Path
 def test_the_static_files_ship_in_the_package() -> None:
     """A non-editable install (the images) has only what package-data names."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["service.ui"]
+    patterns = config["tool"]["setuptools"]["package-data"]["service.http.ui"]
     shipped = sorted(path.name for path in STATIC.iterdir())
     assert shipped == sorted(["index.html", *STATIC_FILES])
     for name in shipped:

@@ -38,6 +38,7 @@ pytestmark = [
 ]
 WAIT_S = 20
 WIDTH = 1200
+NARROW = 420  # px: a phone held upright
 HOSTILE = "<img src=x onerror=alert(1)>"
 # Flags from this machine's notes: without the background-networking ones Chromium keeps
 # trying hosts a closed network refuses.
@@ -83,10 +84,16 @@ def served(bundle: Path, log: Path) -> AbstractContextManager[tuple[str, Popen[b
     return serve(["--model-dir", str(bundle)], server_env(OMP_NUM_THREADS="1"), log)
 
 
-def open_page(driver: WebDriver, url: str) -> None:
-    driver.get(url + "/ui")
+def open_page(driver: WebDriver, url: str, query: str = "") -> None:
+    driver.get(url + "/ui" + query)
     WebDriverWait(driver, WAIT_S).until(
         lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+
+
+def number(x: float, digits: int = 4) -> str:
+    """A number as the page writes every number: a true minus sign (U+2212), never a hyphen."""
+    text = f"{abs(x):.{digits}f}"
+    return f"\u2212{text}" if x < 0 and float(text) != 0 else text
 
 
 def field_input(driver: WebDriver, name: str) -> WebElement:
@@ -141,7 +148,9 @@ def check_matches_predict(driver: WebDriver, expected: dict[str, Any]) -> None:
     follow its contribution."""
     assert float(score_shown(driver) or "nan") == expected["score"]
     assert driver.find_element(By.CSS_SELECTOR, '#score [data-name="prediction"] dd').text == \
-        f"{expected['prediction']:.4f}"
+        number(expected["prediction"])
+    assert driver.find_element(By.CSS_SELECTOR, '#score [data-name="score"] dd').text == \
+        number(expected["score"])
     pairs = expected["explanation"]["pairs"]
     rows = driver.find_elements(By.CSS_SELECTOR, "#pairs .pair")
     assert len(rows) == len(pairs["contributions"])
@@ -151,8 +160,8 @@ def check_matches_predict(driver: WebDriver, expected: dict[str, Any]) -> None:
         assert row.get_attribute("data-fields") == "\u00d7".join(fields)
         assert float(row.get_attribute("data-contribution") or "nan") == contribution
         assert float(row.get_attribute("data-attention") or "nan") == attention
-        sign = "+" if contribution >= 0 else "\u2212"
-        assert row.find_element(By.CLASS_NAME, "contribution").text == f"{sign}{abs(contribution):.4f}"
+        sign = "+" if contribution >= 0 else ""
+        assert row.find_element(By.CLASS_NAME, "contribution").text == sign + number(contribution)
         assert row.find_element(By.CLASS_NAME, "attention-value").text == f"{attention:.3f}"
         bar = row.find_element(By.CLASS_NAME, "bar")
         side = row.find_element(By.CSS_SELECTOR, ".half.neg" if contribution < 0 else ".half.pos")
@@ -168,6 +177,7 @@ def check_matches_predict(driver: WebDriver, expected: dict[str, Any]) -> None:
     assert value("bias") == explanation["bias"]
     assert value("interaction") == explanation["interaction"]
     assert value("score") == expected["score"]
+    assert parts["score"].find_element(By.CLASS_NAME, "num").text == number(expected["score"])
     linear = [float(row.find_element(By.CLASS_NAME, "num").get_attribute("data-value") or "nan")
               for row in driver.find_elements(By.CSS_SELECTOR, '#sum-body tr[data-part="linear"]')]
     assert linear == explanation["linear"]["weights"]
@@ -196,9 +206,12 @@ def test_the_page_explains_an_instance_as_predict_does(bundle_dir: Path, browser
         assert browser.find_element(By.ID, "oov").is_displayed() is False
         save(browser, "ui-prediction.png", screenshots)
 
-        # The example button fills an instance of known values; explained with the button.
+        # The example button fills example 1, an instance of known values, names it, and
+        # puts its number in the address; explained with the button.
         before = score_shown(browser)
         browser.find_element(By.ID, "example").click()
+        assert browser.find_element(By.ID, "example-link").text == "example 1"
+        assert browser.current_url.endswith("/ui?example=1")
         example = json.loads(browser.find_element(By.ID, "json").get_attribute("value") or "")
         assert set(example) == set(INSTANCE)
         for name, value in example.items():
@@ -209,6 +222,66 @@ def test_the_page_explains_an_instance_as_predict_does(bundle_dir: Path, browser
         if expected["score"] != float(before or "nan"):
             wait_for_result(browser, before)
         check_matches_predict(browser, expected)
+        assert severe_console_messages(browser) == []
+
+
+def shown_instance(driver: WebDriver) -> dict[str, Any]:
+    instance: dict[str, Any] = json.loads(driver.find_element(By.ID, "json").get_attribute("value") or "")
+    return instance
+
+
+def test_a_numbered_example_is_the_same_instance_every_time(
+        bundle_dir: Path, browser: WebDriver, tmp_path: Path, screenshots: list[Path]) -> None:
+    with served(bundle_dir, tmp_path / "serve.log") as (url, _):
+        open_page(browser, url, "?example=3")  # filled and explained as the page opens
+        wait_for_result(browser)
+        third = shown_instance(browser)
+        assert set(third) == set(INSTANCE) and browser.find_element(By.ID, "example-line").is_displayed()
+        check_matches_predict(browser, predict(url, third))
+        save(browser, "ui-example-3.png", screenshots)
+
+        open_page(browser, url, "?example=2")
+        wait_for_result(browser)
+        assert shown_instance(browser) != third
+        browser.find_element(By.ID, "example").click()  # the button moves on to the next number
+        assert shown_instance(browser) == third and browser.current_url.endswith("?example=3")
+        field_input(browser, "f0").send_keys("x")  # edited: no longer the example the link names
+        assert not browser.find_element(By.ID, "example-line").is_displayed()
+        assert "example=" not in browser.current_url
+
+        open_page(browser, url, "?example=3")
+        wait_for_result(browser)
+        assert shown_instance(browser) == third
+        open_page(browser, url, "?example=three")
+        assert "example must be a whole number" in browser.find_element(By.ID, "error").text
+        assert severe_console_messages(browser) == []
+
+
+def test_a_narrow_screen_keeps_the_bars_and_nothing_spills_sideways(
+        bundle_dir: Path, browser: WebDriver, tmp_path: Path, screenshots: list[Path]) -> None:
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": NARROW, "height": 900, "deviceScaleFactor": 1, "mobile": True})
+    with served(bundle_dir, tmp_path / "serve.log") as (url, _):
+        open_page(browser, url, "?example=3")
+        wait_for_result(browser)
+        assert browser.execute_script("return window.innerWidth") == NARROW
+        page_width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert page_width <= NARROW, f"the page is {page_width} px wide in a {NARROW} px window"
+        for element in browser.find_elements(By.CSS_SELECTOR, "#result *"):
+            box = element.rect
+            assert box["x"] + box["width"] <= NARROW + 0.5, (element.get_attribute("outerHTML") or "")[:200]
+        tracks = [row.find_element(By.CLASS_NAME, "track").size["width"]
+                  for row in browser.find_elements(By.CSS_SELECTOR, "#pairs .pair")]
+        assert tracks and min(tracks) >= NARROW / 2, tracks  # the bar keeps most of the width
+        largest = browser.find_element(By.CSS_SELECTOR, "#pairs .pair .bar").size["width"]
+        assert largest >= tracks[0] / 2 - 2  # the largest contribution fills its half
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": NARROW, "height": int(height), "deviceScaleFactor": 1,
+                                 "mobile": True})
+        path = screenshot_dir() / "ui-narrow.png"
+        browser.save_screenshot(str(path))
+        screenshots.append(path)
         assert severe_console_messages(browser) == []
 
 
@@ -307,7 +380,7 @@ def test_the_form_takes_every_field_kind(mixed_dir: Path, browser: WebDriver, tm
         expected = predict(url, sent)
         assert float(score_shown(browser) or "nan") == expected["score"]
         assert browser.find_element(By.CSS_SELECTOR, '#score [data-name="probability"] dd').text == \
-            f"{expected['probability']:.4f}"
+            number(expected["probability"])
         browser.find_element(By.ID, "example").click()
         example = json.loads(browser.find_element(By.ID, "json").get_attribute("value") or "")
         assert predict(url, example)["oov"] == []

@@ -1,6 +1,8 @@
 """afm-train and afm-eval end to end on small libFM files."""
 
 import json
+import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,7 +30,9 @@ def _libfm_files(directory: Path, rows: int = 3000) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("task", ["regression", "binary"])
-def test_train_then_eval_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str], task: str) -> None:
+def test_train_then_eval_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               caplog: pytest.LogCaptureFixture, task: str) -> None:
+    caplog.set_level(logging.INFO)
     train, valid = _libfm_files(tmp_path)
     config = tmp_path / "run.toml"
     config.write_text(f"""
@@ -52,7 +56,9 @@ epochs = 3
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     manifest = Manifest.read(out)
     assert manifest.training["model"]["pair_dropout"] == 0.1
+    assert manifest.training["flush_denormal"] is True
     assert trained["metrics"] == manifest.metrics
+    assert re.search(r"parameters, (1 thread|[2-9]\d* threads)$", caplog.text, re.MULTILINE)
 
     scores = tmp_path / "scores.txt"
     assert eval_main(["--model", str(out), "--data", str(valid), "--scores", str(scores)]) == 0

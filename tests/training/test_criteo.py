@@ -20,10 +20,10 @@ from model.manifest import Task
 from training import criteo
 from training.config import CriteoOptions, DataConfig, load_config
 from training.criteo import synth as criteo_synth
-from training.criteo.counts import Counts
-from training.criteo.encode import Encoder
 from training.criteo.reader import COLUMNS, INTEGERS, Reader, sniff
 from training.criteo.vocab import LOG_EDGES, feature_space, log_boundaries
+from training.stream.counts import count
+from training.stream.encode import Encoder
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO.parent / "shared" / "data" / "criteo-sample" / "criteo_sample.csv"
@@ -69,7 +69,7 @@ def instances(path: Path, options: CriteoOptions) -> tuple[list[dict[str, Any]],
 
 def encode_file(path: Path, space: FeatureSpace, options: CriteoOptions, task: Task = "binary"):
     encoder = Encoder(space, task)
-    blocks = [encoder.encode(b) for b in Reader(path, options).blocks()]
+    blocks = [encoder.encode(b) for b in Reader(path, options).batches()]
     indices = np.concatenate([b.indices for b in blocks])
     weights = (np.concatenate([b.weights for b in blocks]) if blocks[0].weights is not None
                else (indices != 0).astype(np.float32))
@@ -77,7 +77,7 @@ def encode_file(path: Path, space: FeatureSpace, options: CriteoOptions, task: T
 
 
 def space_of(path: Path, options: CriteoOptions, min_count: int) -> FeatureSpace:
-    return feature_space(criteo.counts.count(Reader(path, options).blocks()), options, min_count)
+    return feature_space(count(Reader(path, options).batches(), criteo.KINDS), options, min_count)
 
 
 def assert_parity(path: Path, space: FeatureSpace, options: CriteoOptions) -> None:
@@ -109,7 +109,7 @@ def test_real_sample_reads_and_encodes_as_served(options: CriteoOptions) -> None
     assert [f.name for f in space.fields] == COLUMNS[1:]
     assert_parity(SAMPLE, space, options)
     reader = Reader(SAMPLE, options)
-    labels = np.concatenate([b.column("label").to_numpy() for b in reader.blocks()])
+    labels = np.concatenate([b.column("label").to_numpy() for b in reader.batches()])
     assert reader.rows == 200 and labels.sum() == 49
     assert sniff(SAMPLE) == (",", True)
 
@@ -126,7 +126,7 @@ def test_missing_values_get_their_own_index(files: dict[str, Path]) -> None:
 
 def test_min_count_keeps_frequent_values_most_frequent_first(tmp_path: Path) -> None:
     path = generate(tmp_path / "t.tsv", 3000)
-    counts = criteo.counts.count(Reader(path, CriteoOptions()).blocks())
+    counts = count(Reader(path, CriteoOptions()).batches(), criteo.KINDS)
     table = counts.values["C2"].to_pandas().set_index("values")["counts"]
     space = feature_space(counts, CriteoOptions(), min_count=5)
     vocab = space.fields[space.field_names.index("C2")].vocabulary
@@ -221,7 +221,7 @@ def test_a_new_day_keeps_old_positions_and_adds_new_values(files: dict[str, Path
     grown = criteo.prepare(config(day2, hash_buckets=2), tmp_path / "cache", previous=old)
     new, mapping = grown.space, grown.mapping
     assert mapping is not None and mapping.shape == (old.num_features,) and mapping[0] == 0
-    counts = Counts.load(criteo.counts_dir(day2["train"], options, tmp_path / "cache"))
+    counts = criteo.training_counts(day2["train"], options, tmp_path / "cache")
     for position, spec in enumerate(old.fields):
         if spec.kind != FieldKind.CATEGORICAL:
             continue

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
+import pytest
 
 from training.criteo import synth as criteo_synth
 from training.metrics import auc, logloss
@@ -71,3 +73,54 @@ def test_more_planted_pairs_share_columns_with_factors_of_their_own(tmp_path: Pa
     p4, p12 = np.load(tmp_path / "a.tsv.probs.npy"), np.load(tmp_path / "b.tsv.probs.npy")
     assert np.corrcoef(p4, p12)[0, 1] < 0.95
     assert twelve["bayes_auc"] > four["bayes_auc"]
+
+
+def test_parquet_mode_writes_day_partitions_spark_would(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    logs = tmp_path / "logs"
+    argv = ["--rows", "3001", "--parquet", str(logs), "--days", "3", "--first-day", "2026-11-29",
+            "--scale", "0.001", "--chunk-rows", "1000"]
+    assert criteo_synth.main(argv) == 0
+    parts = sorted(logs.glob("day=*/part-00000.parquet"))
+    assert [p.parent.name for p in parts] == ["day=2026-11-29", "day=2026-11-30", "day=2026-12-01"]
+    assert [pq.read_metadata(p).num_rows for p in parts] == [1000, 1000, 1001]
+    assert pq.read_schema(parts[0]).remove_metadata() == criteo_synth.SPARK_SCHEMA
+    assert len(np.load(f"{logs}.probs.npy")) == 3001
+    assert json.loads(capsys.readouterr().out)["days"] == 3
+    with pytest.raises(SystemExit):  # never mixes two logs in one directory
+        criteo_synth.main(argv)
+    assert "is not empty" in capsys.readouterr().err
+
+
+def test_a_drift_changes_the_clicks_of_the_same_rows(tmp_path: Path) -> None:
+    """Half the planted pairs go, the others grow: the rows are the same, the clicks follow
+    the drifted model, and the undrifted truth is measurably worse on them."""
+    world = criteo_synth.World(scale=0.001)
+    drifted = criteo_synth.World(scale=0.001, drift=1)
+    assert sorted(drifted.pair_weights().tolist()) == [0.0, 0.0, 2.0, 2.0]
+    assert world.pair_weights().tolist() == [1.0] * 4
+    before = next(criteo_synth.chunks(world, 20_000, seed=5, chunk_rows=20_000))
+    after = next(criteo_synth.chunks(drifted, 20_000, seed=5, chunk_rows=20_000))
+    assert after.table.drop_columns(["label"]).equals(before.table.drop_columns(["label"]))
+    labels = after.table.column("label").to_numpy()
+    assert 0.2 < labels.mean() < 0.3  # the bias is fitted again: the same click share
+    stale, truth = (np.log(p) - np.log1p(-p) for p in (before.probs, after.probs))
+    assert logloss(labels, stale) > logloss(labels, truth) + 0.02
+    assert auc(labels, stale) < auc(labels, truth) - 0.02
+
+
+def test_drift_seeds_choose_different_pairs() -> None:
+    weights = {tuple(criteo_synth.World(planted=8, drift=seed).pair_weights()) for seed in range(1, 6)}
+    assert len(weights) > 1 and all(w.count(0.0) == 4 for w in weights)
+
+
+def test_drift_from_the_command_line_is_in_the_truth(tmp_path: Path) -> None:
+    plain, drifted = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    criteo_synth.main(["--rows", "2000", "--out", str(plain), "--scale", "0.001"])
+    criteo_synth.main(["--rows", "2000", "--out", str(drifted), "--scale", "0.001", "--drift", "3"])
+    truth = json.loads(Path(f"{drifted}.truth.json").read_text())
+    assert truth["world"]["drift"] == 3
+    a, b = (np.load(f"{p}.probs.npy") for p in (plain, drifted))
+    assert not np.allclose(a, b)
+    rows = [line.split("\t", 1)[1] for line in plain.read_text().splitlines()]
+    assert rows == [line.split("\t", 1)[1] for line in drifted.read_text().splitlines()]

@@ -12,7 +12,7 @@ from model.bundle import Bundle
 from model.manifest import Manifest
 from training import libfm
 from training.config import RunConfig
-from training.data import binary_labels
+from training.data import binary_labels, one_path
 from training.downsample import keep_mask, logit_shift
 from training.run import prepare_data
 from training.shards import Reading, Shards, ShardWriter
@@ -114,7 +114,7 @@ def test_a_downsampled_run_serves_the_traffics_click_rate(downsampled_binary: Pa
     assert len(prepared.validation) == 2000  # validation keeps every row by default
 
     bundle = Bundle.load(downsampled_binary)
-    rows = libfm.read_libfm(cfg.data.validation)
+    rows = libfm.read_libfm(one_path(cfg.data.validation, "data.validation"))
     data = libfm.encode(bundle.features, rows, binary_labels(rows.labels, "binary"))
     out = bundle.run(data.indices, data.weights)
     rate = data.labels.mean()

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from training.metrics import (
+    LOWER_IS_BETTER,
+    TASK_METRICS,
     auc,
     calibration,
     evaluate_predictions,
     evaluate_scores,
-    is_better,
     logloss,
     monitored,
     normalized_entropy,
@@ -40,11 +41,6 @@ def test_logloss_is_stable_for_large_logits() -> None:
     assert value == pytest.approx(0.0, abs=1e-12)
     expected = -np.mean([np.log(1 / (1 + np.exp(-0.3))), np.log(1 - 1 / (1 + np.exp(-0.2)))])
     assert logloss(np.array([1.0, 0.0]), np.array([0.3, 0.2])) == pytest.approx(expected)
-
-
-def test_monitor_direction() -> None:
-    assert is_better("regression", 0.3, 0.4) and not is_better("regression", 0.5, 0.4)
-    assert is_better("binary", 0.9, 0.8) and is_better("binary", 0.1, None)
 
 
 # Four rows, one positive (base rate 1/4), predicted 3/4, 1/2, 1/4 and 1/2.
@@ -100,3 +96,10 @@ def test_ne_is_watched_lower_is_better_and_only_for_binary_tasks() -> None:
         monitored("regression", "ne")
     stopping = EarlyStopping("binary", patience=1, metric="ne")
     assert stopping.update(1, 0.80) and stopping.update(2, 0.79) and not stopping.update(3, 0.81)
+
+
+def test_every_metric_a_task_reports_says_which_way_is_better() -> None:
+    for task, metrics in TASK_METRICS.items():
+        assert monitored(task) in metrics
+        assert all(metric in LOWER_IS_BETTER for metric in metrics)
+    assert LOWER_IS_BETTER["rmse"] and LOWER_IS_BETTER["logloss"] and not LOWER_IS_BETTER["auc"]

@@ -18,12 +18,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from model.manifest import DataFingerprint
 from training.config import CriteoOptions
+from training.data import file_key
+from training.stream import LABEL
 
 INTEGERS = [f"I{i}" for i in range(1, 14)]
 CATEGORICALS = [f"C{i}" for i in range(1, 27)]
-COLUMNS = ["label", *INTEGERS, *CATEGORICALS]
-TYPES = {"label": pa.float32(), **dict.fromkeys(INTEGERS, pa.float64()),
+COLUMNS = [LABEL, *INTEGERS, *CATEGORICALS]
+TYPES = {LABEL: pa.float32(), **dict.fromkeys(INTEGERS, pa.float64()),
          **dict.fromkeys(CATEGORICALS, pa.string())}
 
 
@@ -50,14 +53,27 @@ class _Hashing(io.RawIOBase):
 
 @dataclass
 class Reader:
-    """One pass over a file: iterate `blocks()`, then read `sha256` and `rows`."""
+    """A Criteo-format file as a `training.stream.Source`: iterate `batches()`, then read its
+    `fingerprint()` (or `sha256` and `rows`)."""
 
     path: Path
     options: CriteoOptions
     rows: int = 0
     sha256: str = ""
 
-    def blocks(self) -> Iterator[pa.RecordBatch]:
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def key(self) -> dict[str, Any]:
+        return {"reader": "criteo-text", "file": file_key(self.path),
+                "delimiter": self.options.delimiter, "header": self.options.header}
+
+    def fingerprint(self) -> DataFingerprint:
+        return DataFingerprint(path=str(self.path), sha256=self.sha256, rows=self.rows)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        self.rows = 0
         raw = _Hashing(self.path)
         stream: Any = pa.PythonFile(io.BufferedReader(raw, 1 << 20), mode="r")
         if self.path.suffix == ".gz":

@@ -1,12 +1,18 @@
 """Synthetic click logs in the Criteo format, with a click model whose truth is known.
 
     python -m training.criteo.synth --rows 1000000 --out /work/bench-data/train.tsv.gz
+    python -m training.criteo.synth --rows 1000000 --parquet /work/bench-data/logs --days 7
 
 Rows are `label, I1..I13, C1..C26`, tab-separated, no header, an empty column for a missing
 value, gzip-compressed when the name ends in `.gz`: what `[data] format = "criteo"` reads.
+With --parquet the same rows are Parquet day partitions (`logs/day=2026-12-01/
+part-00000.parquet`, ...), typed as Spark writes them: what `format = "parquet"` reads.
 
 The world (value effects, planted interactions) is fixed by `world`; the rows by `seed`, so
-a train and a validation file share one world and differ in rows. The click model is
+a train and a validation file share one world and differ in rows. `drift` makes a later
+day's world: the same values and rows, half the planted pairs gone and the others stronger
+(`training.criteo.traffic` turns rows into the service's instances and clicks). The click
+model is
 
     logit = bias + sum_c lin_c(value_c) + sum_i g_i(x_i) + sum_(a,b planted) <u_a(value_a), v_b(value_b)>
 
@@ -20,7 +26,8 @@ a train and a validation file share one world and differ in rows. The click mode
 Effects are hashes of (world, column, rank), never stored tables, so memory is bounded by
 the chunk whatever the cardinalities. Beside FILE the generator writes FILE.probs.npy (the
 true click probability of every row, float32) and FILE.truth.json (rows, positives, and the
-Bayes-optimal AUC and logloss of those probabilities on the file's labels).
+Bayes-optimal AUC and logloss of those probabilities on the file's labels); with --parquet,
+DIR.probs.npy (day by day, in file order) and DIR.truth.json beside the directory.
 """
 
 from __future__ import annotations
@@ -31,13 +38,15 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from training.downsample import splitmix64
 
@@ -61,6 +70,11 @@ PLANTED = ((0, 1), (4, 7), (5, 13), (10, 12), (0, 4), (1, 5), (7, 13), (10, 17),
 # Byte -> its two lowercase hex digits, as a little-endian uint16 (so .tobytes() spells them).
 HEX_PAIRS = np.array([ord(f"{b:02x}"[0]) | ord(f"{b:02x}"[1]) << 8 for b in range(256)], np.uint16)
 MASK32 = np.uint64(0xFFFFFFFF)
+# The Parquet form of a row, as Spark writes a click table: an integer label, nullable 64-bit
+# integers, strings.
+SPARK_SCHEMA = pa.schema([("label", pa.int32()), *((f"I{i}", pa.int64()) for i in range(1, 14)),
+                          *((f"C{i}", pa.string()) for i in range(1, 27))])
+FIRST_DAY = date(2026, 12, 1)
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,25 @@ class World:
     """Amplitude of each integer column's effect."""
     ctr: float = 0.25
     """Target share of clicks (the bias is fitted to it on a pilot sample)."""
+    drift: int = 0
+    """A drifted click model, e.g. a later day's (0: none): of the planted pairs, half (chosen
+    by this seed) are gone and the others `drift_gain` times as strong. The rows' values are
+    those of the undrifted world; only the clicks change."""
+    drift_gain: float = 2.0
+    """How much stronger the pairs that a drift keeps become."""
 
     def cardinalities(self) -> np.ndarray:
         return np.maximum(2, np.round(np.array(CARDINALITIES) * self.scale)).astype(np.int64)
+
+    def pair_weights(self) -> np.ndarray:
+        """(planted,) each planted pair's weight: 1 without drift; 0 (gone) for half the
+        pairs and drift_gain for the others with it."""
+        weights = np.ones(self.planted)
+        if self.drift:
+            order = np.random.default_rng([self.world, self.drift]).permutation(self.planted)
+            weights[order[: self.planted // 2]] = 0.0
+            weights[order[self.planted // 2 :]] = self.drift_gain
+        return weights
 
 
 def _effect(world: int, column: int, salt: int, ranks: np.ndarray) -> np.ndarray:
@@ -154,14 +184,16 @@ def _categoricals(world: World, rng: np.random.Generator, n: int) -> tuple[list[
         logit += np.where(valid, effect, missing_effect)
         columns.append(hex_strings(value_ids(c, r, world.world), valid))
         ranks.append(np.where(valid, r, -1))
-    for p, (a, b) in enumerate(PLANTED[:world.planted]):
+    for p, ((a, b), weight) in enumerate(zip(PLANTED, world.pair_weights(), strict=False)):
+        if weight == 0:
+            continue
         term = np.zeros(n)
         salt_u, salt_v = (8, 24) if p < 4 else (1000 + 100 * p, 1050 + 100 * p)
         for k in range(world.rank):
             u = _effect(world.world, a, salt_u + k, ranks[a] + 1)  # rank -1 (missing) has factors too
             v = _effect(world.world, b, salt_v + k, ranks[b] + 1)
             term += u * v
-        logit += world.interaction * term / np.sqrt(world.rank)
+        logit += weight * world.interaction * term / np.sqrt(world.rank)
     return columns, logit
 
 
@@ -223,28 +255,88 @@ class BayesMetrics:
 def write(path: Path, rows: int, world: World, seed: int, chunk_rows: int = 1 << 17) -> dict:
     """Write `rows` rows to `path` (.gz: gzip), the probabilities and the truth beside it."""
     path = Path(path)
-    probs = np.lib.format.open_memmap(f"{path}.probs.npy", mode="w+", dtype=np.float32, shape=(rows,))
-    metrics, start, began = BayesMetrics(), 0, time.perf_counter()
     options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
     # gzip level 1: ~4x faster than Arrow's default level for files ~20% larger.
     opened = gzip.open(path, "wb", compresslevel=1) if path.suffix == ".gz" else path.open("wb")
     with opened as sink:
-        writer = None
-        for part in chunks(world, rows, seed, chunk_rows):
-            if writer is None:
-                writer = pacsv.CSVWriter(sink, part.table.schema, write_options=options)
-            writer.write_table(part.table)
-            labels = part.table.column("label").to_numpy()
-            metrics.add(labels, part.probs)
-            probs[start : start + len(labels)] = part.probs
-            start += len(labels)
-        if writer is not None:
+        writers: list[pacsv.CSVWriter] = []
+
+        def append(table: pa.Table) -> None:
+            if not writers:
+                writers.append(pacsv.CSVWriter(sink, table.schema, write_options=options))
+            writers[0].write_table(table)
+
+        truth = _generate(path, rows, world, seed, chunk_rows, append)
+        for writer in writers:
             writer.close()
+    return truth
+
+
+def write_parquet(directory: Path, rows: int, world: World, seed: int, days: int = 1,
+                  first_day: date = FIRST_DAY, chunk_rows: int = 1 << 17) -> dict:
+    """The same rows as `write` as Parquet day partitions, DIRECTORY/day=YYYY-MM-DD/
+    part-00000.parquet (rows split evenly over `days` days, a row group per chunk), typed as
+    Spark writes them (`SPARK_SCHEMA`; snappy, dictionary-encoded pages). The probabilities
+    and the truth go beside the directory (DIRECTORY.probs.npy, in the rows' order: day by
+    day), as beside a text log."""
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty: the partitions of another log would mix in")
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = _DayWriter(directory, [rows * (d + 1) // days for d in range(days)], first_day)
+    try:
+        return _generate(directory, rows, world, seed, chunk_rows, writer.append,
+                         {"days": days, "first_day": str(first_day)})
+    finally:
+        writer.close()
+
+
+class _DayWriter:
+    """Appends tables to day partitions, moving to the next day when one holds its rows."""
+
+    def __init__(self, directory: Path, ends: list[int], first_day: date) -> None:
+        self.directory, self.ends, self.first_day = directory, ends, first_day
+        self.day, self.written = 0, 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def append(self, table: pa.Table) -> None:
+        table = table.cast(SPARK_SCHEMA)
+        while table.num_rows:
+            if self.written == self.ends[self.day]:  # the day is full
+                self.close()
+                self.day += 1
+                continue
+            if self.writer is None:
+                day = self.first_day + timedelta(days=self.day)
+                part = self.directory / f"day={day}" / "part-00000.parquet"
+                part.parent.mkdir(parents=True, exist_ok=True)
+                self.writer = pq.ParquetWriter(part, SPARK_SCHEMA, compression="snappy")
+            take = min(table.num_rows, self.ends[self.day] - self.written)
+            self.writer.write_table(table.slice(0, take))
+            table, self.written = table.slice(take), self.written + take
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _generate(out: Path, rows: int, world: World, seed: int, chunk_rows: int,
+              append: Callable[[pa.Table], None], about: dict | None = None) -> dict:
+    """Generate the rows chunk by chunk into `append`; OUT.probs.npy and OUT.truth.json beside."""
+    probs = np.lib.format.open_memmap(f"{out}.probs.npy", mode="w+", dtype=np.float32, shape=(rows,))
+    metrics, start, began = BayesMetrics(), 0, time.perf_counter()
+    for part in chunks(world, rows, seed, chunk_rows):
+        append(part.table)
+        labels = part.table.column("label").to_numpy()
+        metrics.add(labels, part.probs)
+        probs[start : start + len(labels)] = part.probs
+        start += len(labels)
     probs.flush()
     seconds = time.perf_counter() - began
     truth = {**metrics.result(), "seed": seed, "world": asdict(world),
-             "seconds": round(seconds, 2), "rows_per_s": round(rows / max(seconds, 1e-9))}
-    Path(f"{path}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+             "seconds": round(seconds, 2), "rows_per_s": round(rows / max(seconds, 1e-9)), **(about or {})}
+    Path(f"{out}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return truth
 
 
@@ -252,7 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.criteo.synth",
                                      description="Write a synthetic Criteo-format click log.")
     parser.add_argument("--rows", type=int, required=True)
-    parser.add_argument("--out", required=True, help="a .tsv or .tsv.gz file")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="a .tsv or .tsv.gz file")
+    out.add_argument("--parquet", metavar="DIR", help="a directory of Parquet day partitions "
+                     "(DIR/day=YYYY-MM-DD/part-00000.parquet)")
+    parser.add_argument("--days", type=int, default=1, help="--parquet: day partitions (rows split evenly)")
+    parser.add_argument("--first-day", type=date.fromisoformat, default=FIRST_DAY,
+                        help=f"--parquet: the first partition's date (default {FIRST_DAY})")
     parser.add_argument("--scale", type=float, default=1.0, help="cardinalities x this")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rows")
     parser.add_argument("--world", type=int, default=0, help="seed of the click model")
@@ -260,11 +358,23 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="N", help="interacting column pairs (1-16)")
     parser.add_argument("--ctr", type=float, default=World.ctr,
                         help="target share of clicks (display ads: 0.01-0.04)")
+    parser.add_argument("--drift", type=int, default=0, metavar="SEED",
+                        help="a drifted click model (e.g. the next day's): half the planted pairs, "
+                        "chosen by SEED, gone, the others twice as strong; the same rows (0: none)")
     parser.add_argument("--chunk-rows", type=int, default=1 << 17)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    world = World(scale=args.scale, world=args.world, planted=args.planted, ctr=args.ctr)
-    truth = write(Path(args.out), args.rows, world, args.seed, args.chunk_rows)
+    world = World(scale=args.scale, world=args.world, planted=args.planted, ctr=args.ctr,
+                  drift=args.drift)
+    if args.days < 1:
+        parser.error(f"--days must be at least 1, got {args.days}")
+    if args.parquet:
+        if Path(args.parquet).is_dir() and any(Path(args.parquet).iterdir()):
+            parser.error(f"{args.parquet} is not empty: the partitions of another log would mix in")
+        truth = write_parquet(Path(args.parquet), args.rows, world, args.seed, args.days, args.first_day,
+                              args.chunk_rows)
+    else:
+        truth = write(Path(args.out), args.rows, world, args.seed, args.chunk_rows)
     print(json.dumps({k: v for k, v in truth.items() if k != "world"}))
     return 0
 

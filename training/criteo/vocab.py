@@ -17,8 +17,9 @@ import pyarrow.compute as pc
 
 from model.features import FeatureSpace, FieldKind, FieldSpec
 from training.config import CriteoOptions
-from training.criteo.counts import Counts, Moments
 from training.criteo.reader import CATEGORICALS, INTEGERS
+from training.stream.counts import Counts, Moments
+from training.stream.fit import vocabulary
 
 # floor(ln(x)^2) = k  <=>  exp(sqrt(k)) <= x < exp(sqrt(k + 1)); ln(3)^2 = 1.2, so from x = 3 the
 # buckets are k = 1, 2, ...; below, each integer is its own bucket (and [-inf, -2) gathers the rest).
@@ -30,14 +31,6 @@ def log_boundaries(low: float, high: float) -> list[float]:
     """The edges that split [low, high]: every bucket holds some of the range, the first
     and last reach to -inf and inf (so unseen extremes share the nearest trained bucket)."""
     return [e for e in LOG_EDGES if low < e <= high]
-
-
-def vocabulary(counts: pa.Table, min_count: int) -> list[str]:
-    """Values seen at least `min_count` times, most frequent first, ties by value
-    (training.data.build_vocabulary's order)."""
-    kept = counts.filter(pc.greater_equal(counts.column("counts"), min_count))
-    ordered = kept.sort_by([("counts", "descending"), ("values", "ascending")])
-    return ordered.column("values").to_pylist()
 
 
 def integer_field(name: str, stats: Moments, options: CriteoOptions) -> FieldSpec:
@@ -55,7 +48,7 @@ def categorical_field(name: str, vocab: list[str], options: CriteoOptions) -> Fi
 
 
 def feature_space(counts: Counts, options: CriteoOptions, min_count: int) -> FeatureSpace:
-    integers = [integer_field(name, counts.integers[name], options) for name in INTEGERS]
+    integers = [integer_field(name, counts.numbers[name], options) for name in INTEGERS]
     categoricals = [categorical_field(name, vocabulary(counts.values[name], min_count), options)
                     for name in CATEGORICALS]
     return FeatureSpace(integers + categoricals)
@@ -94,7 +87,7 @@ def _grow_field(old: FieldSpec, counts: Counts, options: CriteoOptions, min_coun
     if old.kind == FieldKind.NUMERIC:
         return old, np.zeros(0, np.int64)
     if old.kind == FieldKind.BUCKETIZED:
-        stats, first, last = counts.integers[old.name], old.boundaries[:1], old.boundaries[-1:]
+        stats, first, last = counts.numbers[old.name], old.boundaries[:1], old.boundaries[-1:]
         edges = [e for e in LOG_EDGES if (e > stats.minimum or first and e >= first[0])
                  and (e <= stats.maximum or last and e <= last[0])]
         spec = FieldSpec(**{**old.model_dump(), "boundaries": edges})

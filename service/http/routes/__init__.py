@@ -17,16 +17,7 @@ from fastapi import Depends, FastAPI
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from service.http.body import json_body
-from service.http.errors import ERROR_RESPONSES
-from service.http.routes.docs import OAUTH2_REDIRECT_URL, DocsPages, assets
-from service.http.routes.oip import OIPHandlers
-from service.http.routes.ops import AdminHandlers, OpsHandlers
-from service.http.routes.predict import PredictHandlers
-from service.http.routes.ui import UIPages
-from service.http.routes.ui import assets as ui_assets
-from service.metrics import CONTENT_TYPE
-from service.schemas import (
+from service.codecs.schemas import (
     EncodeRequest,
     EncodeResponse,
     ExplainResponse,
@@ -42,6 +33,15 @@ from service.schemas import (
     ServerMetadata,
     Status,
 )
+from service.http.body import json_body
+from service.http.errors import ERROR_RESPONSES
+from service.http.routes.docs import OAUTH2_REDIRECT_URL, DocsPages, assets
+from service.http.routes.oip import OIPHandlers
+from service.http.routes.ops import AdminHandlers, OpsHandlers
+from service.http.routes.predict import PredictHandlers
+from service.http.routes.ui import UIPages
+from service.http.routes.ui import assets as ui_assets
+from service.ops.metrics import CONTENT_TYPE
 
 Responses = dict[int | str, dict[str, Any]]
 PREDICT: list[str | Enum] = ["predict"]

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 
-from service.errors import Forbidden
+from service.codecs.metadata import model_metadata
+from service.codecs.schemas import ReloadRequest
+from service.core.errors import Forbidden
+from service.core.model import ModelInfo, PerModel
+from service.core.runtime import Runtime
 from service.http.errors import Unauthorized
 from service.http.responses import ORJSONResponse
-from service.metrics import CONTENT_TYPE, ProcessMetrics, exposition
-from service.runtime import Runtime
-from service.schemas import ReloadRequest
+from service.ops.metrics import CONTENT_TYPE, ProcessMetrics, exposition
+
+
+def _metadata(info: ModelInfo) -> dict[str, Any]:
+    return model_metadata(info).model_dump(mode="json")
 
 
 class OpsHandlers:
@@ -24,6 +31,7 @@ class OpsHandlers:
         self.registry = registry
         self.multiproc = multiproc
         self.process = process
+        self.model_metadata = PerModel(_metadata)
 
     async def healthz(self) -> Response:
         """Alive: the process answers."""
@@ -45,7 +53,7 @@ class OpsHandlers:
 
     async def metadata(self) -> Response:
         """The model served: fields, kinds, vocabulary sizes, task, metrics, version, sha256."""
-        return ORJSONResponse(self.runtime.info().metadata.model_dump(mode="json"))
+        return ORJSONResponse(self.model_metadata(self.runtime.info()))
 
 
 class AdminHandlers:

@@ -10,9 +10,11 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
-from service.runtime import ModelInfo, Runtime
-from service.ui import STATIC
-from service.ui.form import form as describe_form
+from service.codecs.metadata import model_metadata
+from service.core.model import ModelInfo, PerModel
+from service.core.runtime import Runtime
+from service.http.ui import STATIC
+from service.http.ui.form import form as describe_form
 
 STATIC_URL = "/ui/static"
 # No inline script or style, nothing from elsewhere; the script sets element styles through
@@ -27,11 +29,15 @@ SECURITY_HEADERS = {
 }
 
 
+def _form_json(info: ModelInfo) -> bytes:
+    return orjson.dumps(describe_form(model_metadata(info), info.fields))
+
+
 class UIPages:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.html = (STATIC / "index.html").read_bytes()
-        self._form: tuple[ModelInfo, bytes] | None = None
+        self._form = PerModel(_form_json)  # rebuilt once after each reload
 
     async def page(self) -> Response:
         return Response(self.html, media_type="text/html; charset=utf-8",
@@ -39,11 +45,7 @@ class UIPages:
 
     async def form(self) -> Response:
         """The served model's fields: kind, suggested values, numeric scaling."""
-        info = self.runtime.info()
-        cached = self._form
-        if cached is None or cached[0] is not info:  # rebuilt once after each reload
-            cached = self._form = (info, orjson.dumps(describe_form(info.metadata, info.fields)))
-        return Response(cached[1], media_type="application/json",
+        return Response(self._form(self.runtime.info()), media_type="application/json",
                         headers={"cache-control": "no-cache"})
 
 

@@ -1,0 +1,98 @@
+"""What the runtime returns: typed values, free of any wire form (`service.codecs` renders them).
+
+The values made for every request are slotted dataclasses, not frozen ones: a frozen
+dataclass's `__init__` sets each field through `object.__setattr__`, about 1 µs an object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.bundle import Scores
+from model.features import Encoded
+from model.manifest import Manifest, PairImportance, Task
+
+Shown = str | list[str]  # a field's value as a person reads it (a list for a multi-valued field)
+
+
+# Not slotted: orjson renders a dataclass with a __dict__ several times faster.
+@dataclass(frozen=True)
+class ModelRef:
+    """The model that answered: every response names it."""
+
+    name: str
+    version: str
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ModelRef:
+        return cls(manifest.name, manifest.version)
+
+
+@dataclass(slots=True)
+class LinearColumns:
+    """Each instance's first-order terms, one element per field it holds, in field order."""
+
+    fields: list[list[str]]
+    values: list[list[Shown]]
+    weights: list[list[float]]  # w_i x_i
+
+
+@dataclass(slots=True)
+class PairColumns:
+    """Each instance's pairs shown: present ones, largest |contribution| first."""
+
+    fields: list[list[list[str]]]  # [a, b] field names of each pair
+    values: list[list[list[Shown]]]  # [a, b] values of each pair
+    attention: list[list[float]]
+    contributions: list[list[float]]
+
+
+@dataclass(slots=True)
+class Explanations:
+    """The explanations of a batch as parallel columns, element r of each for instance r: a
+    dict per pair would cost more than scoring. Both explanation paths fill this, and one
+    function renders it (`service.codecs.predictions`)."""
+
+    bias: float
+    linear: LinearColumns
+    interaction: list[float]  # every present pair's contribution summed, listed or not
+    pairs: PairColumns
+    pairs_omitted: list[int]  # present pairs left out by top_k
+
+
+@dataclass(slots=True)
+class Predictions:
+    """A scored batch, one element per instance in each list."""
+
+    model: ModelRef
+    task: Task
+    scores: list[float]
+    values: list[float]  # sigmoid(score) for a binary task, the clipped score for regression
+    oov: list[tuple[int, str, str]]  # (instance, field, value) out of vocabulary, in order
+    empty: list[int]  # instances that hold no field (every field missing or null)
+    explanations: Explanations | None  # when asked for
+
+
+@dataclass(slots=True)
+class EncodedInstances:
+    model: ModelRef
+    encoded: Encoded
+
+
+@dataclass(slots=True)
+class Inference:
+    model: ModelRef
+    scores: Scores
+
+
+@dataclass(slots=True)
+class Importance:
+    model: ModelRef
+    pairs: list[PairImportance]  # largest mean |contribution| first
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    model: ModelRef
+    sha256: str
+    previous: ModelRef

@@ -1,0 +1,121 @@
+"""The serving runtime, free of any transport and wire form: predict, explain, encode and
+infer on the model being served (`lifecycle`), through the micro-batcher; typed values in
+and out (`results`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from model.bundle import Bundle, Scores
+from model.features import Encoded, FeatureError
+from service.core.batcher import Batcher
+from service.core.checks import check_count, check_scores, check_tensors, check_text
+from service.core.errors import InvalidInput, NotFound
+from service.core.lifecycle import Lifecycle
+from service.core.model import LoadedModel, ModelInfo
+from service.core.results import EncodedInstances, Importance, Inference, Predictions, Reloaded
+from service.ops.metrics import Metrics
+from service.ops.model_choice import SharedChoice
+from service.ops.settings import Settings
+
+
+class Runtime:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, shared: SharedChoice | None = None
+    ) -> None:
+        self._max_instances = settings.max_instances
+        self._metrics = metrics
+        self._models = Lifecycle(settings, metrics, shared)
+        self._batcher = Batcher(self._timed_run, settings.batch_max_size,
+                                settings.batch_max_wait_s, settings.thread_min_instances or None)
+
+    @property
+    def ready(self) -> bool:
+        return self._models.ready
+
+    @property
+    def model(self) -> LoadedModel:
+        """The model being served (NotReady before there is one)."""
+        return self._models.model
+
+    async def start(self) -> None:
+        await self._models.start()
+
+    async def stop(self) -> None:
+        """Stop reporting ready and run whatever the batcher still holds."""
+        self._models.stop()
+        self._batcher.close()
+
+    def info(self, name: str | None = None, version: str | None = None) -> ModelInfo:
+        """The model being served (NotReady before there is one); when `name` is given, only
+        if it is that model, and that version when `version` is given (else NotFound)."""
+        info = self.model.info
+        if name is not None and (
+            name != info.ref.name or version not in (None, info.ref.version)
+        ):
+            wanted = name if version is None else f"{name} version {version}"
+            raise NotFound(f"model {wanted} is not served")
+        return info
+
+    async def predict(
+        self, instances: Sequence[Mapping[str, Any]], explain: bool, top_k: int | None = None
+    ) -> Predictions:
+        """Score instances (field name to value); with `explain`, each one's explanation."""
+        model, encoded = self._encode(instances)
+        scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
+        self._scored(scores, encoded.oov)
+        return model.explainer.predictions(encoded, scores, explain, top_k)
+
+    def encode(self, instances: Sequence[Mapping[str, Any]]) -> EncodedInstances:
+        """Field values -> the model's input tensors, with the values out of vocabulary."""
+        model, encoded = self._encode(instances)
+        return EncodedInstances(model.ref, encoded)
+
+    def importance(self) -> Importance:
+        model = self.model
+        return Importance(model.ref, model.explainer.importance())
+
+    async def infer(self, indices: np.ndarray, weights: np.ndarray) -> Inference:
+        """Raw tensors (B, F, L), as the Open Inference Protocol sends them."""
+        model = self.model
+        check_tensors(model.bundle, indices, weights, self._max_instances)
+        scores = await self._batcher.run(model.bundle, indices, weights)
+        self._scored(scores, ())
+        return Inference(model.ref, scores)
+
+    async def reload(self, requested: str | None) -> Reloaded:
+        """Load, verify and warm up the bundle `requested` names (None: the one being
+        served, from disk) beside the current one, then swap (ReloadRefused: no change)."""
+        return await self._models.reload(requested)
+
+    async def follow(self, interval_s: float) -> None:
+        """Run forever: switch to the model another worker's reload chose."""
+        await self._models.follow(interval_s)
+
+    def _encode(self, instances: Sequence[Mapping[str, Any]]) -> tuple[LoadedModel, Encoded]:
+        model = self.model
+        check_count(len(instances), self._max_instances)
+        try:  # refuses, naming the field, numbers that overflow float32 once normalised
+            encoded = model.bundle.features.encode(instances)
+        except FeatureError as e:
+            raise InvalidInput(str(e)) from e
+        check_text(encoded.oov)
+        return model, encoded
+
+    def _scored(self, scores: Scores, oov: Sequence[tuple[int, str, str]]) -> None:
+        """Every scored batch passes here, whichever route or transport sent it, before
+        its answer is built: refuse scores that are not finite, then record the batch
+        (metrics; an impression log or a drift monitor would hook here too)."""
+        check_scores(scores)
+        self._metrics.observe_scored(scores.score, oov)
+
+    def _timed_run(self, bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:
+        start = time.perf_counter()
+        scores = bundle.run(indices, weights)
+        self._metrics.observe_run(time.perf_counter() - start, len(indices))
+        return scores
