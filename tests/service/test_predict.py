@@ -71,6 +71,7 @@ def test_explanation_decomposes_the_score_exactly(client: TestClient, count: int
         for (a, b), values in zip(pairs["fields"], pairs["values"], strict=True):
             assert values == [instance[a], instance[b]]
         linear = sum(explanation["linear"]["weights"])
+        assert explanation["logit_shift"] == 0.0 and explanation["calibration"] in ("none", None)
         total = explanation["bias"] + linear + explanation["interaction"]
         assert total == pytest.approx(prediction["score"], abs=1e-5)
 

@@ -50,6 +50,14 @@ def test_every_route_serves_the_graphs_prediction(downsampled_binary: Path,
         (output,) = response.json()["outputs"]
         assert output["name"] == "prediction"
         np.testing.assert_allclose(output["data"], expected.prediction, atol=1e-6)
+        explained = client.post("/predict", json={"instances": INSTANCES[:2], "explain": True})
+        for prediction in explained.json()["predictions"]:
+            explanation = prediction["explanation"]
+            assert explanation["logit_shift"] == pytest.approx(np.log(0.2))
+            assert explanation["calibration"] == bundle.manifest.calibration.kind == "platt"
+            total = (explanation["bias"] + explanation["logit_shift"]
+                     + sum(explanation["linear"]["weights"]) + explanation["interaction"])
+            assert total == pytest.approx(prediction["score"], abs=1e-5)
     # the empty instance: the bias and the shift only, then the Platt map
     empty = bundle.manifest.bias + bundle.manifest.logit_shift
     assert expected.score[-1] == pytest.approx(empty, abs=1e-5)
