@@ -73,7 +73,7 @@ def measure_steps(args: argparse.Namespace, export_to: Path) -> Path:
     import torch
 
     from model.afm import build_model
-    from training.export import write_bundle
+    from training.export import Serving, write_bundle
     from training.loop import EpochProgress, train_one_epoch
     from training.numerics import flush_denormals
     from training.optim import make_optimizer
@@ -89,7 +89,7 @@ def measure_steps(args: argparse.Namespace, export_to: Path) -> Path:
     flush_denormals(False)  # a flushing thread reads a denormal as zero: count and export unflushed
     share = denormal_share(trained)
     write_bundle(export_to, trained, prepared.space, name=cfg.name, version=cfg.version,
-                 task=cfg.data.task, label_range=prepared.label_range(cfg.data.task),
+                 serving=Serving(cfg.data.task, prepared.label_range(cfg.data.task)),
                  validation=prepared.validation, training={"checkpoint": str(args.checkpoint)},
                  data={}, metrics={})
     reading = Reading(batch_size=cfg.train.batch_size, seed=0)

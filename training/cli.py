@@ -17,7 +17,7 @@ from model.bundle import Bundle, BundleError
 from training import formats
 from training.console import DEBUG_HELP, UsageError, read_config, setup_logging, user_errors
 from training.data import Dataset
-from training.metrics import evaluate_scores
+from training.metrics import evaluate_predictions
 
 EVAL_BATCH = 8192
 
@@ -77,23 +77,28 @@ def load_eval_data(bundle: Bundle, paths: list[str], fmt: str) -> Dataset | Iter
     return formats.reader(fmt)(paths, bundle)
 
 
-def score(bundle: Bundle, data: Dataset) -> np.ndarray:
+def score(bundle: Bundle, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """-> the rows' scores and served predictions."""
     parts = [
-        bundle.run(data.indices[i : i + EVAL_BATCH], data.weights[i : i + EVAL_BATCH]).score
+        bundle.run(data.indices[i : i + EVAL_BATCH], data.weights[i : i + EVAL_BATCH])
         for i in range(0, len(data), EVAL_BATCH)
     ]
-    return np.concatenate(parts)
+    return np.concatenate([p.score for p in parts]), np.concatenate([p.prediction for p in parts])
 
 
-def scored(bundle: Bundle, data: Dataset | Iterator[Dataset]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(labels, scores, oov) of a dataset, or of a stream of blocks read one at a time."""
+def scored(bundle: Bundle, data: Dataset | Iterator[Dataset]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(labels, scores, predictions, oov) of a dataset, or of a stream of blocks read one at
+    a time."""
     blocks = [data] if isinstance(data, Dataset) else data
-    labels, scores, oov = [], [], 0
+    labels, scores, predictions, oov = [], [], [], 0
     for block in blocks:
         labels.append(block.labels)
-        scores.append(score(bundle, block))
+        block_scores, block_predictions = score(bundle, block)
+        scores.append(block_scores)
+        predictions.append(block_predictions)
         oov += block.oov
-    return np.concatenate(labels), np.concatenate(scores), oov
+    return np.concatenate(labels), np.concatenate(scores), np.concatenate(predictions), oov
 
 
 def eval_main(argv: list[str] | None = None) -> int:
@@ -109,18 +114,20 @@ def eval_main(argv: list[str] | None = None) -> int:
                                        if f.read) + "; default: the format that recognises the "
                         f"path (.libfm, .jsonl, .toml, .parquet or a directory of them), else "
                         f"{formats.DEFAULT_READ}")
-    parser.add_argument("--scores", help="also write one raw score per line to this file")
+    parser.add_argument("--scores", help="also write one score per line to this file (the "
+                        "additive logit or value, before the calibration map and clipping)")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
     with user_errors("afm-eval", args.debug):
         fmt = data_format(args.data, args.format)
         bundle = _bundle(args.model)
         data = load_eval_data(bundle, args.data, fmt)
-        labels, scores, oov = scored(bundle, data)  # a streamed file is read here
+        labels, scores, predictions, oov = scored(bundle, data)  # a streamed file is read here
     if args.scores:
         np.savetxt(args.scores, scores, fmt="%.9g")
-    result = {"rows": len(labels), "oov": oov,
-              **evaluate_scores(bundle.manifest.task, labels, scores, bundle.manifest.label_range)}
+    # the metrics of what the bundle serves: its calibrated probabilities, its clipped values
+    result = {"rows": len(labels), "oov": oov, **evaluate_predictions(
+        bundle.manifest.task, labels, predictions, bundle.manifest.label_range)}
     print(json.dumps(result))
     return 0
 

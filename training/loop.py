@@ -19,6 +19,7 @@ from model.afm import AFM, PairModel
 from model.heap import trim_heap
 from model.manifest import Task
 from training.config import TrainSection
+from training.downsample import logit_shift
 from training.metrics import LOWER_IS_BETTER, evaluate_scores, monitored
 from training.optim import loss_function
 from training.shards import Batch, Shards
@@ -119,10 +120,20 @@ def predict(model: PairModel, data: Shards, batch_size: int) -> tuple[np.ndarray
 
 
 def evaluate(
-    model: PairModel, data: Shards, task: Task, label_range: tuple[float, float], batch_size: int
+    model: PairModel, data: Shards, task: Task, label_range: tuple[float, float], batch_size: int,
+    shift: float = 0.0,
 ) -> dict[str, float]:
+    """Metrics of the scores plus `shift` (training.downsample.logit_shift: the logit of the
+    rows evaluated, when training or evaluation rows are downsampled)."""
     scores, labels = predict(model, data, batch_size)
-    return evaluate_scores(task, labels, scores, label_range)
+    return evaluate_scores(task, labels, scores + shift, label_range)
+
+
+def evaluation_shift(train: Shards, validation: Shards) -> float:
+    """The served logit (the model's plus ln w for training negatives kept at w), moved to the
+    validation rows' own base rate when their negatives are kept at w_v: ln(w / w_v)."""
+    return logit_shift(train.downsampling.negative_keep_rate,
+                       validation.downsampling.negative_keep_rate)
 
 
 @dataclass

@@ -6,19 +6,25 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm, start_as_fm
+from model.calibration import Calibration
 from model.features import FeatureSpace
 from model.manifest import Manifest
 from training import formats
+from training.calibrate import fit as fit_calibration
 from training.config import RunConfig, load_config
 from training.data import Prepared
 from training.distributed import Context, barrier
-from training.export import write_bundle
+from training.export import Serving, write_bundle
+from training.loop import evaluation_shift, predict
+from training.metrics import evaluate_predictions
 from training.numerics import flushing_denormals
 from training.plots import save_plots
 from training.trainer import Checkpointing, FitResult, Trainer
@@ -37,12 +43,15 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
     format (`training.formats`); a format that can grows the `previous` model's vocabulary
     when given one (day-by-day retraining)."""
     prepare = formats.preparer(cfg.data.format)
-    prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous)
+    prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed)
     log.info(
         "%s data: %d train, %d validation rows; %d fields, %d features; %d validation values out of "
         "vocabulary", cfg.name, len(prepared.train), len(prepared.validation),
         prepared.space.num_fields, prepared.space.num_features, prepared.validation.oov,
     )
+    for name, shards in (("train", prepared.train), ("validation", prepared.validation)):
+        if shards.downsampling.negative_keep_rate < 1.0:
+            log.info("%s %s: %s", cfg.name, name, shards.downsampling.describe())
     return prepared
 
 
@@ -144,17 +153,53 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
          "metrics": result.best_metrics, "epoch": result.best_epoch},
         out / MODEL_CHECKPOINT,
     )
-    (out / "history.json").write_text(json.dumps(
-        {"config": cfg.model_dump(), "best_epoch": result.best_epoch,
-         "best_metrics": result.best_metrics, "seconds": result.seconds,
-         "epochs": result.history}, indent=2))
+    serving = Serving(cfg.data.task, label_range, prepared.train.downsampling.negative_keep_rate)
+    served = _served_validation(cfg, model, prepared) if cfg.data.task == "binary" else None
+    history: dict[str, Any] = {
+        "config": cfg.model_dump(), "best_epoch": result.best_epoch,
+        "best_metrics": result.best_metrics, "seconds": result.seconds, "epochs": result.history}
+    metrics = result.best_metrics  # the manifest's: those of what the bundle serves
+    if served is not None:
+        serving = replace(serving, calibration=served.calibration)
+        if served.metrics:
+            history["calibrated_metrics"] = metrics = served.metrics
+    (out / "history.json").write_text(json.dumps(history, indent=2))
     manifest = write_bundle(
-        out, model, prepared.space, name=cfg.name, version=cfg.version, task=cfg.data.task,
-        label_range=label_range, validation=prepared.validation,
+        out, model, prepared.space, name=cfg.name, version=cfg.version, serving=serving,
+        validation=prepared.validation,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
                   "threads": torch.get_num_threads(), "flush_denormal": flushed},
-        data=prepared.fingerprints, metrics=result.best_metrics,
+        data=prepared.fingerprints, metrics=metrics,
     )
-    save_plots(out, result.history, manifest)
+    save_plots(out, result.history, manifest,
+               None if served is None else (served.labels, served.probabilities))
     shutil.rmtree(out / RESUME_DIR, ignore_errors=True)  # finished: nothing left to resume
+
+
+@dataclass
+class _Served:
+    """The validation rows as the bundle serves them (binary tasks)."""
+
+    calibration: Calibration
+    labels: np.ndarray
+    probabilities: np.ndarray
+    metrics: dict[str, float]
+    """Of the calibrated probabilities, on the rows the map was fitted on (empty without one)."""
+
+
+def _served_validation(cfg: RunConfig, model: PairModel, prepared: Prepared) -> _Served:
+    """Score the validation rows with the final model, on the served logit scale (their own,
+    if they are downsampled), and fit `train.calibration` on them. The probabilities are
+    rounded to float32 as the graph serves them, so that the metrics are afm-eval's."""
+    scores, labels = predict(model, prepared.validation, cfg.train.eval_batch_size)
+    scores = scores + evaluation_shift(prepared.train, prepared.validation)
+    calibration = fit_calibration(cfg.calibration(), scores, labels)
+    probabilities = calibration.probability(scores).astype(np.float32)
+    if calibration.kind == "none":
+        return _Served(calibration, labels, probabilities, {})
+    metrics = evaluate_predictions("binary", labels, probabilities, (0.0, 1.0))
+    log.info("calibration %s fitted on %d validation rows: logloss %.5f, calibration %.4f "
+             "(measured on the rows it was fitted on)", calibration.kind, len(labels),
+             metrics["logloss"], metrics["calibration"])
+    return _Served(calibration, labels, probabilities, metrics)

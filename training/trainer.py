@@ -25,7 +25,7 @@ from model.manifest import Task
 from training.checkpoint import TrainingState
 from training.config import TrainSection
 from training.distributed import Context, from_main, total
-from training.loop import EarlyStopping, EpochProgress, evaluate, train_one_epoch
+from training.loop import EarlyStopping, EpochProgress, evaluate, evaluation_shift, train_one_epoch
 from training.metrics import monitored
 from training.optim import freeze_pretrained, make_optimizer, make_schedule
 from training.shards import Reading, Shards
@@ -96,6 +96,7 @@ class Trainer:
                                buffer_rows=cfg.shuffle_buffer)
         self.steps = train.steps(self.reading)
         self.monitor = monitored(task, cfg.monitor)
+        self.shift = evaluation_shift(train, validation)  # metrics on the served scale
         # Where the run is; `_resume` replaces these with a checkpoint's.
         self.epoch, self.progress = 1, EpochProgress()
         self.stopping = EarlyStopping(task, cfg.patience, self.monitor, cfg.min_delta,
@@ -173,7 +174,7 @@ class Trainer:
         train_one_epoch(self.trained, bar, self.optimizer, self.task, self.cfg, self.progress, after_step)
         seconds = time.perf_counter() - tick
         metrics = evaluate(self.model, self.validation, self.task, self.label_range,
-                           self.cfg.eval_batch_size) if self.context.is_main else {}
+                           self.cfg.eval_batch_size, self.shift) if self.context.is_main else {}
         metrics = from_main(self.context, metrics)
         self._record(seconds, metrics)
         return metrics

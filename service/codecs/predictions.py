@@ -40,9 +40,10 @@ def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
 
 def render_explanations(explanations: Explanations) -> list[dict[str, Any]]:
     """One `Explanation` per instance, from the batch's columns."""
-    bias, linear, pairs = explanations.bias, explanations.linear, explanations.pairs
+    bias, shift, calibration = explanations.bias, explanations.logit_shift, explanations.calibration
+    linear, pairs = explanations.linear, explanations.pairs
     return [
-        {"bias": bias,
+        {"bias": bias, "logit_shift": shift, "calibration": calibration,
          "linear": {"fields": fields, "values": values, "weights": weights},
          "interaction": interaction,
          "pairs": {"fields": names, "values": shown, "attention": attention,

@@ -108,4 +108,5 @@ def _rows(scores: Scores, start: int, end: int) -> Scores:
         scores.attention[start:end],
         scores.contributions[start:end],
         scores.field_linear[start:end],
+        scores.prediction[start:end],
     )

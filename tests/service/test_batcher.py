@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from model.bundle import Bundle, Scores
+from model.manifest import OUTPUT_NAMES
 from service.core.batcher import Batcher
 from tests.helpers.bundles import copy_bundle
 
@@ -54,7 +55,7 @@ def test_concurrent_requests_share_one_run_with_the_same_results(bundle: Bundle)
     assert [size for _, size in run.runs] == [sum(len(i) for i, _ in requests)]
     for (indices, weights), got in zip(requests, results, strict=True):
         alone = bundle.run(indices, weights)
-        for name in ("score", "attention", "contributions", "field_linear"):
+        for name in OUTPUT_NAMES:
             np.testing.assert_allclose(getattr(got, name), getattr(alone, name), atol=1e-6)
 
 

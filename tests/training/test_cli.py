@@ -68,6 +68,14 @@ epochs = 3
     assert evaluated["rows"] == 600 and len(np.loadtxt(scores)) == 600
     for metric, value in manifest.metrics.items():
         assert evaluated[metric] == pytest.approx(value, abs=1e-5)
+    if task == "binary":  # NE and calibration of the served probabilities, by hand
+        assert list(evaluated) == ["rows", "oov", "auc", "logloss", "ne", "calibration"]
+        assert manifest.calibration.kind == "isotonic"  # "auto", with every validation row
+        labels = np.array([line.split()[0] == "1" for line in valid.read_text().splitlines()])
+        p, rate = manifest.calibration.probability(np.loadtxt(scores)), labels.mean()
+        assert evaluated["calibration"] == pytest.approx(p.mean() / rate, rel=1e-5)
+        entropy = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+        assert evaluated["ne"] == pytest.approx(evaluated["logloss"] / entropy, rel=1e-6)
 
 
 def test_eval_reads_json_lines(
@@ -104,6 +112,16 @@ SYNTHETIC = str(REPO / "configs" / "synthetic-afm.toml")
      "unknown key 'train.epohcs' (did you mean 'train.epochs'?)"),
     (["--config", SYNTHETIC, "--set", "train.epochs=0"], "train.epochs must be at least 1, got 0"),
     (["--config", SYNTHETIC, "--set", "data.format=csv"], "data.format must be 'libfm'"),
+    (["--config", SYNTHETIC, "--set", "data.task=binary", "--set", "data.negative_keep_rate=0"],
+     "data.negative_keep_rate must be greater than 0.0, got 0"),
+    (["--config", SYNTHETIC, "--set", "data.task=binary", "--set", "data.negative_keep_rate=1.5"],
+     "data.negative_keep_rate must be at most 1.0, got 1.5"),
+    (["--config", SYNTHETIC, "--set", "data.negative_keep_rate=0.5"],
+     "negative_keep_rate applies to binary tasks only, not regression"),
+    (["--config", SYNTHETIC, "--set", "train.calibration=platt"],
+     "train.calibration applies to binary tasks only"),
+    (["--config", SYNTHETIC, "--set", "data.task=binary", "--set", "train.calibration=isotonic",
+      "--set", "data.validation_negative_keep_rate=0.5"], "keep all of them"),
 ])
 def test_train_refuses_a_bad_config_in_one_line(
     argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
