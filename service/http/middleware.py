@@ -18,6 +18,7 @@ from service.http.errors import error_response
 from service.http.limits import RequestLimits
 from service.http.telemetry import UNTRACKED, Telemetry, request_id
 from service.http.trim import HeapTrimmer
+from service.ops.logs import AccessLog
 from service.ops.metrics import Metrics
 
 error_log = logging.getLogger("service.core.errors")
@@ -25,11 +26,12 @@ error_log = logging.getLogger("service.core.errors")
 
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, max_url_bytes: int,
-                 trimmer: HeapTrimmer | None = None, routes: list[BaseRoute] | None = None) -> None:
+                 trimmer: HeapTrimmer | None = None, routes: list[BaseRoute] | None = None,
+                 access_log: AccessLog | None = None) -> None:
         self.app = app
         self.in_flight = metrics.in_flight
         self.limits = RequestLimits(max_body_bytes, max_url_bytes)
-        self.telemetry = Telemetry(metrics, routes if routes is not None else [])
+        self.telemetry = Telemetry(metrics, routes if routes is not None else [], access_log)
         self.trimmer = trimmer
         self.trim_after_bytes = trimmer.min_bytes if trimmer is not None else 1 << 62
 
