@@ -19,7 +19,7 @@ from service.http.limits import RequestLimits
 from service.http.telemetry import UNTRACKED, Telemetry, request_id
 from service.http.trim import HeapTrimmer
 from service.ops.logs import AccessLog
-from service.ops.metrics import Metrics
+from service.ops.metrics import Metrics, add
 
 error_log = logging.getLogger("service.core.errors")
 
@@ -60,7 +60,7 @@ class RequestMiddleware:
         root_path = scope.get("root_path", "")  # a mount changes it while routing
         start = time.perf_counter()
         if tracked:
-            self.in_flight.inc()
+            add(self.in_flight, 1)
         try:
             receive, refusal, body_bytes = await self.limits.check(scope, headers, receive)
             moved += body_bytes
@@ -74,7 +74,7 @@ class RequestMiddleware:
             status = 500
         finally:
             if tracked:
-                self.in_flight.dec()
+                add(self.in_flight, -1)
                 self.telemetry.record(scope, status, time.perf_counter() - start, rid, root_path)
             if moved >= self.trim_after_bytes and self.trimmer is not None:
                 self.trimmer.after_request(moved)

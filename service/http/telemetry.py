@@ -5,7 +5,7 @@ Health and metrics routes (`UNTRACKED`) are neither counted nor logged.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 
 from prometheus_client import Counter, Histogram
@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from service.ops.logs import AccessLog
-from service.ops.metrics import Metrics
+from service.ops.metrics import Metrics, add, observe
 
 UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _VALID_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
@@ -25,7 +25,9 @@ def request_id(given: bytes | None) -> str:
         text = given.decode("latin-1")
         if _VALID_ID.fullmatch(text):
             return text
-    return os.urandom(16).hex()
+    # Not a secret, only unique: a pseudo-random draw needs no system call (os.urandom
+    # does, every request); each worker process reseeds after its fork.
+    return f"{random.getrandbits(128):032x}"
 
 
 class Telemetry:
@@ -50,8 +52,8 @@ class Telemetry:
                 self.metrics.requests.labels(template, scope["method"], str(status)),
                 self.metrics.request_seconds.labels(template),
             )
-        children[0].inc()
-        children[1].observe(seconds)
+        add(children[0], 1)
+        observe(children[1], seconds)
         if self.access_log is not None:
             client = scope.get("client")
             method, path = scope["method"], scope["path"]
