@@ -162,7 +162,8 @@ def test_an_instance_with_no_field_is_flagged(client: TestClient, mixed_client: 
 def test_instances_with_no_field_are_flagged_alike_in_small_and_large_batches(
     client: TestClient,
 ) -> None:
-    instances = [INSTANCE, {}, {"f0": None, "f1": None}, {"f0": "unseen"}, {}, INSTANCE]
+    instances: list[dict[str, Any]] = [INSTANCE, {}, {"f0": None, "f1": None}, {"f0": "unseen"},
+                                       {}, INSTANCE]
 
     def flags(chunk: list[dict[str, Any]]) -> list[bool]:
         answer = client.post("/predict", json={"instances": chunk}).json()
