@@ -13,7 +13,8 @@ runs/bench-paper-afm and only its 1- and 256-instance loads run. With --shapes, 
 256-instance loads (plain, all pairs explained, top 3 pairs) run on bundles of 10 and 39
 fields side by side, one server each, to show how serving cost grows with the fields: the
 39-field bundle is trained on a generated Criteo-format log (configs/criteo-afm.toml).
-With --peer NAME=PYTHON (mlserver, kserve; PYTHON: that server's own venv, see bench/peers),
+With --peer NAME=PYTHON (mlserver, mlserver-nolog, kserve; PYTHON: that server's own venv,
+see bench/peers),
 the service, each peer and the bare route serve the same bundle side by side on the loads
 of PEER_LOADS, and the section "Against other Python model servers" is (re)written.
 """
@@ -240,9 +241,10 @@ def start(config: Config, model_dir: Path) -> ServerProcess:
         return ServerProcess([], {**env, "AFM_MODEL_DIR": str(model_dir)}, command=BARE)
     if config.peer is not None:
         name, python = config.peer
-        return ServerProcess([], {**env, "AFM_MODEL_DIR": str(model_dir), "PYTHONPATH": str(REPO)},
-                             command=[python, "-m", PEERS[name].module(name)], cwd=REPO,
-                             ready_path=READY_PATH)
+        peer = PEERS[name]
+        return ServerProcess([], {**env, **dict(peer.env), "AFM_MODEL_DIR": str(model_dir),
+                                  "PYTHONPATH": str(REPO)},
+                             command=[python, "-m", peer.module], cwd=REPO, ready_path=READY_PATH)
     if config.wait_us is not None:
         env["AFM_BATCH_MAX_WAIT_US"] = str(config.wait_us)
     return ServerProcess(["--model-dir", str(model_dir), "--workers", str(config.workers)], env,

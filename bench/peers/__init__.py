@@ -7,7 +7,7 @@ never the project's (their packages are not dependencies), importing only the to
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.harness import Request
 
@@ -16,10 +16,9 @@ from bench.harness import Request
 class Peer:
     title: str  # the server's name, as the tables show it
     package: str  # its distribution, for the version
+    module: str  # the launcher, run by that server's venv
     predict_path: str  # where it takes the service's /predict body; {model}: the model's name
-
-    def module(self, name: str) -> str:
-        return f"bench.peers.{name}_peer"
+    env: tuple[tuple[str, str], ...] = ()  # settings of that server, from its environment
 
     def request(self, request: Request, model: str) -> Request:
         """The request a load sends, for this server: /predict moves to `predict_path`; the
@@ -29,9 +28,14 @@ class Peer:
         return Request(request.method, self.predict_path.format(model=model), request.body)
 
 
+MLSERVER = Peer("MLServer", "mlserver", "bench.peers.mlserver_peer", "/predict")
+KSERVE = Peer("KServe", "kserve", "bench.peers.kserve_peer", "/v1/models/{model}:predict")
 PEERS = {
-    "mlserver": Peer("MLServer", "mlserver", "/predict"),
-    "kserve": Peer("KServe", "kserve", "/v1/models/{model}:predict"),
+    "mlserver": MLSERVER,
+    # MLServer's `debug` setting (on by default) is what turns uvicorn's access log on
+    "mlserver-nolog": replace(MLSERVER, title="MLServer, no access log",
+                              env=(("MLSERVER_DEBUG", "false"),)),
+    "kserve": KSERVE,
 }
 READY_PATH = "/v2/health/ready"
 
