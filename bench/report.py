@@ -30,7 +30,8 @@ PEERS_TEXT = (
     "infer of one row's `indices` and `weights` as JSON tensors, every output answered; "
     "each server decodes it with its own V2 types. The peers keep their defaults (access "
     "log, metrics, MLServer's gRPC server) except: MLServer runs the model in its own "
-    "process (`parallel_workers=0`), KServe without gRPC.\n"
+    "process (`parallel_workers=0`), KServe without gRPC; \"MLServer, no access log\" is "
+    "MLServer with `debug` off, which is what turns its access log off.\n"
 )
 TRAINING = (
     "## Training speed\n\n"
