@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,10 +18,13 @@ from typing import Any, Literal
 import orjson
 
 ACCESS_LOGGER = "service.access"
-# As nginx's buffered access_log: lines reach the log at most this late, in one write; a
-# graceful stop writes what is left, a crash may lose the last FLUSH_S of them.
+# As nginx's buffered access_log: lines reach the log at most this late, a few writes for
+# many lines; a graceful stop writes what is left, a crash may lose the last FLUSH_S of them.
 FLUSH_S = 0.1
 FLUSH_BYTES = 64 << 10
+# Each write holds whole lines and at most this many bytes: a pipe (a container's stderr)
+# takes such a write in one piece, so the lines of several workers never interleave.
+WRITE_BYTES = select.PIPE_BUF
 LogFormat = Literal["json", "text"]
 
 
@@ -79,7 +83,8 @@ class TextFormatter(logging.Formatter):
 class AccessLog:
     """The request log: what a log record of ACCESS_LOGGER at level info would print with
     the service's formatters, one line per request, to stderr. Used from the event loop's
-    thread only; lines wait at most `flush_s` (or `flush_bytes`) to be written together."""
+    thread only; lines wait at most `flush_s` (or `flush_bytes`) to be written together,
+    in writes of whole lines of at most WRITE_BYTES (a longer line alone)."""
 
     def __init__(self, fmt: LogFormat, flush_s: float = FLUSH_S,
                  flush_bytes: int = FLUSH_BYTES) -> None:
@@ -87,7 +92,7 @@ class AccessLog:
         self._stamp = Stamps(utc=self._json)
         self._flush_s = flush_s
         self._flush_bytes = flush_bytes
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -107,18 +112,36 @@ class AccessLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._lines:
-            lines, self._lines, self._size = self._lines, [], 0
-            sys.stderr.write("".join(lines))  # looked up now: tests capture it
-            sys.stderr.flush()
+        if not self._lines:
+            return
+        lines, self._lines, self._size = self._lines, [], 0
+        stream = sys.stderr  # looked up now: tests capture it
+        stream.flush()  # what logging wrote before goes first
+        start, size = 0, 0
+        for end, line in enumerate(lines):
+            if size + len(line) > WRITE_BYTES and end > start:
+                _write(stream, b"".join(lines[start:end]))
+                start, size = end, 0
+            size += len(line)
+        _write(stream, b"".join(lines[start:]))
 
-    def _render(self, created: float, message: str, fields: dict[str, Any]) -> str:
+    def _render(self, created: float, message: str, fields: dict[str, Any]) -> bytes:
         if self._json:
             head = {"ts": self._stamp(created), "level": "info", "logger": ACCESS_LOGGER,
                     "message": message}
-            return orjson.dumps({**head, **fields}, default=str,
-                                option=orjson.OPT_APPEND_NEWLINE).decode()
-        return f"{self._stamp(created)} INFO {ACCESS_LOGGER}: {message} {_pairs(fields)}\n"
+            return orjson.dumps({**head, **fields}, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        return f"{self._stamp(created)} INFO {ACCESS_LOGGER}: {message} {_pairs(fields)}\n".encode()
+
+
+def _write(stream: Any, data: bytes) -> None:
+    """One write of `data` to the stream's bytes (its text layer has been flushed)."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        stream.write(data.decode())
+        stream.flush()
+    else:
+        buffer.write(data)
+        buffer.flush()
 
 
 def _pairs(fields: dict[str, Any]) -> str:

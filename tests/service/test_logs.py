@@ -8,7 +8,14 @@ import logging
 
 import pytest
 
-from service.ops.logs import ACCESS_LOGGER, AccessLog, JsonFormatter, LogFormat, TextFormatter
+from service.ops.logs import (
+    ACCESS_LOGGER,
+    WRITE_BYTES,
+    AccessLog,
+    JsonFormatter,
+    LogFormat,
+    TextFormatter,
+)
 
 FIELDS = {"request_id": "r-1", "method": "POST", "path": "/predict", "route": "/predict",
           "status": 200, "duration_ms": 0.25, "client": "127.0.0.1"}
@@ -51,3 +58,23 @@ def test_lines_are_written_together_after_a_while_or_a_size(
 
     assert asyncio.run(serve(AccessLog("json", flush_s=0.01))) == [0, 0, 0, 3]
     assert asyncio.run(serve(AccessLog("json", flush_bytes=1))) == [1, 1, 1, 0]
+
+
+def test_each_write_holds_whole_lines_within_a_pipes_atomic_size(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    monkeypatch.setattr("service.ops.logs._write", lambda stream, data: writes.append(data))
+
+    async def serve() -> None:
+        access = AccessLog("json", flush_s=0.01)
+        for n in range(60):
+            access.write("GET /ping 200", {"request_id": f"{n:0100d}"})
+        access.write("GET /long 200", {"request_id": "x" * 5000})
+        await asyncio.sleep(0.05)
+
+    asyncio.run(serve())
+    lines = b"".join(writes).splitlines()
+    assert len(lines) == 61 and len(writes) > 1
+    assert all(w.endswith(b"\n") and (len(w) <= WRITE_BYTES or w.count(b"\n") == 1)
+               for w in writes)
