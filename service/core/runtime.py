@@ -110,7 +110,8 @@ class Runtime:
     def _scored(self, scores: Scores, oov: Sequence[tuple[int, str, str]]) -> None:
         """Every scored batch passes here, whichever route or transport sent it, before
         its answer is built: refuse scores that are not finite, then record the batch
-        (metrics; an impression log or a drift monitor would hook here too)."""
+        (metrics; an impression log or a drift monitor would hook here too, and must cost
+        a request nothing when off: one check of a setting read at start-up)."""
         check_scores(scores)
         self._metrics.observe_scored(scores.score, oov)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,3 +161,17 @@ def test_an_instance_with_no_field_is_flagged(client: TestClient, mixed_client: 
     PredictResponse.model_validate(client.post("/predict", json={"instances": [{}]}).json())
     assert "warning" in mixed_client.post("/predict", json={"instances": [{"tags": []}]}).json()[
         "predictions"][0]
+
+
+def test_instances_with_no_field_are_flagged_alike_in_small_and_large_batches(
+    client: TestClient,
+) -> None:
+    instances: list[dict[str, Any]] = [INSTANCE, {}, {"f0": None, "f1": None}, {"f0": "unseen"},
+                                       {}, INSTANCE]
+
+    def flags(chunk: list[dict[str, Any]]) -> list[bool]:
+        answer = client.post("/predict", json={"instances": chunk}).json()
+        return ["warning" in p for p in answer["predictions"]]
+
+    assert flags(instances) == flags(instances[:3]) + flags(instances[3:]) == [
+        False, True, True, False, True, False]
