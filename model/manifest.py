@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.features import FeatureSpace, FieldSpec
+from model.reference import Reference
 
 FORMAT_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
@@ -61,6 +62,9 @@ class Manifest(_Strict):
     data: dict[str, DataFingerprint] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     importance: list[PairImportance] = Field(default_factory=list)
+    reference: Reference | None = None
+    """The validation rows' distributions, which drift monitoring compares traffic with
+    (model/reference.py); absent from bundles written before it, which serve unmonitored."""
     created_at: datetime
 
     @model_validator(mode="after")
@@ -73,6 +77,8 @@ class Manifest(_Strict):
             raise ValueError(f"max_entries {self.max_entries} != fields' {space.max_entries}")
         if self.label_range[0] >= self.label_range[1]:
             raise ValueError(f"label_range must be increasing, got {self.label_range}")
+        if self.reference is not None:
+            self.reference.check(space)
         return self
 
     def feature_space(self) -> FeatureSpace:

@@ -26,6 +26,7 @@ from model.manifest import (
     sha256_file,
 )
 from training.loop import TRIM_EVERY_BATCHES
+from training.reference import build_reference
 from training.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def write_bundle(
         data=data,
         metrics=metrics,
         importance=pair_importance(model, space, validation),
+        reference=build_reference(onnx_path, space, validation, torch.get_num_threads()),
         created_at=dt.datetime.now(dt.UTC),
     )
     manifest.write(directory)
