@@ -16,7 +16,8 @@ from starlette.types import Scope
 from service.ops.logs import ACCESS_LOGGER
 from service.ops.metrics import Metrics
 
-UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+UNTRACKED = frozenset({"/", "/healthz", "/readyz", "/metrics", "/v2/health/live",
+                       "/v2/health/ready"})
 _VALID_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 access_log = logging.getLogger(ACCESS_LOGGER)
 

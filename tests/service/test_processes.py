@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -101,6 +102,71 @@ def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,
         replacement = worker_files(metrics_dir) - workers
         versions = until_every_worker_served(url, metrics_dir, tmp_path / "b", replacement)
         assert versions == {"2"}
+
+
+def scrape_until(url: str, done: Callable[[str], bool], timeout_s: float = 15) -> str:
+    """Scrape (a new connection each time, so either worker answers) until `done`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with httpx.Client(timeout=10) as fresh:
+            text = fresh.get(url + "/metrics").text
+        if done(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+def test_drift_counts_of_every_worker_are_merged(bundle_dir: Path, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AFM_MONITOR="true",
+                     AFM_MONITOR_WINDOW_S="60", AFM_MONITOR_INTERVAL_S="0.5",
+                     AFM_MONITOR_MIN_INSTANCES="1")
+    args = ["--model-dir", str(bundle_dir), "--workers", "2"]
+    with serve(args, env, tmp_path / "serve.log") as (url, _), ThreadPoolExecutor(8) as pool:
+        sent = 0
+        while sent < 400:
+            assert list(pool.map(post_predict, [url] * 40)) == [200] * 40
+            sent += 40
+            workers = per_worker(metrics_dir, tmp_path / f"scratch{sent}")
+            if sum(1 for n in workers.values() if n > 0) >= 2:
+                break
+        assert sum(1 for n in workers.values() if n > 0) == 2, workers
+
+        def merged(text: str) -> bool:
+            return count(text, "afm_drift_window_instances", {}) == sent
+
+        for _ in range(4):  # whichever worker answers, it sums both windows
+            text = scrape_until(url, merged)
+            assert count(text, "afm_drift_window_instances", {}) == sent
+            assert len([line for line in text.splitlines() if line.startswith("afm_drift_psi{")]) == 6
+
+
+def test_a_shadow_model_reaches_every_worker(bundle_dir: Path, tmp_path: Path) -> None:
+    root, metrics_dir = tmp_path / "models", tmp_path / "metrics"
+    metrics_dir.mkdir()
+    copy_bundle(bundle_dir, root / "v1")
+    copy_bundle(bundle_dir, root / "v2", version="2")
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AFM_MODELS_ROOT=str(root),
+                     AFM_ADMIN_TOKEN=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    scored = ("afm_shadow_requests_total", {"outcome": "scored"})
+    with serve(["--model-dir", str(root / "v1"), "--workers", "2"], env,
+               tmp_path / "serve.log") as (url, _):
+        response = httpx.post(url + "/admin/shadow", json={"model_dir": "v2", "fraction": 1.0},
+                              headers=auth, timeout=30)
+        assert response.status_code == 200, response.text
+        time.sleep(2)  # the other worker polls the shared choice every 0.5 s
+        workers = worker_files(metrics_dir)
+        until_every_worker_served(url, metrics_dir, tmp_path / "a", workers)
+        time.sleep(1)  # shadow scoring runs after the answers
+        shadowed = per_worker(metrics_dir, tmp_path / "s1", scored)
+        assert len(shadowed) == 2 and all(n > 0 for n in shadowed.values()), shadowed
+
+        assert httpx.delete(url + "/admin/shadow", headers=auth, timeout=30).status_code == 200
+        time.sleep(2)
+        until_every_worker_served(url, metrics_dir, tmp_path / "b", workers)
+        time.sleep(1)
+        assert per_worker(metrics_dir, tmp_path / "s2", scored) == shadowed  # no worker shadows
 
 
 def wait_in_flight(url: str, requests: int, timeout_s: float = 20) -> None:
