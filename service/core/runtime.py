@@ -108,8 +108,9 @@ class Runtime:
         served, from disk) beside the current one, then swap (ReloadRefused: no change).
         Promoting the shadow model (reloading its bundle) ends the shadowing."""
         reloaded = await self._models.reload(requested)
-        shadow = self.shadow.model
-        if shadow is not None and shadow.bundle.manifest.onnx_sha256 == reloaded.sha256:
+        shadow, live = self.shadow.model, self.model
+        if shadow is not None and (shadow.directory, shadow.bundle.manifest.onnx_sha256) == (
+                live.directory, reloaded.sha256):
             self.shadow.clear()
         return reloaded
 
