@@ -105,8 +105,9 @@ def grpc_port_problem(settings: Settings) -> str | None:
 
 def _shared_dirs(settings: Settings) -> Path | None:
     """Several workers share metrics (files in PROMETHEUS_MULTIPROC_DIR), the model a
-    reload chose, the shadow model and drift counts (AFM_RUN_DIR). Given directories are cleared of a previous run's state;
-    missing ones are made in a temporary directory, returned for removal at exit."""
+    reload chose, the shadow model and drift counts (AFM_RUN_DIR). Given directories are
+    cleared of a previous run's state; missing ones are made in a temporary directory,
+    returned for removal at exit."""
     given = os.environ.get(MULTIPROC_ENV)
     for stale in Path(given).glob("*.db") if given else ():
         stale.unlink()

@@ -1,6 +1,7 @@
 """The serving runtime, free of any transport and wire form: predict, explain, encode and
 infer on the model being served (`lifecycle`), through the micro-batcher; typed values in
-and out (`results`).
+and out (`results`). Every scored batch is also handed to drift monitoring (`monitor`) and
+offered to the shadow model (`shadow`).
 """
 
 from __future__ import annotations
