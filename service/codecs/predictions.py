@@ -19,6 +19,9 @@ from service.core.results import (
 )
 
 EMPTY_WARNING = "no field present: every field is missing or null, so the score reflects no input"
+# The `oov` of an instance with none: one shared empty tuple, which orjson writes as [],
+# rather than a new list per instance.
+NO_OOV: tuple[()] = ()
 
 
 def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
@@ -27,10 +30,11 @@ def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
     pairs = zip(predictions.scores, predictions.values, strict=True)
     if predictions.oov:
         oov = _oov_by_row(predictions)
-        results = [{"score": score, label: value, "oov": oov.get(row, [])}
-                   for row, (score, value) in enumerate(pairs)]
+        results: list[dict[str, Any]] = [
+            {"score": score, label: value, "oov": oov.get(row, NO_OOV)}
+            for row, (score, value) in enumerate(pairs)]
     else:  # the common case: no row numbers to look up
-        results = [{"score": score, label: value, "oov": []} for score, value in pairs]
+        results = [{"score": score, label: value, "oov": NO_OOV} for score, value in pairs]
     for row in predictions.empty:
         results[row]["warning"] = EMPTY_WARNING
     if predictions.explanations is not None:
@@ -59,7 +63,7 @@ def render_v1_explanations(predictions: Predictions) -> dict[str, Any]:
     assert predictions.explanations is not None
     oov = _oov_by_row(predictions)
     return {"predictions": predictions.values, "explanations": [
-        {"score": score, "oov": oov.get(row, []), **explanation}
+        {"score": score, "oov": oov.get(row, NO_OOV), **explanation}
         for row, (score, explanation) in enumerate(zip(
             predictions.scores, render_explanations(predictions.explanations), strict=True))
     ]}
@@ -67,9 +71,10 @@ def render_v1_explanations(predictions: Predictions) -> dict[str, Any]:
 
 def render_explanations(explanations: Explanations) -> list[dict[str, Any]]:
     """One `Explanation` per instance, from the batch's columns."""
-    bias, linear, pairs = explanations.bias, explanations.linear, explanations.pairs
+    bias, shift, calibration = explanations.bias, explanations.logit_shift, explanations.calibration
+    linear, pairs = explanations.linear, explanations.pairs
     return [
-        {"bias": bias,
+        {"bias": bias, "logit_shift": shift, "calibration": calibration,
          "linear": {"fields": fields, "values": values, "weights": weights},
          "interaction": interaction,
          "pairs": {"fields": names, "values": shown, "attention": attention,

@@ -156,7 +156,8 @@ class Runtime:
         """Every scored batch passes here, whichever route or transport sent it, before
         its answer is built: refuse scores that are not finite, then record the batch
         (metrics, drift monitoring) and offer it to the shadow model; each costs a request
-        an append at most, the work runs later (an impression log would hook here too)."""
+        an append at most when on, and one check of a setting read at start-up when off (an
+        impression log would hook here too)."""
         check_scores(scores)
         self._metrics.observe_scored(scores.score, oov)
         if self._monitor is not None:

@@ -211,7 +211,7 @@ class Shadow:
         start = time.perf_counter()
         scores = await asyncio.to_thread(candidate.bundle.run, indices, weights)
         self._metrics.run_seconds.observe(time.perf_counter() - start)
-        self._compare(candidate, kept, scores.score.astype(np.float64))
+        self._compare(candidate, kept, scores)
 
     def _inputs(self, candidate: LoadedModel, item: _Offered) -> tuple[np.ndarray, np.ndarray] | None:
         """The request's instances in the candidate's input form, or None (it cannot say)."""
@@ -237,13 +237,15 @@ class Shadow:
                                  set(live.field_kinds) <= set(candidate.field_kinds))
         return fits[2], fits[3]
 
-    def _compare(self, candidate: LoadedModel, kept: list[_Offered], shadow: np.ndarray) -> None:
+    def _compare(self, candidate: LoadedModel, kept: list[_Offered], scores: Scores) -> None:
+        """Scores are compared as served (downsampling shift included), predictions as the
+        graphs map them (each model's own calibration)."""
+        shadow = scores.score.astype(np.float64)
         live = np.concatenate([item.scores.score for item in kept]).astype(np.float64)
         finite = np.isfinite(shadow)
         observe_many(self._metrics.difference, (shadow - live)[finite])
-        predictions = candidate.bundle.prediction(shadow)
-        live_predictions = np.concatenate([item.live.bundle.prediction(item.scores.score)
-                                           for item in kept]).astype(np.float64)
+        predictions = scores.prediction.astype(np.float64)
+        live_predictions = np.concatenate([item.scores.prediction for item in kept]).astype(np.float64)
         self._metrics.disagreements.inc(int(np.sum(
             np.abs(predictions - live_predictions)[finite] > self._settings.shadow_threshold)))
         self._rank(live[finite], shadow[finite])

@@ -5,6 +5,7 @@ shapes back, and `/predict`'s checks, limits, errors and metrics."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def test_explain_decomposes_every_score_exactly(client: TestClient) -> None:
     check_shape(body, V1ExplainResponse, seen)
     assert body["predictions"] == kserve_post(client, PREDICT, {"instances": ROWS}).json()["predictions"]
     for explanation in body["explanations"][:2]:  # the empty instance has no pair
-        total = (explanation["bias"] + sum(explanation["linear"]["weights"])
+        total = (explanation["bias"] + explanation["logit_shift"] + sum(explanation["linear"]["weights"])
                  + sum(explanation["pairs"]["contributions"]))
         assert total == pytest.approx(explanation["score"], abs=1e-6)
         assert explanation["interaction"] == pytest.approx(sum(explanation["pairs"]["contributions"]),
@@ -77,7 +78,25 @@ def test_explain_decomposes_every_score_exactly(client: TestClient) -> None:
         assert explanation["pairs_omitted"] == 0
     assert len(body["explanations"][0]["pairs"]["fields"]) == 15  # every pair of 6 fields
     assert body["explanations"][1]["oov"] == [{"field": "f1", "value": "never-seen"}]
-    assert body["explanations"][2]["score"] == pytest.approx(body["explanations"][2]["bias"], abs=1e-6)
+    empty = body["explanations"][2]
+    assert empty["score"] == pytest.approx(empty["bias"] + empty["logit_shift"], abs=1e-6)
+
+
+def test_explain_of_a_downsampled_model_adds_its_logit_shift(make_settings: SettingsFactory,
+                                                             downsampled_binary: Path) -> None:
+    rows = [{"user": "3", "item": "27", "context": "41"}, {"user": "12", "item": "20"}, {}]
+    settings = make_settings(model_dir=downsampled_binary)
+    with TestClient(create_app(settings, CollectorRegistry())) as c:
+        body = kserve_post(c, "/v1/models/downsampled:explain", {"instances": rows}).json()
+        expected = c.post("/predict", json={"instances": rows}).json()["predictions"]
+    assert body["predictions"] == [p["probability"] for p in expected]  # calibrated
+    for explanation, served in zip(body["explanations"], expected, strict=True):
+        assert explanation["logit_shift"] == pytest.approx(math.log(0.2))
+        assert explanation["calibration"] == "platt"
+        total = (explanation["bias"] + explanation["logit_shift"]
+                 + sum(explanation["linear"]["weights"]) + sum(explanation["pairs"]["contributions"]))
+        assert total == pytest.approx(explanation["score"], abs=1e-6)
+        assert explanation["score"] == served["score"]
 
 
 @pytest.mark.parametrize(("body", "status", "says"), [

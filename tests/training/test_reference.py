@@ -15,7 +15,7 @@ from model.features import FeatureSpace, FieldKind, FieldSpec
 from model.reference import TOP_VALUES, Bins
 from training.config import load_config
 from training.data import Dataset
-from training.export import export_onnx
+from training.export import Serving, export_onnx
 from training.reference import build_reference
 from training.run import prepare_data
 from training.shards import write_dataset
@@ -66,7 +66,7 @@ def test_numeric_fields_get_their_deciles_and_values_their_shares(tmp_path: Path
     torch.manual_seed(0)
     config = ModelConfig(kind="afm", num_features=SPACE.num_features, num_fields=3,
                          embed_dim=4, attention_dim=4, pair_dropout=0.0)
-    export_onnx(build_model(config), SPACE, tmp_path / "model.onnx")
+    export_onnx(build_model(config), SPACE, tmp_path / "model.onnx", Serving("binary", (0.0, 1.0)))
     encoded = SPACE.encode(rows(3000, seed=1))
     shards = write_dataset(tmp_path / "shards", Dataset(encoded.indices, encoded.weights,
                                                         np.zeros(3000, np.float32)))
