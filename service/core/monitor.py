@@ -30,6 +30,8 @@ from service.ops.shared_counts import Arrays, SharedCounts
 FLUSH_ROWS = 8192  # batches waiting beyond this many rows are counted at once
 PAIR_FLOOR = 0.1  # pairs below this fraction of the largest pair's reference get no ratio
 NO_TIME = -np.inf
+# a scored batch waiting to be counted: its model, indices, weights, scores, contributions
+_Batch = tuple["Watched", np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per loaded model
@@ -104,7 +106,7 @@ class Monitor:
         self._min_instances = min_instances
         self._shared = shared
         self._clock = clock
-        self._pending: list[tuple[Watched, np.ndarray, np.ndarray, Scores]] = []
+        self._pending: list[_Batch] = []
         self._pending_rows = 0
         self._window: Window | None = None
 
@@ -113,7 +115,9 @@ class Monitor:
         """A scored batch: kept as it is until the next flush (the request path's share)."""
         if watched is None:
             return
-        self._pending.append((watched, indices, weights, scores))
+        # only what is counted: holding the whole Scores would keep each batch's attention
+        # alive too, (B, P) float32, until the next fold
+        self._pending.append((watched, indices, weights, scores.score, scores.contributions))
         self._pending_rows += len(indices)
         if self._pending_rows >= FLUSH_ROWS:
             self.flush()
@@ -156,11 +160,11 @@ class Monitor:
                        self._min_instances)
 
 
-def _count(watched: Watched, batches: list[tuple[Watched, np.ndarray, np.ndarray, Scores]]) -> Arrays:
+def _count(watched: Watched, batches: list[_Batch]) -> Arrays:
     indices = np.concatenate([b[1] for b in batches])
     weights = np.concatenate([b[2] for b in batches])
-    score = np.concatenate([b[3].score for b in batches])
-    contributions = np.concatenate([b[3].contributions for b in batches])  # (B, P)
+    score = np.concatenate([b[3] for b in batches])
+    contributions = np.concatenate([b[4] for b in batches])  # (B, P)
     present = np.asarray(weights.any(axis=2), dtype=np.float64)  # (B, F): the model's rule
     together = present.T @ present  # (F, F): instances holding both fields, a few µs
     first, second = watched.bins.space.pair_fields
