@@ -8,12 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -179,15 +181,34 @@ def wait_in_flight(url: str, requests: int, timeout_s: float = 20) -> None:
     raise AssertionError(f"{requests} requests were not in flight within {timeout_s} s")
 
 
+def post_held(url: str, release: threading.Event) -> int:
+    """/predict whose body is sent in two chunks, the second once `release` is set: the
+    request stays in flight until then (a lone request is scored at once, so the batcher's
+    wait cannot hold one)."""
+    body = orjson.dumps({"instances": [INSTANCE]})
+
+    def chunks() -> Iterator[bytes]:
+        yield body[:10]
+        release.wait(30)
+        yield body[10:]
+
+    with httpx.Client(timeout=30) as fresh:
+        return fresh.post(url + "/predict", content=chunks(),
+                          headers={"content-type": "application/json"}).status_code
+
+
 def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
-    # Requests wait up to a second in the batcher: SIGTERM arrives while they do.
-    env = server_env(AFM_BATCH_MAX_WAIT_US="1000000")
     log = tmp_path / "serve.log"
-    with serve(["--model-dir", str(bundle_dir)], env, log) as (url, process), \
+    release = threading.Event()
+    with serve(["--model-dir", str(bundle_dir)], server_env(), log) as (url, process), \
             ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(post_predict, url) for _ in range(6)]
-        wait_in_flight(url, 6)  # a fixed sleep raced the clients' connections on a busy machine
-        process.send_signal(signal.SIGTERM)
+        futures = [pool.submit(post_held, url, release) for _ in range(6)]
+        try:
+            wait_in_flight(url, 6)  # every request's body half read: SIGTERM arrives now
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the server is shutting down while they wait
+        finally:
+            release.set()
         assert [f.result(timeout=30) for f in futures] == [200] * 6
         # uvicorn re-raises the signal once it has drained: the exit reads as SIGTERM.
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
