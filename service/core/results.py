@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from model.bundle import Scores
 from model.features import Encoded
 from model.manifest import Manifest, PairImportance, Task
@@ -98,3 +100,26 @@ class Reloaded:
     model: ModelRef
     sha256: str
     previous: ModelRef
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowStatus:
+    """The shadow model scored beside the live one, if any."""
+
+    model: ModelRef  # the live model
+    shadow: ModelRef | None
+    sha256: str | None
+    fraction: float
+
+
+@dataclass(slots=True)
+class ShadowScored:
+    """Instances of one live request as the shadow model scored them, after the request was
+    answered: what a log of impressions records beside the live scores."""
+
+    live: ModelRef
+    shadow: ModelRef
+    live_scores: np.ndarray  # (B,)
+    scores: np.ndarray  # (B,) the shadow's scores
+    predictions: np.ndarray  # (B,) the shadow's probability (binary) or prediction
+    context: object | None  # what the transport passed with the live request

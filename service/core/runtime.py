@@ -1,6 +1,7 @@
 """The serving runtime, free of any transport and wire form: predict, explain, encode and
 infer on the model being served (`lifecycle`), through the micro-batcher; typed values in
-and out (`results`).
+and out (`results`). Every scored batch is also handed to drift monitoring (`monitor`) and
+offered to the shadow model (`shadow`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,33 @@ from service.core.checks import check_count, check_scores, check_tensors, check_
 from service.core.errors import InvalidInput, NotFound
 from service.core.lifecycle import Lifecycle
 from service.core.model import LoadedModel, ModelInfo
-from service.core.results import EncodedInstances, Importance, Inference, Predictions, Reloaded
-from service.ops.metrics import Metrics
+from service.core.monitor import Monitor
+from service.core.results import (
+    EncodedInstances,
+    Importance,
+    Inference,
+    Predictions,
+    Reloaded,
+    ShadowStatus,
+)
+from service.core.shadow import Shadow
+from service.ops.metrics import DriftReport, Metrics
 from service.ops.model_choice import SharedChoice
 from service.ops.settings import Settings
 
 
 class Runtime:
     def __init__(
-        self, settings: Settings, metrics: Metrics, shared: SharedChoice | None = None
+        self, settings: Settings, metrics: Metrics, shared: SharedChoice | None = None,
+        monitor: Monitor | None = None, shadow: Shadow | None = None,
     ) -> None:
+        """`monitor`: drift monitoring (None: off); `shadow`: the shadow model's keeper
+        (by default one that shares its choice with no other worker)."""
         self._max_instances = settings.max_instances
         self._metrics = metrics
         self._models = Lifecycle(settings, metrics, shared)
+        self._monitor = monitor
+        self.shadow = shadow if shadow is not None else Shadow(settings, metrics.shadow)
         self._batcher = Batcher(self._timed_run, settings.batch_max_size,
                                 settings.batch_max_wait_s, settings.thread_min_instances or None)
 
@@ -45,6 +60,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self._models.start()
+        await self.shadow.start()
 
     async def stop(self) -> None:
         """Stop reporting ready and run whatever the batcher still holds."""
@@ -68,7 +84,7 @@ class Runtime:
         """Score instances (field name to value); with `explain`, each one's explanation."""
         model, encoded = self._encode(instances)
         scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
-        self._scored(scores, encoded.oov)
+        self._scored(model, scores, encoded.indices, encoded.weights, encoded.oov, instances)
         return model.explainer.predictions(encoded, scores, explain, top_k)
 
     def encode(self, instances: Sequence[Mapping[str, Any]]) -> EncodedInstances:
@@ -85,13 +101,40 @@ class Runtime:
         model = self.model
         check_tensors(model.bundle, indices, weights, self._max_instances)
         scores = await self._batcher.run(model.bundle, indices, weights)
-        self._scored(scores, ())
+        self._scored(model, scores, indices, weights, (), None)
         return Inference(model.ref, scores)
 
     async def reload(self, requested: str | None) -> Reloaded:
         """Load, verify and warm up the bundle `requested` names (None: the one being
-        served, from disk) beside the current one, then swap (ReloadRefused: no change)."""
-        return await self._models.reload(requested)
+        served, from disk) beside the current one, then swap (ReloadRefused: no change).
+        Promoting the shadow model (reloading its bundle) ends the shadowing."""
+        reloaded = await self._models.reload(requested)
+        shadow, live = self.shadow.model, self.model
+        if shadow is not None and (shadow.directory, shadow.bundle.manifest.onnx_sha256) == (
+                live.directory, reloaded.sha256):
+            self.shadow.clear()
+        return reloaded
+
+    async def set_shadow(self, requested: str, fraction: float) -> ShadowStatus:
+        """Load a bundle under the models root as the shadow model (ReloadRefused: none
+        changes); `fraction` of live requests are also scored by it, after their answer."""
+        live = self.model
+        await self.shadow.set(requested, fraction, live.directory)
+        return self.shadow.status(live.ref)
+
+    def clear_shadow(self) -> ShadowStatus:
+        self.shadow.clear()
+        return self.shadow.status(self.model.ref)
+
+    def shadow_status(self) -> ShadowStatus:
+        return self.shadow.status(self.model.ref)
+
+    def drift(self) -> DriftReport | None:
+        """Drift statistics of the model being served (None: monitoring off, no model yet,
+        or a bundle without a reference)."""
+        if self._monitor is None or not self.ready:
+            return None
+        return self._monitor.report(self.model.watched)
 
     async def follow(self, interval_s: float) -> None:
         """Run forever: switch to the model another worker's reload chose."""
@@ -107,13 +150,19 @@ class Runtime:
         check_text(encoded.oov)
         return model, encoded
 
-    def _scored(self, scores: Scores, oov: Sequence[tuple[int, str, str]]) -> None:
+    def _scored(self, model: LoadedModel, scores: Scores, indices: np.ndarray,
+                weights: np.ndarray, oov: Sequence[tuple[int, str, str]],
+                instances: Sequence[Mapping[str, Any]] | None) -> None:
         """Every scored batch passes here, whichever route or transport sent it, before
         its answer is built: refuse scores that are not finite, then record the batch
-        (metrics; an impression log or a drift monitor would hook here too, and must cost
-        a request nothing when off: one check of a setting read at start-up)."""
+        (metrics, drift monitoring) and offer it to the shadow model; each costs a request
+        an append at most when on, and one check of a setting read at start-up when off (an
+        impression log would hook here too)."""
         check_scores(scores)
         self._metrics.observe_scored(scores.score, oov)
+        if self._monitor is not None:
+            self._monitor.observe(model.watched, indices, weights, scores)
+        self.shadow.offer(model, scores, indices, weights, instances)
 
     def _timed_run(self, bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:
         start = time.perf_counter()

@@ -15,7 +15,8 @@ from starlette.types import Scope
 from service.ops.logs import AccessLog
 from service.ops.metrics import Metrics, add, observe
 
-UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+UNTRACKED = frozenset({"/", "/healthz", "/readyz", "/metrics", "/v2/health/live",
+                       "/v2/health/ready"})
 _VALID_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 

@@ -127,3 +127,6 @@ def test_kserve_predictor_is_a_pod_spec_plus_component_extensions() -> None:
     assert env["AFM_MODEL_DIR"] == "/mnt/models" and "STORAGE_URI" in env
     assert container["ports"][0]["containerPort"] == int(env["AFM_PORT"])
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # :explain reaches the predictor only while no explainer component claims it
+    assert set(doc["spec"]) == {"predictor"}
+    assert env["AFM_MONITOR"] == "true"
