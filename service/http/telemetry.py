@@ -6,28 +6,29 @@ Health and metrics routes (`UNTRACKED`) are neither counted nor logged.
 from __future__ import annotations
 
 import logging
-import os
-import re
 
 from prometheus_client import Counter, Histogram
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from service.core import origin
+from service.core.origin import Origin, Route
 from service.ops.logs import ACCESS_LOGGER
 from service.ops.metrics import Metrics
 
 UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
-_VALID_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def request_id(given: bytes | None) -> str:
     """The caller's X-Request-ID when it is a sane token, else a fresh one."""
-    if given is not None:
-        text = given.decode("latin-1")
-        if _VALID_ID.fullmatch(text):
-            return text
-    return os.urandom(16).hex()
+    return origin.request_id(None if given is None else given.decode("latin-1"))
+
+
+def origin_of(request: Request, route: Route) -> Origin:
+    """The request's id (the X-Request-ID the middleware settled and answers with) and route."""
+    return Origin(request.scope["state"]["request_id"], route)
 
 
 class Telemetry:

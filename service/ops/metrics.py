@@ -89,6 +89,7 @@ class Metrics:
             "afm_grpc_request_duration_seconds", "gRPC request latency by method.",
             ["method"], buckets=LATENCY_BUCKETS, registry=registry,
         )
+        self.impressions = ImpressionMetrics(registry)
         self.process = ProcessMetrics(registry, multiprocess_dir() is not None)
 
     def observe_run(self, seconds: float, rows: int) -> None:
@@ -105,6 +106,24 @@ class Metrics:
         if before is not None:
             self.model_info.labels(before.name, before.version, before.onnx_sha256).set(0)
         self.model_info.labels(manifest.name, manifest.version, manifest.onnx_sha256).set(1)
+
+
+class ImpressionMetrics:
+    """The impression log's counters (service.ops.impressions), by instances."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.logged = Counter(
+            "afm_impressions_logged", "Instances written to the impression log.", registry=registry
+        )
+        self.dropped = Counter(
+            "afm_impressions_dropped",
+            "Instances scored but not logged: queue_full (the writer was behind), error (a "
+            "file could not be written).", ["reason"], registry=registry,
+        )
+        self.files = Counter(
+            "afm_impression_files", "Impression log files closed (complete and readable).",
+            registry=registry,
+        )
 
 
 class ProcessMetrics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -65,6 +66,17 @@ class Settings(BaseSettings):
     """Port of the Open Inference Protocol gRPC service on AFM_HOST; unset: no gRPC; 0: any free port."""
     grpc_max_message_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
     """Largest gRPC request or response message; larger ones get RESOURCE_EXHAUSTED."""
+    impression_log_dir: Path | None = None
+    """Log every scored instance here, as Parquet in hour folders (docs/IMPRESSIONS.md); unset: no log."""
+    impression_sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests whose instances are logged, chosen by request id (whole requests)."""
+    impression_roll_seconds: float = Field(default=300.0, ge=0.1, le=86400.0)
+    """Each worker closes its log file (its rows become readable) this long after opening it."""
+    impression_roll_bytes: int = Field(default=128 << 20, ge=1 << 16, le=1 << 36)
+    """... or once the file holds this many bytes, whichever comes first."""
+    impression_queue_instances: int = Field(default=1 << 16, ge=1, le=1 << 24)
+    """Most instances waiting for the log's writer thread; a request that would pass it is not
+    logged (afm_impressions_dropped_total), never slowed or failed."""
 
     @field_validator("model_dir")
     @classmethod
@@ -79,6 +91,25 @@ class Settings(BaseSettings):
         if value is not None and not value.is_dir():
             raise ValueError(f"AFM_MODELS_ROOT={value} is not a directory")
         return None if value is None else value.resolve()
+
+    @field_validator("impression_log_dir", mode="before")
+    @classmethod
+    def _unset_log_dir(cls, value: object) -> object:
+        return None if value == "" else value  # compose's way of leaving a variable unset
+
+    @field_validator("impression_log_dir")
+    @classmethod
+    def _log_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            value.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"AFM_IMPRESSION_LOG_DIR={value} cannot be made a directory: "
+                             f"{e.strerror}") from e
+        if not os.access(value, os.W_OK | os.X_OK):
+            raise ValueError(f"AFM_IMPRESSION_LOG_DIR={value} is not writable")
+        return value.resolve()
 
     @field_validator("admin_token")
     @classmethod
