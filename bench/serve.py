@@ -71,6 +71,7 @@ class Config:
     wait_us: int | None  # None: the service's default
     tree: Path | None = None  # the service of another checkout (--before)
     bare: bool = False  # bench/bare.py instead of the service
+    env: tuple[tuple[str, str], ...] = ()  # more settings (AFM_*)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -182,6 +183,7 @@ def start(config: Config, model_dir: Path) -> ServerProcess:
         return ServerProcess([], {**env, "AFM_MODEL_DIR": str(model_dir)}, command=BARE)
     if config.wait_us is not None:
         env["AFM_BATCH_MAX_WAIT_US"] = str(config.wait_us)
+    env.update(config.env)
     return ServerProcess(["--model-dir", str(model_dir), "--workers", str(config.workers)], env,
                          cwd=config.tree)
 

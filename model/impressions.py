@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from model.features import PADDING_INDEX, FeatureSpace, FieldKind, FieldSpec
+from model.features import FieldKind, FieldSpec
 
 FORMAT_VERSION = "1"
 VERSION_KEY = b"afm.impressions.version"
@@ -43,6 +42,7 @@ SHADOW_SCORE = "shadow_score"
 SHADOW_PREDICTION = "shadow_prediction"
 
 TIME_TYPE = pa.timestamp("us", tz="UTC")
+STATISTICS = (TIME, MODEL_NAME, MODEL_VERSION)  # the columns whose row groups carry min/max
 PART_NAME = re.compile(r"^part-(?P<worker>.+)-(?P<seq>\d+)\.parquet$")
 
 
@@ -105,14 +105,16 @@ def features_array(fields: Sequence[FieldSpec], instances: Sequence[Mapping[str,
     """The `features` column of instances: `feature_values` of each, built a field at a time
     (pyarrow converts a column of plain values in one call, several times faster than a dict
     per row; tests/model/test_impressions.py keeps the two identical)."""
-    columns = [_column(spec, [instance.get(spec.name) for instance in instances]) for spec in fields]
+    columns = [values_column(spec, [instance.get(spec.name) for instance in instances])
+               for spec in fields]
     return pa.StructArray.from_arrays(columns, fields=list(features_type(fields)))
 
 
-def _column(spec: FieldSpec, values: list[Any]) -> pa.Array:
-    """pyarrow's conversion where it converts as `logged_value` does; a column holding any
-    other value (an integer for a categorical field, a scalar for a multi-valued one, "" for
-    a number) goes value by value."""
+def values_column(spec: FieldSpec, values: list[Any]) -> pa.Array:
+    """One field's values (as instances hold them) as its child of `features`: pyarrow's
+    conversion where it converts as `logged_value` does; a column holding any other value
+    (an integer for a categorical field, a scalar for a multi-valued one, "" for a number)
+    goes value by value."""
     try:
         if spec.kind == FieldKind.CATEGORICAL:
             column = pa.array(values, pa.string())  # refuses anything but str and None
@@ -132,57 +134,20 @@ def _null_empty(column: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
 
 
-def tensor_features(space: FeatureSpace, indices: np.ndarray,
-                    weights: np.ndarray) -> tuple[pa.StructArray, list[list[str]]]:
-    """The `features` and `oov` columns of raw tensors (B, F, L), as the Open Inference
-    Protocol sends them: each field's entries read back through the manifest's vocabularies
-    (docs/IMPRESSIONS.md). An entry naming no value of its field (the out-of-vocabulary
-    index, a hash bucket, another field's index) is left out and its field named in `oov`."""
-    unknown = np.zeros(indices.shape[:2], dtype=bool)  # (B, F)
-    columns = []
-    for position in range(space.num_fields):
-        column, unknown[:, position] = _tensor_column(
-            space, position, indices[:, position], weights[:, position])
-        columns.append(column)
-    names = space.field_names
-    oov: list[list[str]] = [[] for _ in range(len(indices))]
-    for row, position in zip(*np.nonzero(unknown), strict=True):
-        oov[row].append(names[position])
-    return pa.StructArray.from_arrays(columns, fields=list(features_type(space.fields))), oov
-
-
-def _tensor_column(space: FeatureSpace, position: int, indices: np.ndarray,
-                   weights: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """One field's (B,) values and (B,) whether an entry named no value, from (B, L) entries."""
-    spec, offset = space.fields[position], space.offsets[position]
-    held = weights != 0  # (B, L)
-    missing = (indices == PADDING_INDEX) | (indices == (space.missing_index(position) or PADDING_INDEX))
-    if spec.kind == FieldKind.NUMERIC:  # a value equal to the center has weight 0
-        value = indices[:, 0] == offset
-        unknown = ~value & ~missing[:, 0] & held[:, 0]
-        numbers = weights[:, 0].astype(np.float64) * spec.scale + spec.center
-        return pa.array(numbers, pa.float64(), mask=~value), unknown
-    rank = indices - offset - 1  # (B, L): the position of a known value in spec.known
-    known = held & (rank >= 0) & (rank < len(spec.known))
-    unknown = (held & ~known & ~missing).any(axis=1)
-    rank = np.where(known, rank, 0)
-    if spec.kind == FieldKind.MULTI:
-        table = np.array(spec.known or [""], dtype=object)
-        counts = known.sum(axis=1)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-        values = pa.array(table[rank[known]], pa.string())
-        return pa.ListArray.from_arrays(offsets, values, mask=pa.array(counts == 0)), unknown
-    first, rank = known[:, 0], rank[:, 0]
-    if spec.kind == FieldKind.BUCKETIZED:  # each bucket's lower edge; the first's upper edge - 1
-        edges = spec.boundaries
-        lows = np.array([edges[0] - 1 if edges else 0.0, *edges], dtype=np.float64)
-        return pa.array(lows[rank], pa.float64(), mask=~first), unknown
-    table = np.array(spec.known or [""], dtype=object)
-    return pa.array(table[rank], pa.string(), mask=~first), unknown
-
-
 def impression_id(request_id: str, position: int) -> str:
     return f"{request_id}-{position}"
+
+
+def impression_ids(request_id: str, count: int) -> list[str]:
+    """`impression_id` of positions 0 .. count - 1, as a request's response gives them (from
+    position strings made once: a few times faster than formatting each)."""
+    if count > len(_POSITIONS):
+        return [impression_id(request_id, position) for position in range(count)]
+    prefix = request_id + "-"
+    return [prefix + position for position in _POSITIONS[:count]]
+
+
+_POSITIONS = [str(position) for position in range(4096)]
 
 
 def partition(root: Path, hour: datetime) -> Path:
@@ -224,7 +189,7 @@ class PartFile:
         self._partial = directory / f".{self.path.name}.partial"
         self._sink = self._partial.open("wb")
         try:
-            self._writer = pq.ParquetWriter(self._sink, schema)
+            self._writer = pq.ParquetWriter(self._sink, schema, **writer_options(schema))
         except BaseException:
             self._sink.close()
             self._partial.unlink(missing_ok=True)
@@ -265,6 +230,31 @@ class PartFile:
             self.abort()
 
 
+def writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionary pages for the strings that repeat (an id that never repeats pays for a
+    dictionary the writer then drops), min/max statistics only where readers prune by them
+    (the time, the model): together half the writer's CPU (docs/BENCHMARKS.md, "The
+    impression log")."""
+    leaves = _leaves(schema)
+    return {"use_dictionary": [path for path, kind in leaves if kind == pa.string()
+                               and path != IMPRESSION_ID],
+            "write_statistics": [path for path, _ in leaves if path in STATISTICS]}
+
+
+def _leaves(fields: Iterable[pa.Field], prefix: str = "") -> list[tuple[str, pa.DataType]]:
+    """Each Parquet column's path and Arrow type (a list's values are `<name>.list.element`)."""
+    found: list[tuple[str, pa.DataType]] = []
+    for field in fields:
+        path, kind = prefix + field.name, field.type
+        if pa.types.is_struct(kind):
+            found += _leaves(list(kind), path + ".")
+        elif pa.types.is_list(kind):
+            found.append((path + ".list.element", kind.value_type))
+        else:
+            found.append((path, kind))
+    return found
+
+
 def write_part(root: Path, table: pa.Table, worker: str, seq: int) -> list[Path]:
     """Write a table of impressions as one file per UTC hour its rows fall in, atomically."""
     paths = []
@@ -278,6 +268,10 @@ def write_part(root: Path, table: pa.Table, worker: str, seq: int) -> list[Path]
 def by_hour(table: pa.Table) -> Iterator[tuple[datetime, pa.Table]]:
     """The table's rows by the UTC hour of their `time`, earliest first."""
     hours = pc.floor_temporal(table.column(TIME), unit="hour")
+    first, last = pc.min_max(hours).values()
+    if first == last:  # the common case: one hour, nothing to split
+        yield first.as_py(), table
+        return
     for start in pc.unique(hours).sort():
         yield start.as_py(), table.filter(pc.equal(hours, start))
 

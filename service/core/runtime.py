@@ -81,7 +81,7 @@ class Runtime:
         """Score instances (field name to value); with `explain`, each one's explanation."""
         model, encoded = self._encode(instances)
         scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
-        logged = self._scored(model, scores, encoded.oov, origin, instances)
+        logged = self._scored(model, scores, encoded, origin, instances)
         result = model.explainer.predictions(encoded, scores, explain, top_k)
         result.impression_ids = logged
         return result
@@ -101,7 +101,8 @@ class Runtime:
         model = self.model
         check_tensors(model.bundle, indices, weights, self._max_instances)
         scores = await self._batcher.run(model.bundle, indices, weights)
-        logged = self._scored(model, scores, (), origin, Encoded(indices, weights))
+        tensors = Encoded(indices, weights)
+        logged = self._scored(model, scores, tensors, origin, tensors)
         return Inference(model.ref, scores, None if logged is None or origin is None
                          else origin.request_id)
 
@@ -124,18 +125,17 @@ class Runtime:
         check_text(encoded.oov)
         return model, encoded
 
-    def _scored(self, model: LoadedModel, scores: Scores, oov: Sequence[tuple[int, str, str]],
-                origin: Origin | None,
+    def _scored(self, model: LoadedModel, scores: Scores, encoded: Encoded, origin: Origin | None,
                 inputs: Sequence[Mapping[str, Any]] | Encoded) -> list[str] | None:
         """Every scored batch passes here, whichever route or transport sent it, before
         its answer is built: refuse scores that are not finite, then record the batch
         (metrics, the impression log; a drift monitor would hook here too). Returns the
         instances' impression ids when the log took them, else None."""
         check_scores(scores)
-        self._metrics.observe_scored(scores.score, oov)
+        self._metrics.observe_scored(scores.score, encoded.oov)
         if self._impressions is None or origin is None:
             return None
-        return self._impressions.record(model.bundle, scores, inputs, oov, origin.request_id,
+        return self._impressions.record(model.bundle, scores, inputs, encoded, origin.request_id,
                                         origin.route)
 
     def _timed_run(self, bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:

@@ -26,11 +26,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from model.bundle import Bundle, Scores
 from model.features import Encoded
-from model.impressions import impression_id
+from model.impressions import impression_ids
 from service.ops.impression_files import LogFiles
-from service.ops.impression_rows import Scored, tables
+from service.ops.impression_rows import ImpressionRows, Scored
 from service.ops.metrics import ImpressionMetrics
 from service.ops.settings import Settings
 
@@ -55,6 +57,7 @@ class ImpressionLog:
         self._metrics = metrics
         self._files = LogFiles(directory, worker or worker_name(), roll_seconds, roll_bytes,
                                metrics)
+        self._rows = ImpressionRows()
         self._threshold = round(sample * _SAMPLE_SPACE)
         self._capacity = capacity
         self._queue: deque[Scored] = deque()
@@ -74,14 +77,19 @@ class ImpressionLog:
                    roll_bytes=settings.impression_roll_bytes)
 
     def start(self) -> None:
+        # Arrow's default allocator (mimalloc) hands the pages of every batch the writer
+        # frees back to the OS at once, in system calls that cost a logging server more CPU
+        # than building and writing its rows; glibc's malloc keeps them for the next batch
+        # (docs/BENCHMARKS.md, "The impression log"). Only this log uses Arrow in a worker.
+        pa.set_memory_pool(pa.system_memory_pool())
         self._thread = threading.Thread(target=self._run, name="afm-impressions", daemon=True)
         self._thread.start()
 
     def record(self, bundle: Bundle, scores: Scores, inputs: Sequence[Mapping[str, Any]] | Encoded,
-               oov: Sequence[tuple[int, str, str]], request_id: str,
-               route: str) -> list[str] | None:
-        """Queue a request's scored instances; their impression ids, or None when they are
-        not logged (not sampled, the queue full, or the log closed)."""
+               encoded: Encoded, request_id: str, route: str) -> list[str] | None:
+        """Queue a request's scored instances (field values and their encoding, or tensors:
+        `inputs is encoded`); their impression ids, or None when they are not logged (not
+        sampled, the queue full, or the log closed)."""
         if self._threshold < _SAMPLE_SPACE and zlib.crc32(request_id.encode()) >= self._threshold:
             return None
         rows = len(scores.score)
@@ -92,9 +100,9 @@ class ImpressionLog:
         if not room:
             self._metrics.dropped.labels("queue_full").inc(rows)
             return None
-        ids = [impression_id(request_id, position) for position in range(rows)]
+        ids = impression_ids(request_id, rows)
         self._queue.append(Scored(time.time_ns() // 1000, request_id, route, bundle, scores,
-                                  inputs, oov, ids))
+                                  inputs, encoded, encoded.oov, ids))
         return ids
 
     def close(self) -> None:
@@ -125,7 +133,7 @@ class ImpressionLog:
         rows = sum(record.rows for record in records)
         accepted = self._files.accepted
         try:
-            for key, table in tables(records):
+            for key, table in self._rows.tables(records):
                 self._files.write(key, table)
             self._failing = False
         except Exception:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from model import impressions as im
@@ -136,43 +137,19 @@ def test_the_columnar_features_are_feature_values_row_by_row(instances: list[dic
     assert im.features_array(TRICKY, instances).equals(expected)
 
 
-def test_tensors_are_read_back_through_the_vocabularies() -> None:
-    """What the Open Inference Protocol's tensors hold, logged as values: known values by
-    name, numbers un-normalised, a bucket as its lower edge (the first: its upper edge - 1),
-    missing as null, and an index that names no value as null with its field in `oov`."""
-    fields = [
-        FieldSpec(name="user", kind=FieldKind.CATEGORICAL, vocabulary=["u1", "u2"], missing="learned"),
-        FieldSpec(name="item", kind=FieldKind.CATEGORICAL, vocabulary=["i1"], hash_buckets=3),
-        FieldSpec(name="tags", kind=FieldKind.MULTI, vocabulary=["a", "b"], max_entries=3),
-        FieldSpec(name="age", kind=FieldKind.NUMERIC, center=30.0, scale=10.0),
-        FieldSpec(name="price", kind=FieldKind.BUCKETIZED, boundaries=[1.0, 10.0]),
-    ]
-    space = FeatureSpace(fields)
-    instances: list[dict[str, Any]] = [
-        {"user": "u2", "item": "i1", "tags": ["b", "a"], "age": 42.5, "price": 5.0},
-        {"user": "nobody", "item": "new", "tags": ["a", "zz"], "age": 30.0, "price": -3.0},
-        {"tags": ["zz"], "price": 10.0},
-        {},
-    ]
-    encoded = space.encode(instances)
-    features, oov = im.tensor_features(space, encoded.indices, encoded.weights)
-    assert features.to_pylist() == [
-        {"user": "u2", "item": "i1", "tags": ["b", "a"], "age": 42.5, "price": 1.0},
-        {"user": None, "item": None, "tags": ["a"], "age": 30.0, "price": 0.0},
-        {"user": None, "item": None, "tags": None, "age": None, "price": 10.0},
-        {"user": None, "item": None, "tags": None, "age": None, "price": None},
-    ]
-    assert oov == [[], ["user", "item", "tags"], ["tags"], []]
-    known = [{k: v for k, v in row.items() if v is not None} for row in features.to_pylist()[:1]]
-    again = space.encode(known)  # a row of known values encodes as its tensors did
-    assert np.array_equal(again.indices, encoded.indices[:1])
-    np.testing.assert_allclose(again.weights, encoded.weights[:1], rtol=1e-6)
+@pytest.mark.parametrize("count", [0, 1, 3, 5000])
+def test_a_requests_impression_ids_are_its_position_ids(count: int) -> None:
+    assert im.impression_ids("r-9", count) == [im.impression_id("r-9", p) for p in range(count)]
 
 
-def test_an_index_of_another_field_names_no_value_of_this_one() -> None:
-    space = FeatureSpace(FIELDS)
-    encoded = space.encode([{"user": "u1", "tags": ["a"]}])
-    indices = encoded.indices.copy()
-    indices[0, 0, 0] = indices[0, 1, 0]  # user holds tags' "a"
-    features, oov = im.tensor_features(space, indices, encoded.weights)
-    assert features.to_pylist()[0]["user"] is None and oov == [["user"]]
+def test_files_keep_statistics_where_readers_prune_and_dictionaries_where_values_repeat(
+        tmp_path: Path) -> None:
+    table = pa.Table.from_pylist(rows(4, START.replace(minute=0)), schema=im.impression_schema(FIELDS))
+    [path] = im.write_part(tmp_path, table, "w", 1)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert {p for p, c in columns.items() if c.is_stats_set} == set(im.STATISTICS)
+    assert columns[im.TIME].statistics.min == START.replace(minute=0)
+    dictionary = {p for p, c in columns.items() if c.has_dictionary_page}
+    assert {"request_id", "features.user", "features.tags.list.element", "oov.list.element"} <= dictionary
+    assert not dictionary & {im.IMPRESSION_ID, im.SCORE, im.TIME, "features.age"}

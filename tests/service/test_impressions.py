@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from model import impressions as im
 from model.bundle import Bundle
+from model.impression_columns import FeatureColumns
 from service.app import create_app
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.grpc.proto.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
@@ -118,7 +119,7 @@ def test_infer_json_binary_and_grpc_log_their_tensors_as_values(logged: TestClie
                                                                 mixed_dir: Path) -> None:
     bundle = Bundle.load(mixed_dir)
     encoded = bundle.features.encode(MIXED)
-    expected, oov = im.tensor_features(bundle.features, encoded.indices, encoded.weights)
+    expected, oov = FeatureColumns(bundle.features).of_tensors(encoded.indices, encoded.weights)
     inputs = logged.post("/encode", json={"instances": MIXED}).json()
     url = "/v2/models/mixed-afm/infer"
     plain = logged.post(url, json={"inputs": inputs["inputs"]})
