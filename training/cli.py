@@ -26,7 +26,9 @@ from training.data import Dataset
 from training.errors import UsageError
 from training.metrics import evaluate_scores
 
-EVAL_BATCH = 8192
+# Rows an onnxruntime run scores: a 39-field AFM's pair tensors for 8,192 rows spill out of
+# the caches (2.8x the CPU a row of 512-row runs, bench/loop.py's afm-eval on a Criteo model).
+EVAL_BATCH = 512
 USAGE_ERROR = 2
 DEBUG_HELP = "on an error, show the Python traceback instead of one line"
 
