@@ -23,6 +23,7 @@ import torch
 from model.afm import build_model
 from training.config import load_config
 from training.loop import EpochProgress, train_one_epoch
+from training.numerics import flush_denormals
 from training.optim import make_optimizer
 from training.run import model_config, prepare_data
 from training.shards import Batch, Reading, Shards
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "frappe-fm.toml"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    flush_denormals()  # as training does
     cfg = load_config(args.config, ["train.pretrain=''"])
     prepared = prepare_data(cfg)
     train, batch = prepared.train, cfg.train.batch_size
@@ -65,7 +67,7 @@ def main() -> None:
             if epoch:
                 times[name]["data"].append(data_seconds)
                 times[name]["epoch"].append(time.perf_counter() - tick)
-    print(f"{cfg.name}: {len(train):,} rows, batch {batch}, {torch.get_num_threads()} threads, "
+    print(f"{cfg.name}: {len(train):,} rows, batch {batch}, {torch.get_num_threads()} thread(s), "
           f"medians of {args.repeats}\n")
     print("| path | data only, s/epoch | training, s/epoch | samples/s |")
     print("|---|---|---|---|")

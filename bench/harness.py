@@ -42,13 +42,16 @@ def free_port() -> int:
 
 class ServerProcess:
     """`afm-serve ARGS --host 127.0.0.1 --port <free>` with exactly `env`; output to `log`.
-    `command` replaces afm-serve (another server taking --host and --port), `cwd` runs it
-    in another tree (`python -m` imports from there first)."""
+    `command` replaces afm-serve (another server taking --host and --port, ready when
+    `ready_path` answers 200), `cwd` runs it in another tree (`python -m` imports from
+    there first)."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path | None = None,
-                 command: list[str] = SERVE, cwd: Path | None = None) -> None:
+                 command: list[str] = SERVE, cwd: Path | None = None,
+                 ready_path: str = "/readyz") -> None:
         self.port = free_port()
         self.log = log
+        self.ready_path = ready_path
         with log.open("wb") if log is not None else open(os.devnull, "wb") as out:
             self.process = subprocess.Popen(
                 [*command, *args, "--host", HOST, "--port", str(self.port)], env=env, cwd=cwd,
@@ -65,14 +68,14 @@ class ServerProcess:
         return self.process.pid
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Until /readyz answers 200; RuntimeError (with the log) if it exits or times out."""
+        """Until `ready_path` answers 200; RuntimeError (with the log) if it exits or times out."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"afm-serve exited {self.process.returncode} before ready"
                                    f"{self._log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -94,19 +94,21 @@ async def cpu_per_request(app: FastAPI, request: Request, total: int, concurrenc
 async def run(args: argparse.Namespace, settings: Settings) -> dict[str, float]:
     app = create_app(settings, after_start=freeze_startup_objects)  # as afm-serve's workers
     chosen = {name: scenarios(args.model_dir)[name] for name in args.scenarios}
-    apps = [("", app)]
-    if args.bare:
-        apps.append((BARE, bare.create(args.model_dir)))
-        chosen = {name: s for name, s in chosen.items() if s.instances and not s.explain}
+    apps = [("", app, chosen)]
+    if args.bare:  # the bare route has /predict alone, and no explanations
+        apps.append((BARE, bare.create(args.model_dir), {
+            name: s for name, s in chosen.items()
+            if s.request.path == "/predict" and not s.explain}))
     figures: dict[str, list[float]] = {
-        prefix + name: [] for prefix, _ in apps for name in chosen}
+        prefix + name: [] for prefix, _, served in apps for name in served}
     async with app.router.lifespan_context(app):
         for _ in range(ROUNDS):
             for name, scenario in chosen.items():
                 total = 3000 if scenario.instances <= 1 else 60
-                for prefix, served in apps:
-                    figures[prefix + name].append(await cpu_per_request(
-                        served, scenario.request, total, args.concurrency))
+                for prefix, served, loads in apps:
+                    if name in loads:
+                        figures[prefix + name].append(await cpu_per_request(
+                            served, scenario.request, total, args.concurrency))
     return {name: statistics.median(values) for name, values in figures.items()}
 
 

@@ -18,6 +18,21 @@ from model.manifest import Manifest
 
 BEGIN = "<!-- bench/serve.py: begin (generated; edit the script, not this section) -->"
 END = "<!-- bench/serve.py: end -->"
+PEERS_BEGIN = "<!-- bench/serve.py --peer: begin (generated; edit the script, not this section) -->"
+PEERS_END = "<!-- bench/serve.py --peer: end -->"
+PEERS_TEXT = (
+    "The same bundle served by this service, by MLServer and KServe with a custom runtime "
+    "each (`bench/peers/`), and by the bare FastAPI route (`bench/bare.py`); one process "
+    "each. /predict loads send the service's /predict body: MLServer takes it in a custom "
+    "handler (orjson parse, encode, one onnxruntime run, orjson answer, as the bare route "
+    "does), KServe on its V1 `:predict` route (KServe parses the body and renders the "
+    "answer; the model encodes and runs). infer-1 is the Open Inference Protocol's REST "
+    "infer of one row's `indices` and `weights` as JSON tensors, every output answered; "
+    "each server decodes it with its own V2 types. The peers keep their defaults (access "
+    "log, metrics, MLServer's gRPC server) except: MLServer runs the model in its own "
+    "process (`parallel_workers=0`), KServe without gRPC; \"MLServer, no access log\" is "
+    "MLServer with `debug` off, which is what turns its access log off.\n"
+)
 TRAINING = (
     "## Training speed\n\n"
     "Produced by `bench/train_speed.py` (not yet filled in).\n"
@@ -229,12 +244,49 @@ def pivot(t: Table, configs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the generated section, keep everything else (other scripts' sections)."""
+def against_peers(samples: dict[Load, list[Sample]], configs: list[str], context: Context) -> str:
+    """The section comparing the service (the first of `configs`) with the others."""
+    main, others = configs[0], configs[1:]
+    return "\n".join([
+        PEERS_BEGIN, "### Against other Python model servers\n", _preamble(context), PEERS_TEXT,
+        "Server CPU µs a request: the median of the rounds (their range), and the service's "
+        "median over each other server's (— where a server has no such route):\n",
+        _cpu_ranges(samples, configs, main, others),
+        "Each cell: req/s, p50 / p99 ms, server CPU µs a request (medians):\n",
+        pivot(medians(samples), [c for c in configs if c != configs[-1]]), PEERS_END,
+    ]) + "\n"
+
+
+def _cpu_ranges(samples: dict[Load, list[Sample]], configs: list[str], main: str,
+                others: list[str]) -> str:
+    cpu = {(load.config, load.scenario.name, load.connections):
+           [s.cpu_s_per_request * 1e6 for s in runs] for load, runs in samples.items()}
+    keys = sorted(dict.fromkeys((name, c) for _, name, c in cpu),
+                  key=lambda key: (key[0].startswith("infer"), key[0], key[1]))
+    lines = ["| load | c | " + " | ".join(configs) + " | " +
+             " | ".join(f"/ {other}" for other in others) + " |",
+             "|---|---:|" + "---:|" * (len(configs) + len(others))]
+    for name, c in keys:
+        values = [cpu.get((config, name, c)) for config in configs]
+        cells = ["—" if v is None else f"{statistics.median(v):,.0f} ({min(v):,.0f}–{max(v):,.0f})"
+                 for v in values]
+        ratios = ["—" if values[0] is None or v is None else
+                  f"{statistics.median(values[0]) / statistics.median(v):.2f}"
+                  for v in values[1:]]
+        lines.append(f"| {name} | {c} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the generated section between `begin` and `end`, keep everything else
+    (other scripts' sections); a new peers section goes right after the serving one."""
     text = path.read_text() if path.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n\n{TRAINING}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    elif begin != BEGIN and END in text:
+        head, rest = text.split(END, 1)
+        text = head + END + "\n\n" + section.rstrip("\n") + rest
     else:
         text = text.rstrip("\n") + "\n\n" + section
     if "## Training speed" not in text:

@@ -35,9 +35,9 @@ class Load:
 
 
 def scenarios(model_dir: Path) -> dict[str, Scenario]:
-    fields = Manifest.read(model_dir).fields
+    manifest = Manifest.read(model_dir)
     rng = np.random.default_rng(SEED)
-    one, many = [instance(fields, rng)], [instance(fields, rng) for _ in range(BIG)]
+    one, many = [instance(manifest.fields, rng)], [instance(manifest.fields, rng) for _ in range(BIG)]
     out = [Scenario("ping", Request("GET", "/ping"), 0),
            Scenario("live", Request("GET", "/v2/health/live"), 0)]
     for rows in (one, many):
@@ -45,7 +45,20 @@ def scenarios(model_dir: Path) -> dict[str, Scenario]:
             name = f"predict-{len(rows)}{suffix}"
             body = orjson.dumps({"instances": rows, "explain": explain})
             out.append(Scenario(name, Request("POST", "/predict", body), len(rows), bool(explain)))
+    out.append(Scenario("infer-1", infer_request(manifest, one), 1))
     return {s.name: s for s in out}
+
+
+def infer_request(manifest: Manifest, rows: list[dict[str, Any]]) -> Request:
+    """Open Inference Protocol infer of the rows' tensors as JSON (what /encode answers),
+    every output asked for by default."""
+    encoded = manifest.feature_space().encode(rows)
+    shape = list(encoded.indices.shape)
+    body = orjson.dumps({"inputs": [
+        {"name": "indices", "shape": shape, "datatype": "INT64", "data": encoded.indices.ravel().tolist()},
+        {"name": "weights", "shape": shape, "datatype": "FP32", "data": encoded.weights.ravel().tolist()},
+    ]})
+    return Request("POST", f"/v2/models/{manifest.name}/infer", body)
 
 
 def instance(fields: list[FieldSpec], rng: np.random.Generator) -> dict[str, Any]:

@@ -13,6 +13,10 @@ runs/bench-paper-afm and only its 1- and 256-instance loads run. With --shapes, 
 256-instance loads (plain, all pairs explained, top 3 pairs) run on bundles of 10 and 39
 fields side by side, one server each, to show how serving cost grows with the fields: the
 39-field bundle is trained on a generated Criteo-format log (configs/criteo-afm.toml).
+With --peer NAME=PYTHON (mlserver, mlserver-nolog, kserve; PYTHON: that server's own venv,
+see bench/peers),
+the service, each peer and the bare route serve the same bundle side by side on the loads
+of PEER_LOADS, and the section "Against other Python model servers" is (re)written.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import report
 from bench.harness import WRK_INSTALL_HINT, ServerProcess, run_wrk, wrk_path
+from bench.peers import PEERS, READY_PATH, version
 from bench.scenarios import Load, Scenario, plan, scenarios
+from model.manifest import Manifest
 from training.criteo import synth as criteo_synth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +63,7 @@ Loads = list[tuple[str, tuple[int, ...]]]  # scenario names and their concurrenc
 BARE_LOADS: Loads = [("predict-1", (1, 16)), ("predict-256", (1, 16))]
 BEFORE_LOADS: Loads = [("predict-1", (1, 16)), ("predict-1-explain", (1,)), ("predict-256", (1, 16)),
                 ("predict-256-explain", (1,)), ("predict-256-top3", (1,))]
+PEER_LOADS: Loads = [("predict-1", (1, 16)), ("predict-256", (1, 16)), ("infer-1", (16,))]
 # glibc's allocator returns memory to the OS too eagerly for benchmark loads.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 log = logging.getLogger("bench.serve")
@@ -72,6 +79,7 @@ class Config:
     tree: Path | None = None  # the service of another checkout (--before)
     bare: bool = False  # bench/bare.py instead of the service
     env: tuple[tuple[str, str], ...] = ()  # more settings (AFM_*)
+    peer: tuple[str, str] | None = None  # another server (a key of PEERS, its venv's python)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,6 +106,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(a temporary worktree) beside the main server")
     parser.add_argument("--shapes", action="store_true", help="bundles of 10 and 39 fields side "
                         "by side, 1 and 256 instances; implies --no-write")
+    parser.add_argument("--peer", action="append", default=[], metavar="NAME=PYTHON",
+                        type=_peer, help=f"also serve the bundle by another server ({', '.join(PEERS)}) "
+                        "run by PYTHON (its own venv); only the comparison with the peers runs")
     args = parser.parse_args(argv)
     if args.shapes:
         args.no_write = True
@@ -106,6 +117,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.only or args.main_only:
         args.no_write = True  # the document holds complete runs only
     return args
+
+
+def _peer(text: str) -> tuple[str, str]:
+    name, _, python = text.partition("=")
+    if name not in PEERS or not python:
+        raise argparse.ArgumentTypeError(f"expected NAME=PYTHON with NAME one of {list(PEERS)}, "
+                                         f"got {text!r}")
+    if not os.access(python, os.X_OK):
+        raise argparse.ArgumentTypeError(f"{python} is not an executable (the peer's venv python)")
+    return name, python
 
 
 def bundle_dir(args: argparse.Namespace) -> Path:
@@ -167,6 +188,44 @@ def compare_shapes(args: argparse.Namespace, argv: list[str] | None) -> str:
             "server CPU µs a request.\n\n" + report.pivot(report.medians(samples), list(bundles)))
 
 
+def compare_peers(args: argparse.Namespace, argv: list[str] | None) -> str:
+    """The service, the peers, the code before (--before) and the bare route, side by side."""
+    model_dir = bundle_dir(args)
+    all_scenarios = scenarios(model_dir)
+    model = Manifest.read(model_dir).name
+    compared: list[tuple[Config, Loads]] = [(Config("this service", 1, None), PEER_LOADS)]
+    for name, python in args.peer:
+        label = f"{PEERS[name].title} {version(python, PEERS[name].package)}"
+        compared.append((Config(label, 1, None, peer=(name, python)), PEER_LOADS))
+    compared.append((Config("bare FastAPI route", 1, None, bare=True), BARE_LOADS))
+    load_before = os.getloadavg()
+    with ExitStack() as stack:
+        if args.before:
+            tree = stack.enter_context(worktree(args.before))
+            compared.insert(1, (Config(f"before ({args.before})", 1, None, tree=tree), PEER_LOADS))
+        loads = [Load(config.label, _served(config, all_scenarios[name], model), c)
+                 for config, wanted in compared for name, cs in wanted for c in cs
+                 if not args.only or name in args.only.split(",")]
+        servers: dict[str, ServerProcess] = {}
+        for config, _ in compared:
+            servers[config.label] = server = start(config, model_dir)
+            stack.callback(server.stop)
+        for server in servers.values():
+            server.wait_ready()
+        samples = measure(servers, loads, args)
+    return report.against_peers(samples, [config.label for config, _ in compared], report.Context(
+        command=command(argv), model_dir=model_dir, load_before=load_before,
+        load_after=os.getloadavg(), seconds=args.seconds, repeats=args.repeats,
+    ))
+
+
+def _served(config: Config, scenario: Scenario, model: str) -> Scenario:
+    """The scenario as `config`'s server takes it (a peer's /predict lives elsewhere)."""
+    if config.peer is None:
+        return scenario
+    return replace(scenario, request=PEERS[config.peer[0]].request(scenario.request, model))
+
+
 def configs(args: argparse.Namespace) -> list[Config]:
     other = 2 if args.workers == 1 else 1
     return [
@@ -181,6 +240,12 @@ def start(config: Config, model_dir: Path) -> ServerProcess:
     env = {**os.environ, **MALLOC_ENV}
     if config.bare:
         return ServerProcess([], {**env, "AFM_MODEL_DIR": str(model_dir)}, command=BARE)
+    if config.peer is not None:
+        name, python = config.peer
+        peer = PEERS[name]
+        return ServerProcess([], {**env, **dict(peer.env), "AFM_MODEL_DIR": str(model_dir),
+                                  "PYTHONPATH": str(REPO)},
+                             command=[python, "-m", peer.module], cwd=REPO, ready_path=READY_PATH)
     if config.wait_us is not None:
         env["AFM_BATCH_MAX_WAIT_US"] = str(config.wait_us)
     env.update(config.env)
@@ -254,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(WRK_INSTALL_HINT)  # fail first
     if args.shapes:
         print(compare_shapes(args, argv))
+        return 0
+    if args.peer:
+        text = compare_peers(args, argv)
+        print(text)
+        if not args.no_write:
+            report.write_section(args.out, text, report.PEERS_BEGIN, report.PEERS_END)
+            log.info("wrote %s", args.out)
         return 0
     model_dir = bundle_dir(args)
     chosen = configs(args)[:1] if args.main_only else configs(args)

@@ -116,7 +116,10 @@ def _peer(spec: dict[str, Any], cards: np.ndarray) -> Any:
 
 
 def worker(spec: dict[str, Any]) -> None:
+    from training.numerics import flush_denormals
+
     torch.set_num_threads(1)
+    flush_denormals()  # as training does
     cards, ids, labels = _batches(Path(spec["data"]), 8)
     inputs: list[tuple[torch.Tensor, ...]]
     if spec["impl"] == "gemm":  # the forward projection of every pair and its two gradients

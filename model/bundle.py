@@ -13,7 +13,7 @@ import onnxruntime as ort
 from pydantic import ValidationError
 
 from model.features import FeatureSpace
-from model.manifest import INPUT_NAMES, MANIFEST_FILE, OUTPUT_NAMES, Manifest, sha256_file
+from model.manifest import GRAPH_OUTPUTS, INPUT_NAMES, MANIFEST_FILE, Manifest, sha256_file
 from model.validation import describe_error
 
 
@@ -23,10 +23,11 @@ class BundleError(Exception):
 
 @dataclass(frozen=True)
 class Scores:
-    score: np.ndarray  # (B,) raw model output
+    score: np.ndarray  # (B,) the additive score (a logit for binary tasks)
     attention: np.ndarray  # (B, P)
     contributions: np.ndarray  # (B, P)
     field_linear: np.ndarray  # (B, F)
+    prediction: np.ndarray  # (B,) what a user is served: a probability, or the clipped score
 
 
 class Bundle:
@@ -54,11 +55,12 @@ class Bundle:
         return cls(directory, manifest, session)
 
     def run(self, indices: np.ndarray, weights: np.ndarray) -> Scores:
-        """(B, F, L) int64 indices and float32 weights -> scores and explanations."""
-        score, attention, contributions, field_linear = self._session.run(
-            list(OUTPUT_NAMES), {"indices": indices, "weights": weights}
-        )
-        return Scores(score, attention, contributions, field_linear)
+        """(B, F, L) int64 indices and float32 weights -> scores, predictions, explanations."""
+        outputs = self._session.run(list(GRAPH_OUTPUTS[self.manifest.format_version]),
+                                    {"indices": indices, "weights": weights})
+        if len(outputs) == 4:  # format 1: no prediction in the graph
+            outputs.append(self.prediction(outputs[0]))
+        return Scores(*outputs)
 
     def check_indices(self, indices: np.ndarray) -> None:
         """Raw tensors (the Open Inference Protocol path) must index inside the table."""
@@ -69,9 +71,11 @@ class Bundle:
             )
 
     def prediction(self, score: np.ndarray) -> np.ndarray:
-        """What the score means to a user: a probability (binary) or the clipped rating."""
+        """What a score means to a user, in numpy: a probability by the manifest's calibration
+        map (binary) or the clipped value. The graph's `prediction` output is the same map;
+        this serves bundles of format 1, whose graph has none."""
         if self.manifest.task == "binary":
-            return 1.0 / (1.0 + np.exp(-score))
+            return self.manifest.calibration.probability(score).astype(np.float32)
         low, high = self.manifest.label_range
         return np.clip(score, low, high)
 
@@ -107,9 +111,11 @@ def _session(onnx_path: Path, intra_op_threads: int) -> ort.InferenceSession:
 def _check_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = [o.name for o in session.get_outputs()]
-    if tuple(sorted(inputs)) != tuple(sorted(INPUT_NAMES)) or tuple(outputs) != OUTPUT_NAMES:
+    expected = GRAPH_OUTPUTS[manifest.format_version]
+    if tuple(sorted(inputs)) != tuple(sorted(INPUT_NAMES)) or tuple(outputs) != expected:
         raise BundleError(
-            f"ONNX signature {sorted(inputs)} -> {outputs} is not {INPUT_NAMES} -> {OUTPUT_NAMES}"
+            f"ONNX signature {sorted(inputs)} -> {outputs} is not {INPUT_NAMES} -> {expected} "
+            f"(manifest format_version {manifest.format_version})"
         )
     fields, entries = inputs["indices"][1], inputs["indices"][2]
     if (fields, entries) != (len(manifest.fields), manifest.max_entries):

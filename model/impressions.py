@@ -72,7 +72,7 @@ def impression_schema(fields: Sequence[FieldSpec]) -> pa.Schema:
         pa.field(MODEL_VERSION, pa.string(), nullable=False),
         pa.field(MODEL_SHA256, pa.string(), nullable=False),
         pa.field(SCORE, pa.float64(), nullable=False),
-        pa.field(PREDICTION, pa.float64()),  # null for regression models
+        pa.field(PREDICTION, pa.float64()),  # the value served (the graph's prediction)
         pa.field(OOV, pa.list_(pa.string())),
         pa.field(FEATURES, features_type(fields), nullable=False),
         pa.field(SHADOW_MODEL_VERSION, pa.string()),  # null without a shadow model

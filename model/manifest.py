@@ -2,25 +2,37 @@
 
 A bundle is a directory with `model.onnx` and this manifest. The ONNX graph takes
 `indices` int64 (B, F, L) and `weights` float32 (B, F, L) and returns `score` (B,),
-`attention` (B, P), `contributions` (B, P) and `field_linear` (B, F).
+`attention` (B, P), `contributions` (B, P), `field_linear` (B, F) and `prediction` (B,):
+
+    score      = bias + logit_shift + sum(field_linear) + sum(contributions)   (additive, exact)
+    prediction = what a user is served: calibration(score), a probability (binary tasks), or
+                 the score clipped to label_range (regression)
+
+Bundles of format_version 1 have the first four outputs only (no shift, no calibration);
+`model.bundle` computes their prediction in numpy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.calibration import Calibration, NoCalibration
 from model.features import FeatureSpace, FieldSpec
 
-FORMAT_VERSION: Literal[1] = 1
+FORMAT_VERSION: Literal[2] = 2
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
 INPUT_NAMES = ("indices", "weights")
-OUTPUT_NAMES = ("score", "attention", "contributions", "field_linear")
+OUTPUT_NAMES = ("score", "attention", "contributions", "field_linear", "prediction")
+# The graph's outputs by format_version (version 1 predates `prediction`).
+GRAPH_OUTPUTS: dict[int, tuple[str, ...]] = {1: OUTPUT_NAMES[:4], 2: OUTPUT_NAMES}
+SHIFT_TOLERANCE = 1e-9
 
 Task = Literal["regression", "binary"]
 ModelKind = Literal["afm", "fm"]
@@ -43,13 +55,21 @@ class DataFingerprint(_Strict):
 
 
 class Manifest(_Strict):
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1, 2] = FORMAT_VERSION
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     version: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     kind: ModelKind
     task: Task
     bias: float
-    """w0: score = bias + sum(field_linear) + sum(contributions)."""
+    """w0: score = bias + logit_shift + sum(field_linear) + sum(contributions)."""
+    negative_keep_rate: float = Field(default=1.0, gt=0.0, le=1.0)
+    """The share of negative rows the model was trained on (binary tasks; 1: all of them)."""
+    logit_shift: float = 0.0
+    """ln(negative_keep_rate), added to the score in the graph: the model trained on
+    downsampled negatives predicts q, the traffic's probability is q / (q + (1 - q) / rate)."""
+    calibration: Calibration = NoCalibration()
+    """The monotone map from score to served probability (binary tasks), fitted on the
+    validation rows after training and applied in the graph after the additive terms."""
     label_range: tuple[float, float]
     """Predictions are clipped to this range for regression metrics, as in the paper."""
     fields: list[FieldSpec]
@@ -73,6 +93,12 @@ class Manifest(_Strict):
             raise ValueError(f"max_entries {self.max_entries} != fields' {space.max_entries}")
         if self.label_range[0] >= self.label_range[1]:
             raise ValueError(f"label_range must be increasing, got {self.label_range}")
+        if abs(self.logit_shift - math.log(self.negative_keep_rate)) > SHIFT_TOLERANCE:
+            raise ValueError(f"logit_shift {self.logit_shift} is not ln(negative_keep_rate "
+                             f"{self.negative_keep_rate})")
+        if (self.task != "binary" or self.format_version == 1) and (
+                self.negative_keep_rate != 1.0 or self.calibration.kind != "none"):
+            raise ValueError("negative_keep_rate and calibration need a binary task and format_version 2")
         return self
 
     def feature_space(self) -> FeatureSpace:

@@ -1,65 +1,27 @@
 """Console scripts: `afm-train` and `afm-eval`.
 
-A user's mistake (a missing file, a mistyped `--set` key, a bundle that does not load, data
-that does not fit the model) ends in one line on stderr naming the problem and what to do,
-and exit status 2, as `afm-serve` does; `--debug` shows the traceback instead.
+A user's mistake ends in one line on stderr and exit status 2 (`training.console`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
 from model.bundle import Bundle, BundleError
-from model.validation import describe
 from training import formats
-from training.config import RunConfig, load_config
+from training.console import DEBUG_HELP, UsageError, read_config, setup_logging, user_errors
 from training.data import Dataset
-from training.errors import UsageError
-from training.metrics import evaluate_scores
+from training.metrics import evaluate_predictions
 
 # Rows an onnxruntime run scores: a 39-field AFM's pair tensors for 8,192 rows spill out of
-# the caches (2.8x the CPU a row of 512-row runs, bench/loop.py's afm-eval on a Criteo model).
+# the caches, and smaller runs cost less CPU a row (docs/BENCHMARKS.md, afm-eval's batch).
 EVAL_BATCH = 512
-USAGE_ERROR = 2
-DEBUG_HELP = "on an error, show the Python traceback instead of one line"
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-@contextmanager
-def _user_errors(prog: str, debug: bool) -> Iterator[None]:
-    """Turn the errors a user's input causes into one line and exit status 2."""
-    try:
-        yield
-    except (UsageError, BundleError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError, ValueError) as e:
-        if debug:
-            raise
-        # ValueError is what this code base raises for bad data and arguments.
-        print(f"{prog}: {_one_line(e)}", file=sys.stderr)
-        raise SystemExit(USAGE_ERROR) from e
-
-
-def _one_line(error: Exception) -> str:
-    if isinstance(error, FileNotFoundError):
-        return f"cannot read {error.filename}: {error.strerror}"
-    if isinstance(error, IsADirectoryError | NotADirectoryError | PermissionError):  # read or write
-        return f"cannot use {error.filename}: {error.strerror}"
-    text = " ".join(str(error).split())
-    if isinstance(error, UsageError | BundleError):
-        return text
-    return f"{text} (--debug shows where)"
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -75,13 +37,13 @@ def train_main(argv: list[str] | None = None) -> int:
                         "a multi-machine run")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    _logging()
+    setup_logging()
     from training import distributed  # torch is imported only for training
     from training.checkpoint import CheckpointError
     from training.run import prepare_data, run
 
-    with _user_errors("afm-train", args.debug):
-        cfg = _config(args.config, args.overrides)
+    with user_errors("afm-train", args.debug):
+        cfg = read_config(args.config, args.overrides)
         if args.prepare_only:
             prepared = prepare_data(cfg)
             print(json.dumps({"train": str(prepared.train.directory), "train_rows": len(prepared.train),
@@ -98,20 +60,6 @@ def train_main(argv: list[str] | None = None) -> int:
     if context.is_main:
         print(json.dumps({"bundle": str(Path(args.out).resolve()), "metrics": manifest.metrics}))
     return 0
-
-
-def _config(path: str, overrides: list[str]) -> RunConfig:
-    if not Path(path).is_file():
-        raise UsageError(f"no config file {path}: --config takes a TOML run config, e.g. "
-                         "configs/synthetic-afm.toml")
-    try:
-        return load_config(path, overrides)
-    except ValidationError as e:
-        source = f"{path} with --set" if overrides else path
-        raise UsageError(f"invalid config {source}: "
-                         f"{describe(e.errors(include_url=False), RunConfig, 'the config')}") from e
-    except ValueError as e:  # TOML syntax, or an override that is not key=value
-        raise UsageError(f"config {path}: {' '.join(str(e).split())}") from e
 
 
 def data_format(paths: str | list[str], given: str | None) -> str:
@@ -131,23 +79,28 @@ def load_eval_data(bundle: Bundle, paths: list[str], fmt: str) -> Dataset | Iter
     return formats.reader(fmt)(paths, bundle)
 
 
-def score(bundle: Bundle, data: Dataset) -> np.ndarray:
+def score(bundle: Bundle, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """-> the rows' scores and served predictions."""
     parts = [
-        bundle.run(data.indices[i : i + EVAL_BATCH], data.weights[i : i + EVAL_BATCH]).score
+        bundle.run(data.indices[i : i + EVAL_BATCH], data.weights[i : i + EVAL_BATCH])
         for i in range(0, len(data), EVAL_BATCH)
     ]
-    return np.concatenate(parts)
+    return np.concatenate([p.score for p in parts]), np.concatenate([p.prediction for p in parts])
 
 
-def scored(bundle: Bundle, data: Dataset | Iterator[Dataset]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(labels, scores, oov) of a dataset, or of a stream of blocks read one at a time."""
+def scored(bundle: Bundle, data: Dataset | Iterator[Dataset]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(labels, scores, predictions, oov) of a dataset, or of a stream of blocks read one at
+    a time."""
     blocks = [data] if isinstance(data, Dataset) else data
-    labels, scores, oov = [], [], 0
+    labels, scores, predictions, oov = [], [], [], 0
     for block in blocks:
         labels.append(block.labels)
-        scores.append(score(bundle, block))
+        block_scores, block_predictions = score(bundle, block)
+        scores.append(block_scores)
+        predictions.append(block_predictions)
         oov += block.oov
-    return np.concatenate(labels), np.concatenate(scores), oov
+    return np.concatenate(labels), np.concatenate(scores), np.concatenate(predictions), oov
 
 
 def eval_main(argv: list[str] | None = None) -> int:
@@ -163,18 +116,20 @@ def eval_main(argv: list[str] | None = None) -> int:
                                        if f.read) + "; default: the format that recognises the "
                         f"path (.libfm, .jsonl, .toml, .parquet or a directory of them), else "
                         f"{formats.DEFAULT_READ}")
-    parser.add_argument("--scores", help="also write one raw score per line to this file")
+    parser.add_argument("--scores", help="also write one score per line to this file (the "
+                        "additive logit or value, before the calibration map and clipping)")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    with _user_errors("afm-eval", args.debug):
+    with user_errors("afm-eval", args.debug):
         fmt = data_format(args.data, args.format)
         bundle = _bundle(args.model)
         data = load_eval_data(bundle, args.data, fmt)
-        labels, scores, oov = scored(bundle, data)  # a streamed file is read here
+        labels, scores, predictions, oov = scored(bundle, data)  # a streamed file is read here
     if args.scores:
         np.savetxt(args.scores, scores, fmt="%.9g")
-    result = {"rows": len(labels), "oov": oov,
-              **evaluate_scores(bundle.manifest.task, labels, scores, bundle.manifest.label_range)}
+    # the metrics of what the bundle serves: its calibrated probabilities, its clipped values
+    result = {"rows": len(labels), "oov": oov, **evaluate_predictions(
+        bundle.manifest.task, labels, predictions, bundle.manifest.label_range)}
     print(json.dumps(result))
     return 0
 

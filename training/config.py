@@ -94,6 +94,12 @@ class DataConfig(_Section):
     """Columns and reading options for format = parquet."""
     cache_dir: str = ".cache/afm-data"
     """Where encoded shards are kept and reused while the raw files and settings are unchanged."""
+    negative_keep_rate: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Binary tasks: keep each negative training row with this probability (chosen once, from
+    the run's seed and the row's position: the same rows every epoch and on every rank); the
+    exported model adds ln(rate) to its logit, so that it predicts the full traffic's rate."""
+    validation_negative_keep_rate: float = Field(default=1.0, gt=0.0, le=1.0)
+    """The same for the validation rows (1: evaluate on every row, at the served rate)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -103,6 +109,13 @@ class DataConfig(_Section):
         if isinstance(raw, dict) and raw.get("format") in CLICK_LOGS and "min_count" not in raw:
             return {**raw, "min_count": 10}
         return raw
+
+    @model_validator(mode="after")
+    def _downsampling_needs_labels(self) -> DataConfig:
+        rates = (self.negative_keep_rate, self.validation_negative_keep_rate)
+        if self.task != "binary" and min(rates) < 1.0:
+            raise ValueError(f"negative_keep_rate applies to binary tasks only, not {self.task}")
+        return self
 
 
 class ModelSection(_Section):
@@ -146,7 +159,7 @@ class TrainSection(_Section):
     FM: as the FM it starts from (`pretrain`, `init_from`) instead of first losing ground to a
     random attention network, or, from scratch, as an FM of its own vectors. Not applied when
     `init_from` is an AFM."""
-    monitor: Literal["", "auc", "logloss", "rmse"] = ""
+    monitor: Literal["", "auc", "logloss", "ne", "rmse"] = ""
     """The validation metric of early stopping and the best epoch ("": auc for binary, rmse
     for regression)."""
     min_delta: float = Field(default=0.0, ge=0.0)
@@ -160,6 +173,12 @@ class TrainSection(_Section):
     """A finished run directory to start from: an FM (the paper protocol, instead of training
     `pretrain`), or yesterday's model on a newer log; known values keep their vectors."""
     eval_batch_size: int = Field(default=16384, ge=1)
+    calibration: Literal["auto", "none", "platt", "isotonic"] = "auto"
+    """Binary tasks: a monotone map from the score to the served probability, fitted on the
+    validation rows after training and exported into the graph: none (the sigmoid), platt
+    (sigmoid(a * score + b)) or isotonic (piecewise linear, at most 200 knots). auto:
+    isotonic for a binary task whose validation rows are all kept, else none (on held-out
+    rows it lowered logloss most and kept AUC; docs/RESULTS.md)."""
     micro_batch_size: int = Field(default=0, ge=0)
     """Rows per forward/backward pass; a larger batch is split and its gradients summed before
     one step (the same step). Bounds activation memory: an AFM pass holds several
@@ -201,7 +220,7 @@ class TuneSection(_Section):
 
     space: dict[str, SearchRange] = Field(min_length=1)
     """Dotted config key (as for --set, e.g. "train.lr") -> its range or choices."""
-    metric: Literal["", "auc", "logloss", "rmse"] = ""
+    metric: Literal["", "auc", "logloss", "ne", "rmse"] = ""
     """The validation metric to optimise ("": the run's early-stopping monitor)."""
     n_trials: int = Field(default=20, ge=1)
     """Finished (complete or pruned) trials the study stops at, counted across resumes."""
@@ -235,7 +254,20 @@ class RunConfig(_Section):
     def _monitor_fits_task(self) -> RunConfig:
         for choice in (self.train.monitor, self.tune.metric if self.tune else ""):
             monitored(self.data.task, choice)
+        if self.train.calibration in ("platt", "isotonic"):
+            if self.data.task != "binary":
+                raise ValueError(f"train.calibration applies to binary tasks only, not {self.data.task}")
+            if self.data.validation_negative_keep_rate < 1.0:
+                raise ValueError("train.calibration is fitted on the validation rows: keep all of "
+                                 "them (data.validation_negative_keep_rate = 1)")
         return self
+
+    def calibration(self) -> Literal["none", "platt", "isotonic"]:
+        """The map `train.calibration` asks for, with "auto" decided."""
+        if self.train.calibration != "auto":
+            return self.train.calibration
+        full_rate = self.data.validation_negative_keep_rate == 1.0
+        return "isotonic" if self.data.task == "binary" and full_rate else "none"
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the config, wherever it was read from."""
@@ -271,10 +303,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         if not sep or not key:
             raise ValueError(f"override must look like key=value, got {override!r}")
         if not key.strip().startswith(PRETRAIN_PREFIX):
-            _set(raw, key.strip().split("."), _parse_value(value.strip()))
+            apply_override(raw, key, value)
     raw["source"] = str(path)
     raw["overrides"] = list(overrides or [])
     return RunConfig.model_validate(raw)
+
+
+def apply_override(tree: dict[str, Any], key: str, value: str) -> None:
+    """Set the dotted `key` of a raw config tree to `value` read as `--set` reads it."""
+    _set(tree, key.strip().split("."), _parse_value(value.strip()))
 
 
 def _parse_value(text: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from model.afm import PairModel
+from model.calibration import Calibration, Isotonic, NoCalibration, Platt
 from model.features import FeatureSpace
 from model.heap import trim_heap
 from model.manifest import (
@@ -25,6 +27,7 @@ from model.manifest import (
     Task,
     sha256_file,
 )
+from training.downsample import logit_shift
 from training.loop import TRIM_EVERY_BATCHES
 from training.shards import Shards
 
@@ -33,18 +36,89 @@ OPSET = 17
 IMPORTANCE_ROWS = 1 << 20
 
 
-class _Explaining(nn.Module):
-    """The graph that is served: score and every explanation in one run."""
+@dataclass(frozen=True)
+class Serving:
+    """What the graph does after the model's additive terms (recorded in the manifest)."""
 
-    def __init__(self, model: PairModel) -> None:
+    task: Task
+    label_range: tuple[float, float]
+    negative_keep_rate: float = 1.0
+    calibration: Calibration = NoCalibration()
+
+    @property
+    def logit_shift(self) -> float:
+        return logit_shift(self.negative_keep_rate)
+
+
+class _Served(nn.Module):
+    """The graph that is served: the score (with the downsampling correction, a constant on
+    the logit), every explanation, and the prediction, in one run."""
+
+    def __init__(self, model: PairModel, serving: Serving) -> None:
         super().__init__()
         self.model = model
+        self.shift = serving.logit_shift
+        self.predict = prediction_map(serving)
 
     def forward(self, indices: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model.explain(indices, weights))
+        explanation = self.model.explain(indices, weights)
+        score = explanation.score + self.shift if self.shift else explanation.score
+        return (score, explanation.attention, explanation.contributions, explanation.field_linear,
+                self.predict(score))
 
 
-def export_onnx(model: PairModel, space: FeatureSpace, path: Path) -> None:
+def prediction_map(serving: Serving) -> nn.Module:
+    """(B,) score -> (B,) prediction: the calibrated probability, or the clipped value."""
+    if serving.task == "regression":
+        return _Clip(*serving.label_range)
+    calibration = serving.calibration
+    if isinstance(calibration, Platt):
+        return _Platt(calibration.a, calibration.b)
+    if isinstance(calibration, Isotonic):
+        return _PiecewiseLinear(calibration.x, calibration.y)
+    return nn.Sigmoid()
+
+
+class _Clip(nn.Module):
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, score: torch.Tensor) -> torch.Tensor:
+        return score.clamp(self.low, self.high)
+
+
+class _Platt(nn.Module):
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, score: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.a * score + self.b)
+
+
+class _PiecewiseLinear(nn.Module):
+    """np.interp(score, x, y) as exportable ops: y0 + sum_k slope_k * (clamp(score, x_k,
+    x_k+1) - x_k) over a (B, K) broadcast (no search op is needed)."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    slope: torch.Tensor
+
+    def __init__(self, x: list[float], y: list[float]) -> None:
+        super().__init__()
+        knots, values = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+        self.register_buffer("low", knots[:-1].float())  # (K,)
+        self.register_buffer("high", knots[1:].float())
+        self.register_buffer("slope", (values.diff() / knots.diff()).float())
+        self.start = float(values[0])
+
+    def forward(self, score: torch.Tensor) -> torch.Tensor:
+        within = torch.minimum(torch.maximum(score[:, None], self.low), self.high)  # (B, K)
+        return self.start + ((within - self.low) * self.slope).sum(dim=1)
+
+
+def export_onnx(model: PairModel, space: FeatureSpace, path: Path, serving: Serving) -> None:
     model.eval()
     example = (
         torch.ones(2, space.num_fields, space.max_entries, dtype=torch.int64),
@@ -52,7 +126,7 @@ def export_onnx(model: PairModel, space: FeatureSpace, path: Path) -> None:
     )
     dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
     torch.onnx.export(
-        _Explaining(model),
+        _Served(model, serving).eval(),
         example,
         str(path),
         input_names=list(INPUT_NAMES),
@@ -108,8 +182,7 @@ def write_bundle(
     *,
     name: str,
     version: str,
-    task: Task,
-    label_range: tuple[float, float],
+    serving: Serving,
     validation: Shards,
     training: dict[str, Any],
     data: dict[str, DataFingerprint],
@@ -117,15 +190,18 @@ def write_bundle(
 ) -> Manifest:
     directory.mkdir(parents=True, exist_ok=True)
     onnx_path = directory / ONNX_FILE
-    export_onnx(model, space, onnx_path)
+    export_onnx(model, space, onnx_path, serving)
     names = space.field_names
     manifest = Manifest(
         name=name,
         version=version,
         kind=model.config.kind,
-        task=task,
+        task=serving.task,
         bias=float(model.linear.bias.detach()),
-        label_range=label_range,
+        negative_keep_rate=serving.negative_keep_rate,
+        logit_shift=serving.logit_shift,
+        calibration=serving.calibration,
+        label_range=serving.label_range,
         fields=space.fields,
         max_entries=space.max_entries,
         pairs=[(names[i], names[j]) for i, j in space.pairs],

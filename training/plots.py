@@ -1,4 +1,5 @@
-"""Plots saved with a run: learning curves and the field-pair attention heatmap."""
+"""Plots saved with a run: learning curves, the field-pair attention heatmap and, for binary
+tasks, the reliability diagram of the validation rows."""
 
 from __future__ import annotations
 
@@ -13,10 +14,49 @@ import numpy as np  # noqa: E402
 
 from model.manifest import Manifest  # noqa: E402
 
+RELIABILITY_BINS = 20
 
-def save_plots(out: Path, history: list[dict[str, Any]], manifest: Manifest) -> None:
+
+def save_plots(out: Path, history: list[dict[str, Any]], manifest: Manifest,
+               served: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """`served`: the validation rows' labels and served probabilities (binary tasks)."""
     _learning_curves(out / "learning_curves.png", history)
     _attention_heatmap(out / "attention_heatmap.png", manifest)
+    if served is not None:
+        reliability_diagram(out / "reliability.png", *served, title=f"{manifest.name}, validation")
+
+
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = RELIABILITY_BINS
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows in log-spaced probability bins (click rates span decades) -> per non-empty bin:
+    mean predicted probability, observed positive rate, rows."""
+    p = np.clip(probabilities.astype(np.float64), 1e-6, 1.0)
+    edges = np.geomspace(p.min(), 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    rows = np.bincount(which, minlength=bins)
+    kept = rows > 0
+    predicted = np.bincount(which, weights=p, minlength=bins)[kept] / rows[kept]
+    observed = np.bincount(which, weights=labels.astype(np.float64), minlength=bins)[kept] / rows[kept]
+    return predicted, observed, rows[kept]
+
+
+def reliability_diagram(path: Path, labels: np.ndarray, probabilities: np.ndarray,
+                        title: str) -> None:
+    predicted, observed, rows = reliability_bins(labels, probabilities)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    low = max(min(predicted.min(), observed[observed > 0].min(initial=1.0)) / 1.5, 1e-6)
+    ax.plot([low, 1], [low, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    ax.plot(predicted, np.maximum(observed, low), marker="o", label="model (rows per bin beside)")
+    for x, y, n in zip(predicted, observed, rows, strict=True):
+        ax.annotate(f"{n}", (x, max(y, low)), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xscale="log", yscale="log", xlim=(low, 1), ylim=(low, 1), xlabel="mean predicted probability",
+           ylabel="observed positive rate",
+           title=f"{title}: {len(labels)} rows, mean {probabilities.mean():.4f} vs {labels.mean():.4f}")
+    ax.title.set_fontsize(9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _learning_curves(path: Path, history: list[dict[str, Any]]) -> None:

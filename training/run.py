@@ -6,26 +6,35 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from model.afm import AFM, FM, ModelConfig, PairModel, build_model, init_from_fm, start_as_fm
+from model.calibration import Calibration
 from model.features import FeatureSpace
 from model.manifest import Manifest
 from training import formats
+from training.calibrate import fit as fit_calibration
 from training.config import RunConfig, load_config
 from training.data import Prepared
 from training.distributed import Context, barrier
-from training.export import write_bundle
-from training.loop import Checkpointing, FitResult, fit
+from training.export import Serving, write_bundle
+from training.loop import evaluation_shift, predict
+from training.metrics import evaluate_predictions
+from training.numerics import flushing_denormals
 from training.plots import save_plots
+from training.trainer import Checkpointing, FitResult, Trainer
 from training.warm_start import index_mapping, warm_start
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINTS = "checkpoints"
+MODEL_CHECKPOINT = "checkpoint.pt"
+"""A run directory's finished model: `{"model", "model_config", "metrics", "epoch"}`."""
+RESUME_DIR = "checkpoints"
+"""A run directory's resumable training state while the run is under way."""
 PRETRAIN = "pretrain"
 
 
@@ -34,12 +43,15 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepar
     format (`training.formats`); a format that can grows the `previous` model's vocabulary
     when given one (day-by-day retraining)."""
     prepare = formats.preparer(cfg.data.format)
-    prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous)
+    prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed)
     log.info(
         "%s data: %d train, %d validation rows; %d fields, %d features; %d validation values out of "
         "vocabulary", cfg.name, len(prepared.train), len(prepared.validation),
         prepared.space.num_fields, prepared.space.num_features, prepared.validation.oov,
     )
+    for name, shards in (("train", prepared.train), ("validation", prepared.validation)):
+        if shards.downsampling.negative_keep_rate < 1.0:
+            log.info("%s %s: %s", cfg.name, name, shards.downsampling.describe())
     return prepared
 
 
@@ -49,8 +61,13 @@ def model_config(cfg: RunConfig, space: FeatureSpace) -> ModelConfig:
     )
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a finished run's model (which a later run may reuse as it is)."""
+    return (run_dir / MODEL_CHECKPOINT).is_file() and not (run_dir / RESUME_DIR).exists()
+
+
 def load_checkpoint(run_dir: Path) -> PairModel:
-    checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(run_dir / MODEL_CHECKPOINT, map_location="cpu", weights_only=True)
     model = build_model(ModelConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["model"])
     return model
@@ -71,7 +88,7 @@ def _initial_weights(model: PairModel, cfg: RunConfig, out: Path, prepared: Prep
     if not (isinstance(model, AFM) and cfg.train.pretrain):
         return
     pretrain_dir = out / PRETRAIN
-    if (pretrain_dir / CHECKPOINT).is_file() and not (pretrain_dir / CHECKPOINTS).exists():
+    if finished(pretrain_dir):
         log.info("paper protocol: reusing the finished FM in %s", pretrain_dir)
     else:
         fm_config = load_config(Path(cfg.source).parent / cfg.train.pretrain, cfg.pretrain_overrides())
@@ -91,8 +108,14 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     context = context or Context()
     out.mkdir(parents=True, exist_ok=True)
     if fresh and context.is_main:
-        for stale in (out / CHECKPOINTS, out / PRETRAIN / CHECKPOINTS):
+        for stale in (out / RESUME_DIR, out / PRETRAIN / RESUME_DIR):
             shutil.rmtree(stale, ignore_errors=True)
+    with flushing_denormals() as flushed:  # every training entry point comes through here
+        return _run(cfg, out, context, flushed, on_epoch)
+
+
+def _run(cfg: RunConfig, out: Path, context: Context, flushed: bool,
+         on_epoch: Callable[[int, dict[str, float]], None]) -> Manifest:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     start = Manifest.read(Path(cfg.train.init_from)) if cfg.train.init_from else None
@@ -107,38 +130,76 @@ def run(cfg: RunConfig, out: Path, context: Context | None = None, fresh: bool =
     if cfg.train.uniform_start and isinstance(model, AFM) and (start is None or start.kind == "fm"):
         # an AFM from yesterday's AFM keeps the attention it learned
         start_as_fm(model)
-    log.info("%s: %d parameters, %d threads", cfg.name, sum(p.numel() for p in model.parameters()),
-             torch.get_num_threads())
-    checkpoints = Checkpointing(out / CHECKPOINTS, cfg.train.checkpoint_every_steps,
+    threads = torch.get_num_threads()
+    log.info("%s: %d parameters, %d thread%s", cfg.name, sum(p.numel() for p in model.parameters()),
+             threads, "" if threads == 1 else "s")
+    checkpoints = Checkpointing(out / RESUME_DIR, cfg.train.checkpoint_every_steps,
                                 60 * cfg.train.checkpoint_every_minutes, cfg.identity())
     label_range = prepared.label_range(cfg.data.task)
-    result = fit(model, prepared.train, prepared.validation, cfg.data.task, label_range,
-                 cfg.train, cfg.seed, context, checkpoints, on_epoch)
+    result = Trainer(model, prepared.train, prepared.validation, cfg.data.task, label_range,
+                     cfg.train, cfg.seed, context, checkpoints, on_epoch).fit()
     log.info("best epoch %d: %s (%.0fs)", result.best_epoch, result.best_metrics, result.seconds)
     if context.is_main:
-        _write_run(out, cfg, model, prepared, label_range, result, context)
+        _write_run(out, cfg, model, prepared, label_range, result, context, flushed)
     barrier(context)
     return Manifest.read(out)
 
 
 def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
-               label_range: tuple[float, float], result: FitResult, context: Context) -> None:
+               label_range: tuple[float, float], result: FitResult, context: Context,
+               flushed: bool) -> None:
     torch.save(
         {"model": model.state_dict(), "model_config": model.config.to_dict(),
          "metrics": result.best_metrics, "epoch": result.best_epoch},
-        out / CHECKPOINT,
+        out / MODEL_CHECKPOINT,
     )
-    (out / "history.json").write_text(json.dumps(
-        {"config": cfg.model_dump(), "best_epoch": result.best_epoch,
-         "best_metrics": result.best_metrics, "seconds": result.seconds,
-         "epochs": result.history}, indent=2))
+    serving = Serving(cfg.data.task, label_range, prepared.train.downsampling.negative_keep_rate)
+    served = _served_validation(cfg, model, prepared) if cfg.data.task == "binary" else None
+    history: dict[str, Any] = {
+        "config": cfg.model_dump(), "best_epoch": result.best_epoch,
+        "best_metrics": result.best_metrics, "seconds": result.seconds, "epochs": result.history}
+    metrics = result.best_metrics  # the manifest's: those of what the bundle serves
+    if served is not None:
+        serving = replace(serving, calibration=served.calibration)
+        if served.metrics:
+            history["calibrated_metrics"] = metrics = served.metrics
+    (out / "history.json").write_text(json.dumps(history, indent=2))
     manifest = write_bundle(
-        out, model, prepared.space, name=cfg.name, version=cfg.version, task=cfg.data.task,
-        label_range=label_range, validation=prepared.validation,
+        out, model, prepared.space, name=cfg.name, version=cfg.version, serving=serving,
+        validation=prepared.validation,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
-                  "threads": torch.get_num_threads()},
-        data=prepared.fingerprints, metrics=result.best_metrics,
+                  "threads": torch.get_num_threads(), "flush_denormal": flushed},
+        data=prepared.fingerprints, metrics=metrics,
     )
-    save_plots(out, result.history, manifest)
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume
+    save_plots(out, result.history, manifest,
+               None if served is None else (served.labels, served.probabilities))
+    shutil.rmtree(out / RESUME_DIR, ignore_errors=True)  # finished: nothing left to resume
+
+
+@dataclass
+class _Served:
+    """The validation rows as the bundle serves them (binary tasks)."""
+
+    calibration: Calibration
+    labels: np.ndarray
+    probabilities: np.ndarray
+    metrics: dict[str, float]
+    """Of the calibrated probabilities, on the rows the map was fitted on (empty without one)."""
+
+
+def _served_validation(cfg: RunConfig, model: PairModel, prepared: Prepared) -> _Served:
+    """Score the validation rows with the final model, on the served logit scale (their own,
+    if they are downsampled), and fit `train.calibration` on them. The probabilities are
+    rounded to float32 as the graph serves them, so that the metrics are afm-eval's."""
+    scores, labels = predict(model, prepared.validation, cfg.train.eval_batch_size)
+    scores = scores + evaluation_shift(prepared.train, prepared.validation)
+    calibration = fit_calibration(cfg.calibration(), scores, labels)
+    probabilities = calibration.probability(scores).astype(np.float32)
+    if calibration.kind == "none":
+        return _Served(calibration, labels, probabilities, {})
+    metrics = evaluate_predictions("binary", labels, probabilities, (0.0, 1.0))
+    log.info("calibration %s fitted on %d validation rows: logloss %.5f, calibration %.4f "
+             "(measured on the rows it was fitted on)", calibration.kind, len(labels),
+             metrics["logloss"], metrics["calibration"])
+    return _Served(calibration, labels, probabilities, metrics)

@@ -4,7 +4,8 @@ Every format reaches the model through here: a reader encodes raw rows once into
 set, and training and evaluation read batches from it with memory bounded by the batch
 and the shuffle buffer, never by the number of rows. A shard set is a directory:
 
-    index.json           shapes, rows per shard, oov count, the writer's metadata (written last)
+    index.json           shapes, rows per shard, oov count, the negative downsampling and its
+                         counts, the writer's metadata (written last)
     00000.indices.npy    (n, F, L) int32
     00000.weights.npy    (n, F, L) float32; absent with implicit weights (1 where index != 0)
     00000.labels.npy     (n,) float32
@@ -17,7 +18,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,17 +27,43 @@ import torch
 
 from model.features import PADDING_INDEX
 from training.data import Dataset
+from training.downsample import keep_mask
 
 INDEX_FILE = "index.json"
 
 
+@dataclass(frozen=True)
+class Downsampling:
+    """Negative rows kept at `negative_keep_rate` (training.downsample), and the counts."""
+
+    negative_keep_rate: float = 1.0
+    seed: int = 0
+    rows_before: int = 0
+    negatives_before: int = 0
+    negatives_after: int = 0
+
+    @property
+    def rows_after(self) -> int:
+        return self.rows_before - self.negatives_before + self.negatives_after
+
+    def describe(self) -> str:
+        return (f"negatives kept at {self.negative_keep_rate:g} (seed {self.seed}): "
+                f"{self.rows_before} -> {self.rows_after} rows, "
+                f"{self.negatives_before} -> {self.negatives_after} negatives")
+
+
 class ShardWriter:
-    """Appends encoded rows; flushes a shard every `rows_per_shard` rows."""
+    """Appends encoded rows; flushes a shard every `rows_per_shard` rows. With
+    `keep_negatives` < 1 it keeps each negative row (label 0) iff a hash of (`seed`, the row's
+    ordinal among the rows appended) falls under it: the same rows whoever writes them."""
 
     def __init__(self, directory: Path, num_fields: int, max_entries: int, *,
-                 rows_per_shard: int = 1 << 19, implicit_weights: bool = False) -> None:
+                 rows_per_shard: int = 1 << 19, implicit_weights: bool = False,
+                 keep_negatives: float = 1.0, seed: int = 0) -> None:
         if rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
+        if not 0.0 < keep_negatives <= 1.0:
+            raise ValueError(f"keep_negatives must be in (0, 1], got {keep_negatives}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.shape = (num_fields, max_entries)
@@ -45,6 +72,7 @@ class ShardWriter:
         self.sizes: list[int] = []
         self._pending: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
         self._pending_rows = 0
+        self.downsampling = Downsampling(keep_negatives, seed)
 
     def append(self, indices: np.ndarray, weights: np.ndarray | None, labels: np.ndarray) -> None:
         n = len(labels)
@@ -53,6 +81,8 @@ class ShardWriter:
         implicit = weights is None
         if implicit != self.implicit_weights or (weights is not None and weights.shape != indices.shape):
             raise ValueError("weights must be given, with the indices' shape, unless they are implicit")
+        indices, weights, labels = self._downsample(indices, weights, labels)
+        n = len(labels)
         while n:
             take = min(n, self.rows_per_shard - self._pending_rows)
             part_weights = None if weights is None else weights[:take]
@@ -63,6 +93,18 @@ class ShardWriter:
             n -= take
             if self._pending_rows == self.rows_per_shard:
                 self._flush()
+
+    def _downsample(self, indices: np.ndarray, weights: np.ndarray | None, labels: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        d = self.downsampling
+        kept = keep_mask(labels, d.rows_before, d.negative_keep_rate, d.seed)
+        negatives = int(np.count_nonzero(labels <= 0.5))
+        self.downsampling = Downsampling(
+            d.negative_keep_rate, d.seed, d.rows_before + len(labels),
+            d.negatives_before + negatives, d.negatives_after + negatives - int(np.count_nonzero(~kept)))
+        if kept.all():
+            return indices, weights, labels
+        return indices[kept], None if weights is None else weights[kept], labels[kept]
 
     def _flush(self) -> None:
         if not self._pending_rows:
@@ -79,7 +121,8 @@ class ShardWriter:
     def finish(self, oov: int = 0, meta: Mapping[str, Any] | None = None) -> Shards:
         self._flush()
         index = {"num_fields": self.shape[0], "max_entries": self.shape[1], "sizes": self.sizes,
-                 "implicit_weights": self.implicit_weights, "oov": oov, "meta": dict(meta or {})}
+                 "implicit_weights": self.implicit_weights, "oov": oov,
+                 "downsampling": asdict(self.downsampling), "meta": dict(meta or {})}
         _write_atomically(self.directory / INDEX_FILE, json.dumps(index, indent=1))
         return Shards.open(self.directory)
 
@@ -122,6 +165,8 @@ class Shards:
         self.implicit_weights: bool = index["implicit_weights"]
         self.oov: int = index["oov"]
         self.meta: dict[str, Any] = index["meta"]
+        # shard sets written before downsampling existed kept every row
+        self.downsampling = Downsampling(**index.get("downsampling", {"rows_before": sum(self.sizes)}))
         self.starts = np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)])
 
     @classmethod
@@ -287,10 +332,11 @@ def cached(root: Path, key: Mapping[str, Any], build: Callable[[Path], None]) ->
     return target
 
 
-def write_dataset(directory: Path, data: Dataset, rows_per_shard: int = 1 << 19) -> Shards:
+def write_dataset(directory: Path, data: Dataset, rows_per_shard: int = 1 << 19, *,
+                  keep_negatives: float = 1.0, seed: int = 0) -> Shards:
     """An in-memory dataset (libFM, tabular, synthetic) as a shard set."""
     writer = ShardWriter(directory, data.indices.shape[1], data.indices.shape[2],
-                         rows_per_shard=rows_per_shard)
+                         rows_per_shard=rows_per_shard, keep_negatives=keep_negatives, seed=seed)
     writer.append(data.indices, data.weights, data.labels)
     return writer.finish(oov=data.oov)
 

@@ -31,8 +31,15 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from training.cli import DEBUG_HELP, UsageError, _config, _logging, _user_errors
-from training.config import PRETRAIN_PREFIX, SHARED_WITH_PRETRAIN, RunConfig, SearchRange, TuneSection
+from training.config import (
+    PRETRAIN_PREFIX,
+    SHARED_WITH_PRETRAIN,
+    RunConfig,
+    SearchRange,
+    TuneSection,
+    apply_override,
+)
+from training.console import DEBUG_HELP, UsageError, read_config, setup_logging, user_errors
 from training.metrics import LOWER_IS_BETTER, monitored
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,7 @@ class Search:
 
     @classmethod
     def load(cls, config: str, overrides: list[str], out: str) -> Search:
-        cfg = _config(config, overrides)
+        cfg = read_config(config, overrides)
         if cfg.tune is None:
             raise UsageError(f"{config} has no [tune] section: declare the search space there "
                              '(e.g. [tune.space] "train.lr" = {low = 1e-4, high = 1e-2, log = true})')
@@ -101,10 +108,10 @@ def shares_fm(search: Search) -> bool:
 
 def train_shared_fm(search: Search) -> Path:
     from training.config import load_config
-    from training.run import CHECKPOINT, CHECKPOINTS, run
+    from training.run import finished, run
 
     directory = search.out / SHARED_FM
-    if (directory / CHECKPOINT).is_file() and not (directory / CHECKPOINTS).exists():
+    if finished(directory):
         return directory.resolve()
     fm_config = load_config(search.config.parent / search.cfg.train.pretrain, search.cfg.pretrain_overrides())
     log.info("one FM for every trial: training %s into %s", fm_config.source, directory)
@@ -114,7 +121,7 @@ def train_shared_fm(search: Search) -> Path:
 
 def objective(search: Search, fm: Path | None) -> Any:
     from training.config import load_config
-    from training.run import CHECKPOINTS, run
+    from training.run import RESUME_DIR, run
 
     def trial_run(trial: Trial) -> float:
         values = {key: suggest(trial, key, space) for key, space in search.tune.space.items()}
@@ -133,7 +140,7 @@ def objective(search: Search, fm: Path | None) -> Any:
         try:
             manifest = run(cfg, directory, on_epoch=report)
         except optuna.TrialPruned:
-            shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(directory / RESUME_DIR, ignore_errors=True)
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)  # resumed from its checkpoints next time
@@ -245,7 +252,7 @@ def search_all(search: Search) -> optuna.Study:
 
 
 def _worker(*args: Any) -> None:
-    _logging()
+    setup_logging()
     work(*args)
 
 
@@ -277,8 +284,6 @@ def _rank(search: Search, trial: FrozenTrial) -> tuple[int, float]:
 def write_best_config(search: Search, best: FrozenTrial) -> str:
     """The base config with the best trial's values, as a TOML file for `afm-train --config`
     (with its pretraining FM's config beside it when the search reached the FM)."""
-    from training.config import _parse_value, _set
-
     raw, fm_overrides = _read(search.config), []
     for override in [*search.overrides, *(f"{k}={_value(v)}" for k, v in best.params.items())]:
         key, _, value = override.partition("=")
@@ -286,7 +291,7 @@ def write_best_config(search: Search, best: FrozenTrial) -> str:
         if key.startswith(PRETRAIN_PREFIX):
             fm_overrides.append(override.strip()[len(PRETRAIN_PREFIX):])
         elif not key.startswith("tune."):
-            _set(raw, key.split("."), _parse_value(value.strip()))
+            apply_override(raw, key, value)
             if key.startswith(SHARED_WITH_PRETRAIN):
                 fm_overrides.append(override)
     raw.pop("tune", None)
@@ -295,7 +300,7 @@ def write_best_config(search: Search, best: FrozenTrial) -> str:
         fm_raw = _read(search.config.parent / pretrain)
         for override in fm_overrides:
             key, _, value = override.partition("=")
-            _set(fm_raw, key.strip().split("."), _parse_value(value.strip()))
+            apply_override(fm_raw, key, value)
         fm_raw.pop("tune", None)
         header = f"# The pretraining FM of {BEST_CONFIG}, from {search.config.parent / pretrain}.\n"
         (search.out / BEST_PRETRAIN).write_text(header + to_toml(fm_raw))
@@ -378,9 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config value for every trial, e.g. tune.n_trials=40 (repeatable)")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    _logging()
+    setup_logging()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress line says it shorter
-    with _user_errors("afm-tune", args.debug):
+    with user_errors("afm-tune", args.debug):
         search = Search.load(args.config, args.overrides, args.out)
         study = search_all(search)
         summary = summarise(search, study)

@@ -55,6 +55,7 @@ def output_shapes(info: ModelInfo) -> dict[str, list[int]]:
         "attention": [-1, pairs],
         "contributions": [-1, pairs],
         "field_linear": [-1, info.input_shape[0]],
+        "prediction": [-1],
     }
 
 

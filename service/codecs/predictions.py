@@ -14,6 +14,9 @@ from typing import Any
 from service.core.results import EncodedInstances, Explanations, Importance, Predictions
 
 EMPTY_WARNING = "no field present: every field is missing or null, so the score reflects no input"
+# The `oov` of an instance with none: one shared empty tuple, which orjson writes as [],
+# rather than a new list per instance.
+NO_OOV: tuple[()] = ()
 
 
 def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
@@ -24,10 +27,11 @@ def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
         oov: defaultdict[int, list[dict[str, str]]] = defaultdict(list)
         for row, field, value in predictions.oov:
             oov[row].append({"field": field, "value": value})
-        results = [{"score": score, label: value, "oov": oov.get(row, [])}
-                   for row, (score, value) in enumerate(pairs)]
+        results: list[dict[str, Any]] = [
+            {"score": score, label: value, "oov": oov.get(row, NO_OOV)}
+            for row, (score, value) in enumerate(pairs)]
     else:  # the common case: no row numbers to look up
-        results = [{"score": score, label: value, "oov": []} for score, value in pairs]
+        results = [{"score": score, label: value, "oov": NO_OOV} for score, value in pairs]
     if predictions.impression_ids is not None:
         for result, impression in zip(results, predictions.impression_ids, strict=True):
             result["impression_id"] = impression
@@ -43,9 +47,10 @@ def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
 
 def render_explanations(explanations: Explanations) -> list[dict[str, Any]]:
     """One `Explanation` per instance, from the batch's columns."""
-    bias, linear, pairs = explanations.bias, explanations.linear, explanations.pairs
+    bias, shift, calibration = explanations.bias, explanations.logit_shift, explanations.calibration
+    linear, pairs = explanations.linear, explanations.pairs
     return [
-        {"bias": bias,
+        {"bias": bias, "logit_shift": shift, "calibration": calibration,
          "linear": {"fields": fields, "values": values, "weights": weights},
          "interaction": interaction,
          "pairs": {"fields": names, "values": shown, "attention": attention,

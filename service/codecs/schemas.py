@@ -109,6 +109,13 @@ class PairTerms(_Body):
 
 class Explanation(_Body):
     bias: float
+    logit_shift: float = Field(description="ln(negative_keep_rate): the correction for the "
+                               "negatives left out in training, a constant beside the bias; "
+                               "0 for a model trained on every row.")
+    calibration: Literal["none", "platt", "isotonic"] | None = Field(
+        description="Binary tasks: the monotone map from score to probability, applied after "
+        "the additive terms: none (sigmoid), platt or isotonic (fitted on the validation rows). "
+        "null for regression.")
     linear: LinearTerms
     interaction: float = Field(description="Sum of every pair's contribution, listed or not.")
     pairs: PairTerms
@@ -116,8 +123,10 @@ class Explanation(_Body):
 
 
 class Prediction(_Body):
-    score: float = Field(description="bias + sum(linear) + interaction.")
-    probability: float | None = Field(default=None, description="Binary tasks: sigmoid(score).")
+    score: float = Field(description="bias + logit_shift + sum(linear) + interaction.")
+    probability: float | None = Field(
+        default=None, description="Binary tasks: the explanation's calibration map of the score "
+        "(sigmoid(score) where it is none).")
     prediction: float | None = Field(
         default=None, description="Regression tasks: the score clipped to the label range."
     )
@@ -136,7 +145,7 @@ class Prediction(_Body):
 PREDICTION_EXAMPLE: dict[str, JsonValue] = {
     "score": 1.87, "prediction": 1.87, "oov": [],
     "explanation": {
-        "bias": -0.02, "interaction": 1.71, "pairs_omitted": 13,
+        "bias": -0.02, "logit_shift": 0.0, "calibration": None, "interaction": 1.71, "pairs_omitted": 13,
         "linear": {"fields": ["f0", "f1"], "values": ["v3", "v17"], "weights": [0.03, -0.01]},
         "pairs": {"fields": [["f2", "f3"], ["f4", "f5"]], "values": [["v0", "v9"], ["v21", "v4"]],
                   "attention": [0.41, 0.39], "contributions": [1.52, -0.4]},

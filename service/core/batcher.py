@@ -1,7 +1,10 @@
 """An asyncio micro-batcher: concurrent requests coalesced into one onnxruntime run.
 
 The first request of a batch starts a timer of `max_wait`; the batch runs when it fires
-or as soon as `max_size` instances are waiting. Requests keep the model they started
+or as soon as `max_size` instances are waiting. A lone request waits for nobody: one that
+finds nothing waiting and no other request come in this turn of the event loop runs at
+once (requests that arrive together reach the batcher in the same turn; a lone one would
+only pay for the timer and a suspension). Requests keep the model they started
 with: a batch that spans a reload runs each model's share on that model. Batches run on
 the event loop, so the batcher needs no locks; a request of `thread_rows` instances or
 more runs alone in a thread instead, where onnxruntime releases the GIL and the loop
@@ -40,6 +43,7 @@ class Batcher:
         self._rows = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._turn_taken = False  # a request ran at once in this turn of the loop
 
     @property
     def enabled(self) -> bool:
@@ -51,14 +55,22 @@ class Batcher:
             return await asyncio.to_thread(self._run, bundle, indices, weights)
         if not self.enabled or rows >= self._max_size:
             return self._run(bundle, indices, weights)
-        future: asyncio.Future[Scores] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if not self._waiting and not self._turn_taken:
+            self._turn_taken = True
+            loop.call_soon(self._next_turn)  # runs after what this turn already scheduled
+            return self._run(bundle, indices, weights)
+        future: asyncio.Future[Scores] = loop.create_future()
         self._waiting.append(_Waiting(bundle, indices, weights, future))
         self._rows += rows
         if self._rows >= self._max_size:
             self.flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._max_wait_s, self.flush)
+            self._timer = loop.call_later(self._max_wait_s, self.flush)
         return await future
+
+    def _next_turn(self) -> None:
+        self._turn_taken = False
 
     def flush(self) -> None:
         """Run everything waiting now."""
@@ -108,4 +120,5 @@ def _rows(scores: Scores, start: int, end: int) -> Scores:
         scores.attention[start:end],
         scores.contributions[start:end],
         scores.field_linear[start:end],
+        scores.prediction[start:end],
     )

@@ -28,7 +28,9 @@ class Explainer:
         space = bundle.features
         self._bundle = bundle
         self._space = space
-        self._bias = bundle.manifest.bias
+        manifest = bundle.manifest
+        self._constants = (manifest.bias, manifest.logit_shift,
+                           manifest.calibration.kind if manifest.task == "binary" else None)
         self._ref = ModelRef.of(bundle.manifest)
         self._task = bundle.manifest.task
         self._names = space.field_names
@@ -47,11 +49,17 @@ class Explainer:
         empty = space.encode([{}])  # what an instance with no field encodes to
         self._empty_indices = empty.indices.reshape(1, -1)  # (1, F * L)
         self._empty_weights = empty.weights.reshape(1, -1)
+        self._empty_lists = (self._empty_weights[0].tolist(), self._empty_indices[0].tolist())
 
     def _empty_rows(self, encoded: Encoded) -> list[int]:
         """Rows of instances that hold no field: encoded exactly as `{}` is. The weights
         first, on flat rows: most requests have no such row and stop there."""
         count = len(encoded.weights)
+        if count <= SMALL_BATCH:  # a few rows compare as lists (the same ==) faster
+            weights, indices = self._empty_lists
+            flat = encoded.weights.reshape(count, -1).tolist()
+            return [row for row in range(count) if flat[row] == weights
+                    and encoded.indices[row].reshape(-1).tolist() == indices]
         same = (encoded.weights.reshape(count, -1) == self._empty_weights).all(axis=1)
         if not same.any():
             return []
@@ -66,7 +74,7 @@ class Explainer:
         with no field and, when asked, the explanations (top_k pairs, or all of them)."""
         return Predictions(
             self._ref, self._task, scores.score.tolist(),
-            self._bundle.prediction(scores.score).tolist(), encoded.oov, self._empty_rows(encoded),
+            scores.prediction.tolist(), encoded.oov, self._empty_rows(encoded),
             self.explanations(encoded, scores, top_k) if explain else None,
         )
 
@@ -108,7 +116,7 @@ class Explainer:
             pairs.contributions.append([contributions[p] for p in kept])
             omitted.append(len(ranked) - len(kept))
         interaction = scores.contributions.astype(np.float64).sum(axis=1).tolist()
-        return Explanations(self._bias, linear, interaction, pairs, omitted)
+        return Explanations(*self._constants, linear, interaction, pairs, omitted)
 
     def _explain_batch(self, encoded: Encoded, scores: Scores, top_k: int | None) -> Explanations:
         present, pair_present = self._space.presence(encoded.weights)  # (B, F), (B, P)
@@ -126,7 +134,7 @@ class Explainer:
             pairs = PairColumns(_heads(pairs.fields, counts), _heads(pairs.values, counts),
                                 _heads(pairs.attention, counts), _heads(pairs.contributions, counts))
         return Explanations(
-            self._bias, self._linear(shown, scores.field_linear, present),
+            *self._constants, self._linear(shown, scores.field_linear, present),
             scores.contributions.astype(np.float64).sum(axis=1).tolist(),  # interaction
             pairs, (pair_present.sum(axis=1) - kept).tolist(),
         )

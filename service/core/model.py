@@ -65,15 +65,17 @@ def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
 
 def warm_up(bundle: Bundle, rows: int) -> None:
     """Run the model once per batch size it will see first; an empty instance must score
-    exactly the manifest's bias, which catches a manifest paired with the wrong graph."""
+    exactly the manifest's bias plus its logit shift, which catches a manifest paired with the
+    wrong graph."""
     space = bundle.features
+    expected = bundle.manifest.bias + bundle.manifest.logit_shift
     for batch in (1, rows):
         shape = (batch, space.num_fields, space.max_entries)
         scores = bundle.run(np.zeros(shape, np.int64), np.zeros(shape, np.float32))
-        if not np.all(np.abs(scores.score - bundle.manifest.bias) <= BIAS_TOLERANCE):
+        if not np.all(np.abs(scores.score - expected) <= BIAS_TOLERANCE):
             raise BundleError(
                 f"warm-up: an empty instance scores {float(scores.score[0]):.6g}, "
-                f"not the manifest's bias {bundle.manifest.bias:.6g}"
+                f"not the manifest's bias + logit_shift {expected:.6g}"
             )
     space.encode([{}])
 

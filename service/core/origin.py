@@ -5,7 +5,7 @@ stays free of either transport."""
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -24,4 +24,6 @@ def request_id(given: str | None) -> str:
     """The caller's request id when it is a sane token, else a fresh one (32 hex digits)."""
     if given is not None and _VALID_ID.fullmatch(given):
         return given
-    return os.urandom(16).hex()
+    # Not a secret, only unique: a pseudo-random draw needs no system call (os.urandom
+    # does, every request); each worker process reseeds after its fork.
+    return f"{random.getrandbits(128):032x}"

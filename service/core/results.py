@@ -54,6 +54,8 @@ class Explanations:
     function renders it (`service.codecs.predictions`)."""
 
     bias: float
+    logit_shift: float  # ln(negative_keep_rate): the downsampling correction, 0 without one
+    calibration: str | None  # binary tasks: the map from score to probability (none = sigmoid)
     linear: LinearColumns
     interaction: list[float]  # every present pair's contribution summed, listed or not
     pairs: PairColumns

@@ -129,7 +129,8 @@ class Runtime:
                 inputs: Sequence[Mapping[str, Any]] | Encoded) -> list[str] | None:
         """Every scored batch passes here, whichever route or transport sent it, before
         its answer is built: refuse scores that are not finite, then record the batch
-        (metrics, the impression log; a drift monitor would hook here too). Returns the
+        (metrics, the impression log; a drift monitor would hook here too, and must cost a
+        request nothing when off: one check of a setting read at start-up). Returns the
         instances' impression ids when the log took them, else None."""
         check_scores(scores)
         self._metrics.observe_scored(scores.score, encoded.oov)

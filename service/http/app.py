@@ -26,6 +26,7 @@ from service.http.routes.ops import AdminHandlers, OpsHandlers
 from service.http.routes.predict import PredictHandlers
 from service.http.routes.ui import UIPages
 from service.http.trim import HeapTrimmer, malloc_trim
+from service.ops.logs import AccessLog
 from service.ops.metrics import Metrics
 from service.ops.settings import Settings
 
@@ -49,12 +50,19 @@ class Served(Protocol):
 
 
 def http_app(server: Served) -> FastAPI:
+    settings, runtime, metrics = server.settings, server.runtime, server.metrics
+    logged = settings.access_log and settings.log_level in ("debug", "info")
+    access_log = AccessLog(settings.log_format) if logged else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with server.running():
-            yield
+        try:
+            async with server.running():
+                yield
+        finally:
+            if access_log is not None:
+                access_log.flush()
 
-    settings, runtime, metrics = server.settings, server.runtime, server.metrics
     app = FastAPI(
         title="AFM serving", version=server_version(), description=DESCRIPTION,
         lifespan=lifespan, default_response_class=ORJSONResponse,
@@ -65,6 +73,7 @@ def http_app(server: Served) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.metrics = metrics
+    app.state.access_log = access_log
     install_handlers(app)
     admin = settings.admin_token
     routes.install(app, routes.api_routes(
@@ -85,5 +94,6 @@ def http_app(server: Served) -> FastAPI:
     app.add_middleware(
         RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
         max_url_bytes=settings.max_url_bytes, trimmer=trimmer, routes=app.router.routes,
+        access_log=access_log,
     )
     return app

@@ -18,18 +18,20 @@ from service.http.errors import error_response
 from service.http.limits import RequestLimits
 from service.http.telemetry import UNTRACKED, Telemetry, request_id
 from service.http.trim import HeapTrimmer
-from service.ops.metrics import Metrics
+from service.ops.logs import AccessLog
+from service.ops.metrics import Metrics, add
 
 error_log = logging.getLogger("service.core.errors")
 
 
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, max_url_bytes: int,
-                 trimmer: HeapTrimmer | None = None, routes: list[BaseRoute] | None = None) -> None:
+                 trimmer: HeapTrimmer | None = None, routes: list[BaseRoute] | None = None,
+                 access_log: AccessLog | None = None) -> None:
         self.app = app
         self.in_flight = metrics.in_flight
         self.limits = RequestLimits(max_body_bytes, max_url_bytes)
-        self.telemetry = Telemetry(metrics, routes if routes is not None else [])
+        self.telemetry = Telemetry(metrics, routes if routes is not None else [], access_log)
         self.trimmer = trimmer
         self.trim_after_bytes = trimmer.min_bytes if trimmer is not None else 1 << 62
 
@@ -58,7 +60,7 @@ class RequestMiddleware:
         root_path = scope.get("root_path", "")  # a mount changes it while routing
         start = time.perf_counter()
         if tracked:
-            self.in_flight.inc()
+            add(self.in_flight, 1)
         try:
             receive, refusal, body_bytes = await self.limits.check(scope, headers, receive)
             moved += body_bytes
@@ -72,7 +74,7 @@ class RequestMiddleware:
             status = 500
         finally:
             if tracked:
-                self.in_flight.dec()
+                add(self.in_flight, -1)
                 self.telemetry.record(scope, status, time.perf_counter() - start, rid, root_path)
             if moved >= self.trim_after_bytes and self.trimmer is not None:
                 self.trimmer.after_request(moved)

@@ -5,8 +5,6 @@ Health and metrics routes (`UNTRACKED`) are neither counted nor logged.
 
 from __future__ import annotations
 
-import logging
-
 from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
@@ -14,11 +12,10 @@ from starlette.types import Scope
 
 from service.core import origin
 from service.core.origin import Origin, Route
-from service.ops.logs import ACCESS_LOGGER
-from service.ops.metrics import Metrics
+from service.ops.logs import AccessLog
+from service.ops.metrics import Metrics, add, observe
 
 UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def request_id(given: bytes | None) -> str:
@@ -32,9 +29,12 @@ def origin_of(request: Request, route: Route) -> Origin:
 
 
 class Telemetry:
-    def __init__(self, metrics: Metrics, routes: list[BaseRoute]) -> None:
+    def __init__(self, metrics: Metrics, routes: list[BaseRoute],
+                 access_log: AccessLog | None = None) -> None:
+        """`access_log`: None, no request lines."""
         self.metrics = metrics
         self.routes = routes
+        self.access_log = access_log
         # Labelled children cached: .labels() is slow next to the rest of a request, and
         # there are few keys (routes x statuses).
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -50,18 +50,16 @@ class Telemetry:
                 self.metrics.requests.labels(template, scope["method"], str(status)),
                 self.metrics.request_seconds.labels(template),
             )
-        children[0].inc()
-        children[1].observe(seconds)
-        if access_log.isEnabledFor(logging.INFO):
+        add(children[0], 1)
+        observe(children[1], seconds)
+        if self.access_log is not None:
             client = scope.get("client")
-            access_log.info(
-                "%s %s %d", scope["method"], scope["path"], status,
-                extra={"request": {
-                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
-                    "route": template, "status": status, "duration_ms": round(seconds * 1e3, 3),
-                    "client": client[0] if client else None,
-                }},
-            )
+            method, path = scope["method"], scope["path"]
+            self.access_log.write(f"{method} {path} {status}", {
+                "request_id": request_id, "method": method, "path": path, "route": template,
+                "status": status, "duration_ms": round(seconds * 1e3, 3),
+                "client": client[0] if client else None,
+            })
 
     def _route_of(self, scope: Scope) -> BaseRoute | None:
         """The route a request the app never routed was for: a body refused by the limits

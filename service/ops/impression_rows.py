@@ -89,8 +89,9 @@ class ImpressionRows:
             im.MODEL_VERSION: pa.repeat(manifest.version, total),
             im.MODEL_SHA256: pa.repeat(manifest.onnx_sha256, total),
             im.SCORE: pa.array(scores.astype(np.float64)),
-            # The served value, computed as the response's was: elementwise on the same float32.
-            im.PREDICTION: pa.array(records[0].bundle.prediction(scores).astype(np.float64)),
+            # The served value: the graph's prediction the response carried.
+            im.PREDICTION: pa.array(np.concatenate(
+                [record.scores.prediction for record in records]).astype(np.float64)),
             im.OOV: pa.array(oov, pa.list_(pa.string())),
             im.FEATURES: features,
             im.SHADOW_MODEL_VERSION: pa.nulls(total, pa.string()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -93,11 +94,11 @@ class Metrics:
         self.process = ProcessMetrics(registry, multiprocess_dir() is not None)
 
     def observe_run(self, seconds: float, rows: int) -> None:
-        self.run_seconds.observe(seconds)
-        self.batch_size.observe(rows)
+        observe(self.run_seconds, seconds)
+        observe(self.batch_size, rows)
 
     def observe_scored(self, scores: np.ndarray, oov: Iterable[tuple[int, str, str]]) -> None:
-        self.instances.inc(len(scores))
+        add(self.instances, len(scores))
         observe_many(self.scores, scores)
         for _, field, _ in oov:
             self.oov.labels(field).inc()
@@ -165,15 +166,26 @@ async def refresh_process_metrics(process: ProcessMetrics) -> None:
         process.refresh()
 
 
-def observe_many(histogram: Histogram, values: np.ndarray) -> None:
-    """Observe a batch of values at the cost of a few increments, not one observe each.
+# The request path's metrics: prometheus_client's own observe walks the buckets in Python
+# and each of its calls checks labels and exemplars, several times a request. These rely
+# on its layout (`_value`, per-bucket counts in `_buckets`, `_sum`), which
+# tests/service/test_metrics.py checks against its own methods.
+def observe(histogram: Histogram, value: float) -> None:
+    """`histogram.observe(value)` for a finite value (a bisection finds its bucket)."""
+    histogram._sum.inc(value)  # type: ignore[attr-defined]
+    histogram._buckets[bisect_left(histogram._upper_bounds, value)].inc(1)  # type: ignore[attr-defined]
 
-    Relies on prometheus_client's Histogram layout (per-bucket counts in `_buckets`,
-    `_sum`), which `tests/service/test_metrics.py` checks against plain `observe`.
-    """
+
+def add(metric: Counter | Gauge, amount: float) -> None:
+    """`metric.inc(amount)` of a counter (amount >= 0) or gauge without labels to check."""
+    metric._value.inc(amount)  # type: ignore[union-attr]
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """Observe a batch of finite values at the cost of a few increments, not one each."""
     if len(values) <= 4:
         for value in values.tolist():
-            histogram.observe(value)
+            observe(histogram, value)
         return
     bounds: Sequence[float] = histogram._upper_bounds  # type: ignore[attr-defined]
     # observe() puts v in the first bucket with v <= bound, i.e. searchsorted side="left".

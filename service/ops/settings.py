@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     """Level of the service's logs."""
     log_format: Literal["json", "text"] = "json"
     """json: one object per line (request logs included); text: for humans."""
+    access_log: bool = True
+    """One log line per request (health and metrics probes excepted) at level info; lines
+    are written in batches, at most 0.1 s after their request."""
     run_dir: Path | None = None
     """Directory the worker processes of one server share (afm-serve sets it)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

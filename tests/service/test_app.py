@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
-from service.ops.logs import ACCESS_LOGGER, JsonFormatter
+from service.ops.logs import ACCESS_LOGGER, FLUSH_S
 from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 
 
@@ -28,19 +29,43 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
     assert error.headers["x-request-id"] == "r1"
 
 
+def access_lines(text: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["logger"] == ACCESS_LOGGER]
+
+
 def test_one_structured_log_line_per_request_not_for_probes(
-    client: TestClient, caplog: pytest.LogCaptureFixture
+    client: TestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
-        client.post("/predict", json={"instances": [INSTANCE]}, headers={"X-Request-ID": "r-42"})
-        for probe in ("/healthz", "/readyz", "/metrics", "/v2/health/live"):
-            client.get(probe)
-    records = [r for r in caplog.records if r.name == ACCESS_LOGGER]
-    assert len(records) == 1
-    line = json.loads(JsonFormatter().format(records[0]))
+    capsys.readouterr()
+    client.post("/predict", json={"instances": [INSTANCE]}, headers={"X-Request-ID": "r-42"})
+    for probe in ("/healthz", "/readyz", "/metrics", "/v2/health/live"):
+        client.get(probe)
+    client.app.state.access_log.flush()  # type: ignore[attr-defined]
+    [line] = access_lines(capsys.readouterr().err)
     assert line["request_id"] == "r-42"
     assert (line["method"], line["route"], line["status"]) == ("POST", "/predict", 200)
     assert line["duration_ms"] > 0 and line["level"] == "info"
+
+
+def test_request_lines_are_written_within_the_flush_interval_and_at_shutdown(
+    make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with TestClient(create_app(make_settings(), registry=CollectorRegistry())) as client:
+        capsys.readouterr()
+        client.get("/ping")
+        time.sleep(FLUSH_S * 3)
+        assert len(access_lines(capsys.readouterr().err)) == 1
+        client.get("/ping")
+    assert len(access_lines(capsys.readouterr().err)) == 1  # the stop wrote it
+
+
+def test_request_lines_can_be_turned_off(make_settings: SettingsFactory,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    for settings in (make_settings(access_log=False), make_settings(log_level="warning")):
+        with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+            client.get("/ping")
+        assert not access_lines(capsys.readouterr().err)
 
 
 def test_unexpected_failure_is_a_500_without_internals_logged_with_its_id(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from model.bundle import Bundle, Scores
+from model.manifest import OUTPUT_NAMES
 from service.core.batcher import Batcher
 from tests.helpers.bundles import copy_bundle
 
@@ -43,6 +44,7 @@ def rows(bundle: Bundle, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
 
 
 def test_concurrent_requests_share_one_run_with_the_same_results(bundle: Bundle) -> None:
+    """The first request of a loop turn runs at once; the others of that turn share a run."""
     run = Counting()
     batcher = Batcher(run, max_size=64, max_wait_s=0.02)
     requests = [rows(bundle, 1 + i % 3, seed=i) for i in range(8)]
@@ -51,11 +53,25 @@ def test_concurrent_requests_share_one_run_with_the_same_results(bundle: Bundle)
         return await asyncio.gather(*(batcher.run(bundle, i, w) for i, w in requests))
 
     results = asyncio.run(scenario())
-    assert [size for _, size in run.runs] == [sum(len(i) for i, _ in requests)]
+    assert [size for _, size in run.runs] == [len(requests[0][0]),
+                                              sum(len(i) for i, _ in requests[1:])]
     for (indices, weights), got in zip(requests, results, strict=True):
         alone = bundle.run(indices, weights)
-        for name in ("score", "attention", "contributions", "field_linear"):
+        for name in OUTPUT_NAMES:
             np.testing.assert_allclose(getattr(got, name), getattr(alone, name), atol=1e-6)
+
+
+def test_a_lone_request_runs_at_once_and_so_does_the_next_turns(bundle: Bundle) -> None:
+    run = Counting()
+    batcher = Batcher(run, max_size=64, max_wait_s=30.0)
+
+    async def scenario() -> None:
+        for seed in range(3):
+            await asyncio.wait_for(batcher.run(bundle, *rows(bundle, 2, seed=seed)), timeout=5)
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert [size for _, size in run.runs] == [2, 2, 2]
 
 
 def test_a_full_batch_runs_without_waiting_for_the_timer(bundle: Bundle) -> None:
@@ -63,11 +79,11 @@ def test_a_full_batch_runs_without_waiting_for_the_timer(bundle: Bundle) -> None
     batcher = Batcher(run, max_size=4, max_wait_s=30.0)
 
     async def scenario() -> None:
-        work = [batcher.run(bundle, *rows(bundle, 1, seed=i)) for i in range(4)]
+        work = [batcher.run(bundle, *rows(bundle, 1, seed=i)) for i in range(5)]
         await asyncio.wait_for(asyncio.gather(*work), timeout=5)
 
     asyncio.run(scenario())
-    assert [size for _, size in run.runs] == [4]
+    assert [size for _, size in run.runs] == [1, 4]  # the first at once, then a full batch
 
 
 def test_a_request_as_large_as_a_batch_runs_alone_at_once(bundle: Bundle) -> None:
@@ -88,15 +104,16 @@ def test_a_large_request_runs_alone_in_a_thread_and_small_ones_on_the_loop(
     batcher = Batcher(run, max_size=64, max_wait_s=0.02, thread_rows=8)
 
     async def scenario() -> None:
-        await asyncio.gather(batcher.run(bundle, *rows(bundle, 8)),
+        await asyncio.gather(batcher.run(bundle, *rows(bundle, 1, seed=3)),  # at once
+                             batcher.run(bundle, *rows(bundle, 8)),
                              batcher.run(bundle, *rows(bundle, 2, seed=1)),
                              batcher.run(bundle, *rows(bundle, 3, seed=2)))
 
     loop_thread = threading.get_ident()
     asyncio.run(scenario())
     by_rows = dict(threads)
-    assert len(threads) == 2 and sorted(by_rows) == [5, 8]  # the small two coalesced
-    assert by_rows[5] == loop_thread and by_rows[8] != loop_thread
+    assert len(threads) == 3 and sorted(by_rows) == [1, 5, 8]  # the small two coalesced
+    assert by_rows[1] == by_rows[5] == loop_thread and by_rows[8] != loop_thread
 
 
 def test_zero_wait_turns_batching_off(bundle: Bundle) -> None:
@@ -123,7 +140,7 @@ def test_close_runs_what_is_waiting_and_later_requests_directly(bundle: Bundle) 
         await asyncio.wait_for(batcher.run(bundle, *rows(bundle, 2)), timeout=5)
 
     asyncio.run(scenario())
-    assert [size for _, size in run.runs] == [3, 2]
+    assert [size for _, size in run.runs] == [1, 2, 2]  # the first ran at once
 
 
 def test_each_request_runs_on_the_model_it_came_with(bundle: Bundle, bundle_dir: Path,
@@ -134,12 +151,14 @@ def test_each_request_runs_on_the_model_it_came_with(bundle: Bundle, bundle_dir:
 
     async def scenario() -> None:
         await asyncio.gather(
+            batcher.run(bundle, *rows(bundle, 4)),  # at once: the others wait together
             batcher.run(bundle, *rows(bundle, 2)), batcher.run(other, *rows(other, 3)),
             batcher.run(bundle, *rows(bundle, 1)),
         )
 
     asyncio.run(scenario())
-    assert sorted((b is bundle, size) for b, size in run.runs) == [(False, 3), (True, 3)]
+    assert sorted((b is bundle, size) for b, size in run.runs) == [(False, 3), (True, 3),
+                                                                   (True, 4)]
 
 
 def test_a_failed_run_fails_every_waiting_request(bundle: Bundle) -> None:
@@ -158,11 +177,13 @@ def test_a_cancelled_request_does_not_break_its_batch(bundle: Bundle) -> None:
     batcher = Batcher(run, max_size=64, max_wait_s=0.02)
 
     async def scenario() -> Scores:
+        first = asyncio.create_task(batcher.run(bundle, *rows(bundle, 2)))  # runs at once
         gone = asyncio.create_task(batcher.run(bundle, *rows(bundle, 5)))
         kept = asyncio.create_task(batcher.run(bundle, *rows(bundle, 1)))
         await asyncio.sleep(0)
         gone.cancel()
+        await first
         return await asyncio.wait_for(kept, timeout=5)
 
     assert len(asyncio.run(scenario()).score) == 1
-    assert [size for _, size in run.runs] == [1]
+    assert [size for _, size in run.runs] == [2, 1]

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
+from model.manifest import OUTPUT_NAMES
 from service.codecs.schemas import InferenceResponse, ServerMetadata
 from tests.helpers import INSTANCE
 from tests.helpers.servers import serve, server_env
@@ -115,8 +116,7 @@ def test_tritonclient_builds_and_reads_what_we_serve(client: TestClient, encoded
         result = http.InferenceServerClient.parse_response_body(
             response.content, header_length=int(response.headers[HEADER]))
         assert result.get_response()["id"] == "7"
-        for name in ("score", "contributions") if outputs else ("score", "attention",
-                                                                "contributions", "field_linear"):
+        for name in ("score", "contributions") if outputs else OUTPUT_NAMES:
             np.testing.assert_allclose(result.as_numpy(name), getattr(expected, name), atol=1e-6)
 
 
@@ -128,7 +128,7 @@ def test_spec_example_split_is_read_in_input_order(client: TestClient, encoded: 
     response = client.post(INFER, content=body, headers={**headers, "Content-Type": "application/json"})
     assert response.status_code == 200, response.text
     _, arrays = split_response(*_binary_all(client, header, raw_w, raw_i))
-    assert set(arrays) == {"score", "attention", "contributions", "field_linear"}
+    assert set(arrays) == set(OUTPUT_NAMES)
 
 
 def _binary_all(client: TestClient, header: dict[str, Any], *chunks: bytes) -> tuple[bytes, int]:
@@ -225,7 +225,7 @@ def test_unmodified_tritonclient_infers_against_afm_serve(tmp_path: Path, bundle
             inputs[1].set_data_from_numpy(weights)
             result = triton.infer("synthetic-afm", inputs, model_version="1")
             expected = bundle.run(indices, weights)
-            for name in ("score", "attention", "contributions", "field_linear"):
+            for name in OUTPUT_NAMES:
                 np.testing.assert_allclose(result.as_numpy(name), getattr(expected, name), atol=1e-6)
             inputs[0].set_data_from_numpy(np.full_like(indices, -1))
             with pytest.raises(Exception, match="indices must lie in"):

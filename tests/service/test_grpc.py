@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.harness import free_port
 from model.bundle import Bundle
+from model.manifest import OUTPUT_NAMES
 from service import cli
 from service.app import create_app
 from service.grpc.proto import grpc_predict_v2_pb2 as pb
@@ -123,7 +124,7 @@ def test_health_and_metadata_round_trip(served: Any) -> None:
     assert (meta.name, list(meta.versions), meta.platform) == ("synthetic-afm", ["1"], "onnxruntime_onnx")
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
         ("indices", "INT64", [-1, 6, 1]), ("weights", "FP32", [-1, 6, 1])]
-    assert [t.name for t in meta.outputs] == ["score", "attention", "contributions", "field_linear"]
+    assert [t.name for t in meta.outputs] == list(OUTPUT_NAMES)
     for call, request in ((stub.ModelReady, pb.ModelReadyRequest(name="nope")),
                           (stub.ModelReady, pb.ModelReadyRequest(name="synthetic-afm", version="9")),
                           (stub.ModelMetadata, pb.ModelMetadataRequest(name="nope"))):
@@ -145,7 +146,7 @@ def test_infer_round_trips_the_bundles_outputs(served: Any, encoded: Any, build:
     assert (response.model_name, response.model_version, response.id) == ("synthetic-afm", "1", "42")
     assert bool(response.raw_output_contents) == (build is raw_request)
     outputs = outputs_of(response)
-    assert list(outputs) == ["score", "attention", "contributions", "field_linear"]
+    assert list(outputs) == list(OUTPUT_NAMES)
     for name, array in outputs.items():
         np.testing.assert_allclose(array, getattr(expected, name), rtol=0, atol=1e-6)
 

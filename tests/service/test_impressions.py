@@ -130,21 +130,23 @@ def test_infer_json_binary_and_grpc_log_their_tensors_as_values(logged: TestClie
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         reply = GRPCInferenceServiceStub(channel).ModelInfer(
             _grpc_request(encoded.indices, encoded.weights), metadata=[("x-request-id", "g-7")])
-    answers = {
-        (plain.headers["x-request-id"], "infer"): plain.json()["outputs"][0]["data"],
-        ("bin", "infer"): outputs["score"].tolist(),
-        ("g-7", "grpc"): list(reply.outputs[0].contents.fp32_contents),
+    plain_outputs = {output["name"]: output["data"] for output in plain.json()["outputs"]}
+    grpc_outputs = {output.name: list(output.contents.fp32_contents) for output in reply.outputs}
+    answers = {  # the scores and the predictions each response carried
+        (plain.headers["x-request-id"], "infer"): (plain_outputs["score"],
+                                                   plain_outputs["prediction"]),
+        ("bin", "infer"): (outputs["score"].tolist(), outputs["prediction"].tolist()),
+        ("g-7", "grpc"): (grpc_outputs["score"], grpc_outputs["prediction"]),
     }
     assert plain.json()["parameters"] == {"request_id": plain.headers["x-request-id"]}
     assert header["parameters"] == {"request_id": "bin"}
     assert reply.parameters["request_id"].string_param == "g-7"
     ids = [f"{rid}-{i}" for rid, _ in answers for i in range(len(MIXED))]
     rows = wait_logged(log_dir, ids)
-    probabilities = bundle.prediction(np.asarray(plain.json()["outputs"][0]["data"], np.float32))
-    for (rid, route), scores in answers.items():
-        for position, score in enumerate(scores):
+    for (rid, route), (scores, predictions) in answers.items():
+        for position, (score, prediction) in enumerate(zip(scores, predictions, strict=True)):
             row = rows[f"{rid}-{position}"]
-            check_row(row, rid, route, score, float(probabilities[position]))
+            check_row(row, rid, route, score, prediction)
             assert row[im.FEATURES] == expected[position].as_py() and row[im.OOV] == oov[position]
     assert rows["bin-0"][im.FEATURES]["user"] == "u3" and "user" in rows["bin-1"][im.OOV]
 
@@ -156,8 +158,9 @@ def _binary(indices: np.ndarray, weights: np.ndarray) -> tuple[dict[str, Any], b
 
 def _grpc_request(indices: np.ndarray, weights: np.ndarray) -> pb.ModelInferRequest:
     tensor = pb.ModelInferRequest.InferInputTensor
+    output = pb.ModelInferRequest.InferRequestedOutputTensor
     request = pb.ModelInferRequest(model_name="mixed-afm", outputs=[
-        pb.ModelInferRequest.InferRequestedOutputTensor(name="score")])
+        output(name="score"), output(name="prediction")])
     request.inputs.extend([tensor(name="indices", datatype="INT64", shape=indices.shape),
                            tensor(name="weights", datatype="FP32", shape=weights.shape)])
     request.inputs[0].contents.int64_contents.extend(indices.ravel().tolist())

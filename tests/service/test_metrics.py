@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from service.ops.metrics import SCORE_BUCKETS, observe_many
+from service.ops.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, add, observe, observe_many
 from tests.helpers import INSTANCE, SettingsFactory
 
 JSON = {"content-type": "application/json"}
@@ -98,6 +98,28 @@ def test_a_single_process_exports_its_process_metrics(client: TestClient) -> Non
     table = samples(client)
     assert value(table, "process_resident_memory_bytes") > 10e6
     assert value(table, "process_cpu_seconds_total") > 0 and value(table, "process_open_fds") > 0
+
+
+def collected(metric: Histogram | Counter | Gauge) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name.split("_", 1)[1], s.labels, s.value)
+            for family in metric.collect() for s in family.samples
+            if not s.name.endswith("_created")]
+
+
+def test_the_fast_paths_count_as_prometheus_client_does() -> None:
+    values = [0.0, 1e-4, 3e-4, 0.001, 0.7, 5.0, *LATENCY_BUCKETS]  # bounds land in their bucket
+    mine, theirs = (Histogram(name, "", ["route"], buckets=LATENCY_BUCKETS,
+                              registry=CollectorRegistry()) for name in ("a_h", "b_h"))
+    for value in values:
+        observe(mine.labels("/p"), value)
+        theirs.labels("/p").observe(value)
+    assert collected(mine) == collected(theirs)
+    for kind in (Counter, Gauge):
+        ours, plain = (kind(name, "", registry=CollectorRegistry()) for name in ("a_m", "b_m"))
+        for amount in (1, 3, 0.5):
+            add(ours, amount)
+            plain.inc(amount)
+        assert collected(ours) == collected(plain)
 
 
 @pytest.mark.parametrize("count", [3, 500])

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.bundle import Bundle
+from model.manifest import OUTPUT_NAMES
 from service.codecs.schemas import InferenceResponse, OIPModelMetadata, ServerMetadata
 from tests.helpers import INSTANCE
 
@@ -49,8 +50,7 @@ def test_server_and_model_metadata(client: TestClient) -> None:
         assert meta.versions == ["1"] and meta.platform == "onnxruntime_onnx"
         assert [(t.name, t.datatype, t.shape) for t in meta.inputs] == [
             ("indices", "INT64", [-1, 6, 1]), ("weights", "FP32", [-1, 6, 1])]
-        assert [t.name for t in meta.outputs] == [
-            "score", "attention", "contributions", "field_linear"]
+        assert [t.name for t in meta.outputs] == list(OUTPUT_NAMES)
     response = client.get("/v2/models/nope")
     assert response.status_code == 404 and "nope" in response.json()["error"]
 
@@ -65,7 +65,8 @@ def test_infer_round_trips_the_bundles_outputs(client: TestClient, encoded: Any)
     outputs = {o.name: o for o in body.outputs}
     assert outputs["score"].shape == [3] and outputs["attention"].shape == [3, 15]
     assert outputs["field_linear"].shape == [3, 6]
-    for name in ("score", "attention", "contributions", "field_linear"):
+    assert outputs["prediction"].shape == [3]
+    for name in OUTPUT_NAMES:
         served = np.asarray(outputs[name].data).reshape(outputs[name].shape)
         np.testing.assert_allclose(served, getattr(expected, name), rtol=0, atol=1e-6)
 

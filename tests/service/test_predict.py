@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,6 +72,7 @@ def test_explanation_decomposes_the_score_exactly(client: TestClient, count: int
         for (a, b), values in zip(pairs["fields"], pairs["values"], strict=True):
             assert values == [instance[a], instance[b]]
         linear = sum(explanation["linear"]["weights"])
+        assert explanation["logit_shift"] == 0.0 and explanation["calibration"] in ("none", None)
         total = explanation["bias"] + linear + explanation["interaction"]
         assert total == pytest.approx(prediction["score"], abs=1e-5)
 
@@ -111,17 +113,20 @@ def test_binary_model_gives_probabilities_over_every_field_kind(mixed_client: Te
     instance = {"user": "u3", "tags": ["a", "c", "zz"], "price": 72.5, "age": 44}
     body = mixed_client.post("/predict", json={"instances": [instance], "explain": True}).json()
     prediction = PredictResponse.model_validate(body).predictions[0]
-    assert prediction.probability == pytest.approx(1 / (1 + np.exp(-prediction.score)), abs=1e-6)
+    bundle = Bundle.load(mixed_dir)
+    encoded = bundle.features.encode([instance])
+    served = bundle.run(encoded.indices, encoded.weights)
+    # the graph's calibrated probability: the manifest's map of the score
+    assert prediction.probability == pytest.approx(float(served.prediction[0]), abs=1e-6)
+    calibrated = bundle.manifest.calibration.probability(np.array([prediction.score]))[0]
+    assert prediction.probability == pytest.approx(calibrated, abs=1e-6)
     assert prediction.prediction is None
     assert [(o.field, o.value) for o in prediction.oov] == [("tags", "zz")]
     assert prediction.explanation is not None
     linear = prediction.explanation.linear
     shown = dict(zip(linear.fields, linear.values, strict=True))
     assert shown == {"user": "u3", "tags": ["a", "c", "<oov>"], "price": "72.5", "age": "[35,56)"}
-    bundle = Bundle.load(mixed_dir)
-    encoded = bundle.features.encode([instance])
-    expected = bundle.run(encoded.indices, encoded.weights).score[0]
-    assert prediction.score == pytest.approx(float(expected), abs=1e-6)
+    assert prediction.score == pytest.approx(float(served.score[0]), abs=1e-6)
 
 
 def test_explain_one_instance_from_query_parameters(mixed_client: TestClient) -> None:
@@ -156,3 +161,17 @@ def test_an_instance_with_no_field_is_flagged(client: TestClient, mixed_client: 
     PredictResponse.model_validate(client.post("/predict", json={"instances": [{}]}).json())
     assert "warning" in mixed_client.post("/predict", json={"instances": [{"tags": []}]}).json()[
         "predictions"][0]
+
+
+def test_instances_with_no_field_are_flagged_alike_in_small_and_large_batches(
+    client: TestClient,
+) -> None:
+    instances: list[dict[str, Any]] = [INSTANCE, {}, {"f0": None, "f1": None}, {"f0": "unseen"},
+                                       {}, INSTANCE]
+
+    def flags(chunk: list[dict[str, Any]]) -> list[bool]:
+        answer = client.post("/predict", json={"instances": chunk}).json()
+        return ["warning" in p for p in answer["predictions"]]
+
+    assert flags(instances) == flags(instances[:3]) + flags(instances[3:]) == [
+        False, True, True, False, True, False]

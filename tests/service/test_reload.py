@@ -127,8 +127,12 @@ def test_requests_finish_on_the_model_they_started_with(
 
     async def scenario() -> tuple[str, str]:
         async with app.router.lifespan_context(app):
+            # the first request of a loop turn runs at once; the second waits for its batch
+            first = asyncio.create_task(runtime.predict([INSTANCE], explain=False))
             started = asyncio.create_task(runtime.predict([INSTANCE], explain=False))
+            await first
             await asyncio.sleep(0.05)  # encoded on v1, now waiting for its batch
+            assert not started.done()
             await runtime.reload("v2")
             later = await runtime.predict([INSTANCE] * 300, explain=False)  # > batch: direct
             return (await started).model.version, later.model.version

@@ -176,6 +176,6 @@ def test_the_shape_check_fails_on_a_missing_or_an_extra_key(bundle_dir: Path) ->
     del result["explanation"]["linear"]["weights"]
     with pytest.raises(AssertionError, match="LinearTerms"):
         check_shape(result, Prediction, seen)
-    result["explanation"]["calibration"] = 0.0
+    result["explanation"]["temperature"] = 1.0
     with pytest.raises(AssertionError, match="Explanation"):
         check_shape(result, Prediction, seen)

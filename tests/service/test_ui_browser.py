@@ -185,6 +185,9 @@ def check_matches_predict(driver: WebDriver, expected: dict[str, Any]) -> None:
     assert value("bias") + value("linear-total") + value("interaction") == pytest.approx(
         value("score"), abs=1e-4)
     assert "gap" not in parts
+    assert "logit-shift" not in parts  # a model trained on every row
+    if "probability" in expected:
+        assert value("probability") == expected["probability"]
 
 
 def test_the_page_explains_an_instance_as_predict_does(bundle_dir: Path, browser: WebDriver,

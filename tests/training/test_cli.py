@@ -1,6 +1,8 @@
 """afm-train and afm-eval end to end on small libFM files."""
 
 import json
+import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,6 +14,7 @@ import pytest
 from model.manifest import Manifest
 from tests.helpers import REPO
 from training.cli import data_format, eval_main, train_main
+from training.numerics import denormals_flushed
 
 
 def _libfm_files(directory: Path, rows: int = 3000) -> tuple[Path, Path]:
@@ -28,7 +31,9 @@ def _libfm_files(directory: Path, rows: int = 3000) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("task", ["regression", "binary"])
-def test_train_then_eval_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str], task: str) -> None:
+def test_train_then_eval_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               caplog: pytest.LogCaptureFixture, task: str) -> None:
+    caplog.set_level(logging.INFO)
     train, valid = _libfm_files(tmp_path)
     config = tmp_path / "run.toml"
     config.write_text(f"""
@@ -52,7 +57,10 @@ epochs = 3
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     manifest = Manifest.read(out)
     assert manifest.training["model"]["pair_dropout"] == 0.1
+    assert manifest.training["flush_denormal"] is True
+    assert not denormals_flushed()  # the process's switch as it was: others here need denormals
     assert trained["metrics"] == manifest.metrics
+    assert re.search(r"parameters, (1 thread|[2-9]\d* threads)$", caplog.text, re.MULTILINE)
 
     scores = tmp_path / "scores.txt"
     assert eval_main(["--model", str(out), "--data", str(valid), "--scores", str(scores)]) == 0
@@ -60,6 +68,14 @@ epochs = 3
     assert evaluated["rows"] == 600 and len(np.loadtxt(scores)) == 600
     for metric, value in manifest.metrics.items():
         assert evaluated[metric] == pytest.approx(value, abs=1e-5)
+    if task == "binary":  # NE and calibration of the served probabilities, by hand
+        assert list(evaluated) == ["rows", "oov", "auc", "logloss", "ne", "calibration"]
+        assert manifest.calibration.kind == "isotonic"  # "auto", with every validation row
+        labels = np.array([line.split()[0] == "1" for line in valid.read_text().splitlines()])
+        p, rate = manifest.calibration.probability(np.loadtxt(scores)), labels.mean()
+        assert evaluated["calibration"] == pytest.approx(p.mean() / rate, rel=1e-5)
+        entropy = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+        assert evaluated["ne"] == pytest.approx(evaluated["logloss"] / entropy, rel=1e-6)
 
 
 def test_eval_reads_json_lines(
@@ -96,6 +112,16 @@ SYNTHETIC = str(REPO / "configs" / "synthetic-afm.toml")
      "unknown key 'train.epohcs' (did you mean 'train.epochs'?)"),
     (["--config", SYNTHETIC, "--set", "train.epochs=0"], "train.epochs must be at least 1, got 0"),
     (["--config", SYNTHETIC, "--set", "data.format=csv"], "data.format must be 'libfm'"),
+    (["--config", SYNTHETIC, "--set", "data.task=binary", "--set", "data.negative_keep_rate=0"],
+     "data.negative_keep_rate must be greater than 0.0, got 0"),
+    (["--config", SYNTHETIC, "--set", "data.task=binary", "--set", "data.negative_keep_rate=1.5"],
+     "data.negative_keep_rate must be at most 1.0, got 1.5"),
+    (["--config", SYNTHETIC, "--set", "data.negative_keep_rate=0.5"],
+     "negative_keep_rate applies to binary tasks only, not regression"),
+    (["--config", SYNTHETIC, "--set", "train.calibration=platt"],
+     "train.calibration applies to binary tasks only"),
+    (["--config", SYNTHETIC, "--set", "data.task=binary", "--set", "train.calibration=isotonic",
+      "--set", "data.validation_negative_keep_rate=0.5"], "keep all of them"),
 ])
 def test_train_refuses_a_bad_config_in_one_line(
     argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.afm import AFM, ModelConfig
 from model.manifest import Manifest
 from tests.helpers import REPO, train_bundle
 from training import checkpoint
-from training.checkpoint import CheckpointError
+from training.checkpoint import CheckpointError, TrainingState
+from training.loop import EarlyStopping, EpochProgress
 
 ARGS = ["train.epochs=12", "train.checkpoint_every_steps=25", "data.synthetic.rows=20000"]
 
@@ -87,3 +89,54 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="sections .*model.*differ.*--fresh"):
         train_bundle("synthetic-afm.toml", tmp_path / "run",
                      [*_overrides(tmp_path / "cache"), "model.embed_dim=8"])
+
+
+def _state(config: dict[str, object]) -> TrainingState:
+    """A state after a few steps of a small AFM, with Adam's moments and a history."""
+    torch.manual_seed(0)
+    model = AFM(ModelConfig(kind="afm", num_features=20, num_fields=3, embed_dim=4))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    indices = torch.randint(1, 20, (8, 3, 1))
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(indices, torch.ones(8, 3, 1)).square().mean().backward()
+        optimizer.step()
+    stopping = EarlyStopping("regression", patience=3, smoothing=0.5)
+    stopping.update(1, 0.7)
+    return TrainingState(
+        model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=2,
+        progress=EpochProgress(step=3, loss_sum=1.5, seen=24), stopping=stopping,
+        best_model={k: v.clone() for k, v in model.state_dict().items()}, best_metrics={"rmse": 0.7},
+        history=[{"epoch": 1, "train_loss": 0.9, "validation_rmse": 0.7}], rng=torch.get_rng_state(),
+        config=config, world_size=1,
+    )
+
+
+def test_a_training_state_restores_what_it_saved(tmp_path: Path) -> None:
+    state = _state({"model": {"kind": "afm"}})
+    state.save(tmp_path, steps_per_epoch=10)
+    assert [p.name for p in tmp_path.glob("step-*.pt")] == ["step-0000000013.pt"]  # (2 - 1) * 10 + 3
+    restored = TrainingState.latest(tmp_path, {"model": {"kind": "afm"}})
+    assert restored is not None
+    for name in ("epoch", "progress", "stopping", "best_metrics", "history", "config", "world_size"):
+        assert getattr(restored, name) == getattr(state, name), name
+    for name in ("model", "best_model"):
+        assert getattr(restored, name).keys() == getattr(state, name).keys()
+        for key, value in getattr(state, name).items():
+            assert torch.equal(getattr(restored, name)[key], value), (name, key)
+    assert torch.equal(restored.rng, state.rng)
+    adam, saved_adam = restored.optimizer["state"], state.optimizer["state"]
+    assert adam.keys() == saved_adam.keys()
+    assert all(torch.equal(adam[k]["exp_avg_sq"], saved_adam[k]["exp_avg_sq"]) for k in adam)
+    assert restored.optimizer["param_groups"] == state.optimizer["param_groups"]
+
+
+def test_a_training_state_of_another_config_or_layout_is_refused(tmp_path: Path) -> None:
+    _state({"model": {"kind": "afm"}, "seed": 1}).save(tmp_path, steps_per_epoch=10)
+    with pytest.raises(CheckpointError, match="sections seed differ.*--fresh"):
+        TrainingState.latest(tmp_path, {"model": {"kind": "afm"}, "seed": 2})
+    old = {"model": {}, "optimizer": {}, "epoch": 3, "step": 0, "config": {}, "progress": {}}
+    checkpoint.save(tmp_path, old, step=100)  # the untyped dict earlier versions wrote
+    with pytest.raises(CheckpointError, match="another version of afm-train.*--fresh"):
+        TrainingState.latest(tmp_path, {})
+    assert TrainingState.latest(tmp_path / "none", {}) is None

@@ -23,6 +23,7 @@ from training.config import CriteoOptions, DataConfig
 from training.criteo.reader import CATEGORICALS, INTEGERS, Reader, sniff
 from training.criteo.vocab import feature_space, grow
 from training.data import Dataset, Prepared, one_path
+from training.downsample import KeepRates
 from training.stream import Source, passes
 from training.stream.counts import Counts
 
@@ -31,17 +32,21 @@ KINDS = {**dict.fromkeys(INTEGERS, FieldKind.NUMERIC), **dict.fromkeys(CATEGORIC
 """What pass 1 counts: moments of the integers, values of the categorical columns."""
 
 
-def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = None) -> Prepared:
+def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = None,
+            seed: int = 0) -> Prepared:
+    """`seed` chooses the negative rows kept when `data` downsamples them."""
     if not data.train or not data.validation:
         raise ValueError("format = 'criteo' needs data.train and data.validation files")
     train = Reader(Path(one_path(data.train, "data.train")), data.criteo)
     validation = Reader(Path(one_path(data.validation, "data.validation")), data.criteo)
-    return prepare_sources(train, validation, data, cache_root, previous, data.criteo.rows_per_shard)
+    return prepare_sources(train, validation, data, cache_root, previous, data.criteo.rows_per_shard,
+                           seed)
 
 
 def prepare_sources(train: Source, validation: Source, data: DataConfig, cache_root: Path,
-                    previous: FeatureSpace | None, rows_per_shard: int) -> Prepared:
-    """Criteo-shaped rows from any two sources, encoded as `[data.criteo]` says."""
+                    previous: FeatureSpace | None, rows_per_shard: int, seed: int = 0) -> Prepared:
+    """Criteo-shaped rows from any two sources, encoded as `[data.criteo]` says (`seed`
+    chooses the negative rows kept when `data` downsamples them)."""
     options = data.criteo
     counts = passes.counts(train, KINDS, cache_root)
     mapping = None
@@ -50,7 +55,8 @@ def prepare_sources(train: Source, validation: Source, data: DataConfig, cache_r
     else:
         grown = grow(previous, counts, options, data.min_count, options.keep_dropped)
         space, mapping = grown.space, grown.mapping
-    return passes.prepared(space, train, validation, data.task, cache_root, rows_per_shard, mapping)
+    return passes.prepared(space, train, validation, data.task, cache_root, rows_per_shard, mapping,
+                           keep=KeepRates.of(data, seed))
 
 
 def training_counts(path: Path, options: CriteoOptions, cache_root: Path) -> Counts:

@@ -48,6 +48,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from training.downsample import splitmix64
+
 log = logging.getLogger(__name__)
 
 # Distinct values per column of the full Kaggle log (shared/data/README.md).
@@ -118,19 +120,11 @@ class World:
         return weights
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    """A 64-bit mix of uint64 keys (splitmix64's finaliser): independent-looking outputs."""
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 def _effect(world: int, column: int, salt: int, ranks: np.ndarray) -> np.ndarray:
     """A uniform effect with mean 0 and variance 1 per (world, column, salt, rank): one hash,
     about 3x cheaper than a normal by Box-Muller."""
     key = ranks.astype(np.uint64) * np.uint64(1 << 12) + np.uint64((column << 6) + salt)
-    bits = _splitmix(key ^ _splitmix(np.array([world], dtype=np.uint64)))
+    bits = splitmix64(key ^ splitmix64(np.array([world], dtype=np.uint64)))
     return ((bits >> np.uint64(11)).astype(np.float64) * (2.0 / float(1 << 53)) - 1.0) * np.sqrt(3.0)
 
 
@@ -362,13 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", type=int, default=0, help="seed of the click model")
     parser.add_argument("--planted", type=int, default=4, choices=range(1, len(PLANTED) + 1),
                         metavar="N", help="interacting column pairs (1-16)")
+    parser.add_argument("--ctr", type=float, default=World.ctr,
+                        help="target share of clicks (display ads: 0.01-0.04)")
     parser.add_argument("--drift", type=int, default=0, metavar="SEED",
                         help="a drifted click model (e.g. the next day's): half the planted pairs, "
                         "chosen by SEED, gone, the others twice as strong; the same rows (0: none)")
     parser.add_argument("--chunk-rows", type=int, default=1 << 17)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    world = World(scale=args.scale, world=args.world, planted=args.planted, drift=args.drift)
+    world = World(scale=args.scale, world=args.world, planted=args.planted, ctr=args.ctr,
+                  drift=args.drift)
     if args.days < 1:
         parser.error(f"--days must be at least 1, got {args.days}")
     if args.parquet:

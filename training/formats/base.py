@@ -5,20 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from model.features import FeatureSpace
 from training.config import DataConfig
 from training.data import Dataset, Prepared, Splits
+from training.downsample import KeepRates, cache_key
 from training.errors import UsageError
 
 if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
     from model.bundle import Bundle
 
-Prepare = Callable[[DataConfig, Path, FeatureSpace | None], Prepared]
-"""(data settings, cache root, the previous model's feature space or None) -> both splits as
-shard sets in the cache. A format that can grow a previous space (day-by-day retraining)
-returns the index mapping; otherwise training maps values by name."""
+
+
+class Prepare(Protocol):
+    """(data settings, cache root, the previous model's feature space or None, the run's seed)
+    -> both splits as shard sets in the cache, their negatives kept at the data's rates (the
+    seed chooses which). A format that can grow a previous space (day-by-day retraining)
+    returns the index mapping; otherwise training maps values by name."""
+
+    def __call__(self, data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
+                 seed: int = 0) -> Prepared: ...
+
+
 Read = Callable[[list[str], "Bundle"], Dataset | Iterator[Dataset]]
 """(afm-eval's --data paths, the bundle) -> labelled rows encoded with the bundle's feature
 space: in memory, or a stream of blocks where the format allows."""
@@ -48,17 +57,22 @@ def one(paths: list[str], fmt: str) -> str:
     return paths[0]
 
 
-def in_memory(data: DataConfig, cache_root: Path, space: FeatureSpace, splits: Splits) -> Prepared:
+def in_memory(data: DataConfig, cache_root: Path, space: FeatureSpace, splits: Splits,
+              seed: int = 0) -> Prepared:
     """Splits read and encoded in memory (libFM, tabular, synthetic), written as shard sets
-    once per data settings and files."""
+    once per data settings, files and, when negatives are downsampled, rates and seed."""
     from training.shards import Shards, cached, write_dataset  # torch: training only
 
+    keep = KeepRates.of(data, seed)
     hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
-    key = {"data": data.model_dump(), "fingerprints": hashes}
+    key = {"data": data.model_dump(exclude={"negative_keep_rate", "validation_negative_keep_rate"}),
+           "fingerprints": hashes, **cache_key(keep.train, seed),
+           **cache_key(keep.validation, seed, "validation_")}
 
     def build(directory: Path) -> None:
-        write_dataset(directory / "train", splits.train)
-        write_dataset(directory / "validation", splits.validation)
+        write_dataset(directory / "train", splits.train, keep_negatives=keep.train, seed=seed)
+        write_dataset(directory / "validation", splits.validation,
+                      keep_negatives=keep.validation, seed=seed)
 
     directory = cached(cache_root, key, build)
     train, validation = Shards.open(directory / "train"), Shards.open(directory / "validation")

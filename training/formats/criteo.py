@@ -15,10 +15,11 @@ if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
     from model.bundle import Bundle
 
 
-def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:
+def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
+            seed: int = 0) -> Prepared:
     from training import criteo  # pyarrow: imported when used
 
-    return criteo.prepare(data, cache_root, previous)
+    return criteo.prepare(data, cache_root, previous, seed)
 
 
 def read(paths: list[str], bundle: Bundle) -> Iterator[Dataset]:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
     from model.bundle import Bundle
 
 
-def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:
+def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
+            seed: int = 0) -> Prepared:
     train_path = one_path(data.train, "data.train")
     valid_path = one_path(data.validation, "data.validation")
     train_rows, valid_rows = libfm.read_libfm(train_path), libfm.read_libfm(valid_path)
@@ -25,7 +26,7 @@ def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -
     validation = libfm.encode(space, valid_rows, binary_labels(valid_rows.labels, data.task))
     prints = {"train": fingerprint(train_path, len(train)),
               "validation": fingerprint(valid_path, len(validation))}
-    return in_memory(data, cache_root, space, Splits(train, validation, prints))
+    return in_memory(data, cache_root, space, Splits(train, validation, prints), seed)
 
 
 def read(paths: list[str], bundle: Bundle) -> Dataset:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from model.features import FeatureSpace, FieldKind
 from training.config import DataConfig, ParquetOptions
 from training.data import Dataset, Prepared
+from training.downsample import KeepRates
 from training.fields import FieldDecl
 from training.formats.base import Format
 from training.parquet.files import looks_like_parquet
@@ -28,7 +29,8 @@ CRITEO_FIELDS = [*(FieldDecl(name=f"I{i}", kind=FieldKind.NUMERIC) for i in rang
 """A Criteo-shaped table: integers (or floats) I1..I13, strings C1..C26."""
 
 
-def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:
+def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
+            seed: int = 0) -> Prepared:
     from training import criteo
     from training.parquet.source import Column, ParquetSource
     from training.stream import fit, passes
@@ -41,12 +43,13 @@ def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -
                          for paths in (data.train, data.validation))
     if not options.fields:
         return criteo.prepare_sources(train, validation, data, cache_root, previous,
-                                      options.rows_per_shard)
+                                      options.rows_per_shard, seed)
     counted = {d.name: d.kind for d in options.fields if d.kind != FieldKind.BUCKETIZED}
     counts = passes.counts(train, counted, cache_root)
     space = fit.feature_space(options.fields, counts, data.min_count, options.missing,
                               options.hash_buckets)
-    return passes.prepared(space, train, validation, data.task, cache_root, options.rows_per_shard)
+    return passes.prepared(space, train, validation, data.task, cache_root, options.rows_per_shard,
+                           keep=KeepRates.of(data, seed))
 
 
 def read(paths: list[str], bundle: Bundle) -> Iterator[Dataset]:

@@ -11,10 +11,11 @@ from training.data import Prepared, Splits
 from training.formats.base import Format, in_memory
 
 
-def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:
+def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
+            seed: int = 0) -> Prepared:
     spec = synthetic.SyntheticSpec.model_validate(data.synthetic)
     space, train, validation = synthetic.datasets(spec)
-    return in_memory(data, cache_root, space, Splits(train, validation, {}))
+    return in_memory(data, cache_root, space, Splits(train, validation, {}), seed)
 
 
 FORMAT = Format("synthetic", "generated data", prepare)

@@ -15,11 +15,12 @@ if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
     from model.bundle import Bundle
 
 
-def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None) -> Prepared:
+def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
+            seed: int = 0) -> Prepared:
     from training import tabular  # pandas: imported when used
 
     space, splits = tabular.load(data)
-    return in_memory(data, cache_root, space, splits)
+    return in_memory(data, cache_root, space, splits, seed)
 
 
 def read(paths: list[str], bundle: Bundle) -> Dataset:

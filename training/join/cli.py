@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from training.cli import DEBUG_HELP, UsageError, _user_errors
+from training.console import DEBUG_HELP, UsageError, user_errors
 from training.join import engine
 from training.join.events import EventColumns, event_files, normalise
 from training.join.report import Report
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with _user_errors("afm-join", args.debug):
+    with user_errors("afm-join", args.debug):
         window = _window(args.window)
         choice = ModelChoice.parse(args.model) if args.model else None
         columns = EventColumns(args.id_column, args.time_column, args.label_column)

@@ -21,7 +21,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from model.impressions import TIME_TYPE, visible
-from training.cli import UsageError
+from training.errors import UsageError
 
 EVENTS = pa.schema([pa.field("impression_id", pa.string(), nullable=False),
                     pa.field("time", TIME_TYPE, nullable=False),

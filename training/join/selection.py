@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import impressions as im
-from training.cli import UsageError
+from training.errors import UsageError
 
 REQUIRED = (im.IMPRESSION_ID, im.TIME, im.MODEL_NAME, im.MODEL_VERSION, im.FEATURES)
 Model = tuple[str, str]  # (name, version)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from model.features import FeatureSpace, FieldKind
 from model.manifest import DataFingerprint, Task
 from training.data import Dataset, Prepared
+from training.downsample import EVERY_ROW, KeepRates, cache_key
 from training.stream import Source
 from training.stream.counts import Counts, count
 from training.stream.encode import Encoder, datasets
@@ -45,18 +46,21 @@ def counts(source: Source, kinds: Mapping[str, FieldKind], cache_root: Path) -> 
 
 
 def shards(source: Source, space: FeatureSpace, task: Task, cache_root: Path,
-           rows_per_shard: int) -> Shards:
-    """Pass 2 over a source, cached: its rows encoded with `space` as shards; the source's
-    fingerprint goes into the shard set's metadata."""
+           rows_per_shard: int, *, keep_negatives: float = 1.0, seed: int = 0) -> Shards:
+    """Pass 2 over a source, cached: its rows encoded with `space` as shards, negatives kept
+    at `keep_negatives` (chosen by `seed`); the source's fingerprint goes into the shard set's
+    metadata."""
     from training.shards import Shards, ShardWriter, cached
 
     key = {"kind": "shards", "version": VERSION, "source": source.key(), "task": task,
-           "space": space_digest(space), "rows_per_shard": rows_per_shard}
+           "space": space_digest(space), "rows_per_shard": rows_per_shard,
+           **cache_key(keep_negatives, seed)}
 
     def build(directory: Path) -> None:
         encoder = Encoder(space, task)
         writer = ShardWriter(directory, space.num_fields, space.max_entries,
-                             rows_per_shard=rows_per_shard, implicit_weights=encoder.implicit)
+                             rows_per_shard=rows_per_shard, implicit_weights=encoder.implicit,
+                             keep_negatives=keep_negatives, seed=seed)
         oov = 0
         for batch in progress(source.batches(), f"encoding {source.name}"):
             block = encoder.encode(batch)
@@ -68,9 +72,12 @@ def shards(source: Source, space: FeatureSpace, task: Task, cache_root: Path,
 
 
 def prepared(space: FeatureSpace, train: Source, validation: Source, task: Task, cache_root: Path,
-             rows_per_shard: int, mapping: np.ndarray | None = None) -> Prepared:
-    """Both splits encoded with `space` (pass 2, cached), with their sources' fingerprints."""
-    sets = [shards(source, space, task, cache_root, rows_per_shard) for source in (train, validation)]
+             rows_per_shard: int, mapping: np.ndarray | None = None, *,
+             keep: KeepRates = EVERY_ROW) -> Prepared:
+    """Both splits encoded with `space` (pass 2, cached), negatives kept at `keep`'s rates,
+    with their sources' fingerprints."""
+    sets = [shards(source, space, task, cache_root, rows_per_shard, keep_negatives=rate, seed=keep.seed)
+            for source, rate in ((train, keep.train), (validation, keep.validation))]
     prints = {name: DataFingerprint(**s.meta["fingerprint"])
               for name, s in zip(("train", "validation"), sets, strict=True)}
     return Prepared(space, sets[0], sets[1], prints, mapping)

@@ -344,7 +344,7 @@
     const first = el("td", part === "linear" ? "indent" : null, name);
     const second = el("td");
     if (value !== null) second.append(value);
-    const third = el("td", "num", part === "score" ? fixed(contribution) : signed(contribution));
+    const third = el("td", "num", part === "score" || part === "probability" ? fixed(contribution) : signed(contribution));
     third.dataset.value = String(contribution);
     tr.append(first, second, third);
     return tr;
@@ -353,6 +353,9 @@
   function renderSum(prediction, oov) {
     const e = prediction.explanation;
     const rows = [sumRow("bias", "bias", null, e.bias)];
+    if (e.logit_shift !== 0) {
+      rows.push(sumRow("logit-shift", "downsampling correction (ln of the negatives' keep rate)", null, e.logit_shift));
+    }
     const linear = e.linear;
     let linearTotal = 0;
     linear.fields.forEach((field, i) => {
@@ -363,7 +366,11 @@
     const count = e.pairs.contributions.length + e.pairs_omitted;
     rows.push(sumRow("interaction", `pair interactions (${count} pairs)`, null, e.interaction, "subtotal"));
     rows.push(sumRow("score", "score", null, prediction.score, "total"));
-    const gap = prediction.score - (e.bias + linearTotal + e.interaction);
+    if (e.calibration !== null) {
+      const map = e.calibration === "none" ? "sigmoid" : `${e.calibration} calibration`;
+      rows.push(sumRow("probability", `probability (${map} of the score)`, null, prediction.probability, "total"));
+    }
+    const gap = prediction.score - (e.bias + e.logit_shift + linearTotal + e.interaction);
     if (Math.abs(gap) > 1e-4) rows.push(sumRow("gap", "unexplained (rounding in float32)", null, gap));
     $("sum-body").replaceChildren(...rows);
   }
