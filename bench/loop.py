@@ -22,6 +22,7 @@ stopped; everything is written under --work (a temporary directory by default).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ CONFIG = REPO / "configs" / "criteo-afm.toml"
 TOKEN = "daily-loop-admin-token-0123"
 WINDOW = "1h"
 DRIFT = 7  # the drifted world's seed (days 2 and 3)
+SETTLE_S = 120.0  # how long the workers may take to all serve a reloaded model
 HELD_OUT = 10  # 1 in HELD_OUT joined rows validates day 2's training
 log = logging.getLogger("bench.loop")
 
@@ -67,6 +69,7 @@ class Options:
     workers: int = 2
     reload_rows: int = 20_000  # day 3's rows sent while the reload happens
     epochs: int = 3
+    lr: float = 0.001  # the config's
     batch_size: int = 1024  # training's (the config's 4,096 takes few steps on a small day)
     seed: int = 0
 
@@ -125,7 +128,7 @@ def generate(work: Path, options: Options) -> dict[str, Path]:
 def train(work: Path, out: str, version: str, options: Options, *sets: str) -> Path:
     run(["afm-train", "--config", str(CONFIG), "--out", str(work / "models" / out),
          "--set", f"version={version}", "--set", f"train.epochs={options.epochs}",
-         "--set", f"train.batch_size={options.batch_size}",
+         "--set", f"train.lr={options.lr}", "--set", f"train.batch_size={options.batch_size}",
          "--set", f"train.micro_batch_size={min(options.batch_size, 1024)}",
          "--set", f"data.cache_dir={work / 'cache'}",
          *(x for kv in sets for x in ("--set", kv))], work)
@@ -145,36 +148,56 @@ def serving(work: Path, options: Options) -> Iterator[ServerProcess]:
         yield server
 
 
-def send(url: str, path: Path, options: Options, limit: int | None = None,
-         during: Any = None) -> Served:
-    """The rows of a generated day as /predict requests from `clients` threads; `during`
-    (a callable) runs once a third of them are answered."""
+def send(url: str, path: Path, options: Options, limit: int | None = None) -> Served:
+    """The rows of a generated day (its first `limit`) as /predict requests from `clients`
+    threads."""
+    parts = list(_limited(traffic.requests(path, options.batch), limit))
     served = Served()
-    requests = list(_limited(traffic.requests(path, options.batch), limit))
-
-    def one(part: traffic.Traffic) -> None:
-        try:
-            with httpx.Client(timeout=60) as client:  # a connection each: workers share them
-                response = client.post(url + "/predict", json={"instances": part.instances})
-            response.raise_for_status()
-        except httpx.HTTPError as e:
-            log.warning("a request failed: %s", e)
-            with served.lock:
-                served.failed += 1
-            return
-        body = response.json()
-        served.add([p["impression_id"] for p in body["predictions"]],
-                   part.probabilities.tolist(), body["model"]["version"])
-
     with ThreadPoolExecutor(options.clients) as pool:
-        third = len(requests) // 3
-        list(pool.map(one, requests[:third]))
-        futures = [pool.submit(one, part) for part in requests[third:]]
-        if during is not None:
-            during()
-        for future in futures:
-            future.result()
+        list(pool.map(lambda part: _one(url, part, served), parts))
     return served
+
+
+def send_around(url: str, path: Path, options: Options, limit: int,
+                action: Callable[[], str]) -> Served:
+    """Requests before `action`, all the while it runs (in a thread) and after it: the
+    first third of the rows, then rows again from the start until the action is done and
+    every request of a wave is answered by the version it returns (all the workers have
+    followed), then the last third."""
+    parts = list(_limited(traffic.requests(path, options.batch), limit))
+    third = max(1, len(parts) // 3)
+    served = Served()
+    with ThreadPoolExecutor(options.clients) as pool, ThreadPoolExecutor(1) as acting:
+        list(pool.map(lambda part: _one(url, part, served), parts[:third]))
+        done = acting.submit(action)
+        again, deadline = itertools.cycle(parts), time.monotonic() + SETTLE_S
+        while True:
+            wave = list(itertools.islice(again, options.clients))
+            answered = set(pool.map(lambda part: _one(url, part, served), wave))
+            if done.done() and answered == {done.result()}:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the workers did not all serve the new model in {SETTLE_S} s")
+        list(pool.map(lambda part: _one(url, part, served), parts[-third:]))
+    return served
+
+
+def _one(url: str, part: traffic.Traffic, served: Served) -> str | None:
+    """One /predict request, recorded in `served`: the version that answered (None: failed)."""
+    try:
+        with httpx.Client(timeout=60) as client:  # a connection each: workers share them
+            response = client.post(url + "/predict", json={"instances": part.instances})
+        response.raise_for_status()
+    except httpx.HTTPError as e:
+        log.warning("a request failed: %s", e)
+        with served.lock:
+            served.failed += 1
+        return None
+    body = response.json()
+    version = str(body["model"]["version"])
+    served.add([p["impression_id"] for p in body["predictions"]], part.probabilities.tolist(),
+               version)
+    return version
 
 
 def _limited(parts: Iterator[traffic.Traffic], rows: int | None) -> Iterator[traffic.Traffic]:
@@ -225,11 +248,13 @@ def evaluate(work: Path, model: Path, data: Path) -> dict[str, float]:
     return {k: v for k, v in result.items() if k not in ("rows", "oov")}
 
 
-def reload(url: str, model: str) -> None:
+def reload(url: str, model: str) -> str:
+    """POST /admin/reload; the version now served."""
     response = httpx.post(url + "/admin/reload", json={"model_dir": model}, timeout=120,
                           headers={"Authorization": f"Bearer {TOKEN}"})
     response.raise_for_status()
     log.info("reloaded: %s", response.json()["model"])
+    return str(response.json()["model"]["version"])
 
 
 def versions_logged(directory: Path, served: Served) -> dict[str, int]:
@@ -268,8 +293,8 @@ def loop(work: Path, options: Options) -> dict[str, Any]:
                      f"data.validation={work / 'days' / 'day-2-split' / 'valid'}",
                      f"train.init_from={day1}")
         before = logged(work / "impressions").num_rows
-        under_reload = send(server.url, days["day-3"], options, options.reload_rows,
-                            during=lambda: reload(server.url, "day-2"))
+        under_reload = send_around(server.url, days["day-3"], options, options.reload_rows,
+                                   lambda: reload(server.url, "day-2"))
     figures["reload"] = {"requests_failed": under_reload.failed,
                          "impressions": len(under_reload.ids),
                          **versions_logged(work / "impressions", under_reload),
