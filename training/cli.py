@@ -19,8 +19,8 @@ from training.console import DEBUG_HELP, UsageError, read_config, setup_logging,
 from training.data import Dataset
 from training.metrics import evaluate_predictions
 
-# Rows an onnxruntime run scores: a 39-field AFM's pair tensors for 8,192 rows spill out of
-# the caches, and smaller runs cost less CPU a row (docs/BENCHMARKS.md, afm-eval's batch).
+# Rows an onnxruntime run scores: 512 costs no more CPU a row than 8,192 on a 39-field AFM,
+# whose first 8,192-row run grows the arena for its pair tensors (docs/BENCHMARKS.md).
 EVAL_BATCH = 512
 
 
