@@ -3,12 +3,15 @@ failures, and a server that never imports torch. Every process started is stoppe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -113,15 +116,36 @@ def wait_in_flight(url: str, requests: int, timeout_s: float = 20) -> None:
     raise AssertionError(f"{requests} requests were not in flight within {timeout_s} s")
 
 
+def post_predict_held(url: str, release: threading.Event) -> int:
+    """A /predict request whose body is sent in two parts, the second once `release` is set:
+    the request stays in flight until then."""
+    body = json.dumps({"instances": [INSTANCE]}).encode()
+
+    def parts() -> Iterator[bytes]:
+        yield body[:10]
+        release.wait(30)
+        yield body[10:]
+
+    with httpx.Client(timeout=60) as fresh:
+        return fresh.post(url + "/predict", content=parts(),
+                          headers={"Content-Type": "application/json"}).status_code
+
+
 def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
-    # Requests wait up to a second in the batcher: SIGTERM arrives while they do.
-    env = server_env(AFM_BATCH_MAX_WAIT_US="1000000")
+    # Bodies held half-sent keep the requests in flight when SIGTERM arrives (waiting in the
+    # batcher no longer does: a lone request runs at once).
     log = tmp_path / "serve.log"
-    with serve(["--model-dir", str(bundle_dir)], env, log) as (url, process), \
+    release = threading.Event()
+    with serve(["--model-dir", str(bundle_dir)], server_env(), log) as (url, process), \
             ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(post_predict, url) for _ in range(6)]
-        wait_in_flight(url, 6)  # a fixed sleep raced the clients' connections on a busy machine
-        process.send_signal(signal.SIGTERM)
+        futures = [pool.submit(post_predict_held, url, release) for _ in range(6)]
+        try:
+            wait_in_flight(url, 6)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert process.poll() is None  # shutting down, it waits for the six requests
+        finally:
+            release.set()
         assert [f.result(timeout=30) for f in futures] == [200] * 6
         # uvicorn re-raises the signal once it has drained: the exit reads as SIGTERM.
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
