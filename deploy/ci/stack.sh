@@ -205,6 +205,12 @@ compose logs trainer | grep -q "holds a bundle; nothing to do" \
   || { echo "the trainer retrained an existing bundle" >&2; exit 1; }
 python deploy/ci/smoke.py --service "http://127.0.0.1:$AFM_PUBLISHED_PORT" \
   --prometheus "http://127.0.0.1:$PROMETHEUS_PUBLISHED_PORT" >/dev/null
+# The stop closed the first run's impression log files in their volume: complete and readable.
+compose exec -T afm python -c "
+import pathlib, pyarrow.parquet as pq
+files = sorted(pathlib.Path('/var/log/afm/impressions').rglob('part-*.parquet'))
+assert files, 'no closed impression log file after a graceful stop'
+print(f'impression log: {len(files)} closed file(s), {sum(pq.read_metadata(f).num_rows for f in files)} impressions')"
 
 step "figures"
 for image in "afm-serving/serve:$AFM_IMAGE_TAG" "afm-serving/train:$AFM_IMAGE_TAG" afm-serving/model:ci; do

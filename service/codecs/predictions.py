@@ -35,6 +35,9 @@ def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
             for row, (score, value) in enumerate(pairs)]
     else:  # the common case: no row numbers to look up
         results = [{"score": score, label: value, "oov": NO_OOV} for score, value in pairs]
+    if predictions.impression_ids is not None:
+        for result, impression in zip(results, predictions.impression_ids, strict=True):
+            result["impression_id"] = impression
     for row in predictions.empty:
         results[row]["warning"] = EMPTY_WARNING
     if predictions.explanations is not None:

@@ -132,6 +132,10 @@ class Prediction(_Body):
         default=None, description="Regression tasks: the score clipped to the label range."
     )
     oov: list[OOVValue] = Field(description="Values out of vocabulary (scored as unknown).")
+    impression_id: str | None = Field(
+        default=None, description="Only when the service logs impressions and logged this "
+        "instance: its id in the log, `<X-Request-ID>-<position>`, to report a click against.",
+    )
     warning: str | None = Field(
         default=None, description="Only on an instance with no field present (every field "
         "missing or null): its score reflects no input.",

@@ -75,6 +75,7 @@ class Predictions:
     oov: list[tuple[int, str, str]]  # (instance, field, value) out of vocabulary, in order
     empty: list[int]  # instances that hold no field (every field missing or null)
     explanations: Explanations | None  # when asked for
+    impression_ids: list[str] | None = None  # each instance's id in the impression log, if logged
 
 
 @dataclass(slots=True)
@@ -87,6 +88,7 @@ class EncodedInstances:
 class Inference:
     model: ModelRef
     scores: Scores
+    logged_as: str | None = None  # the request id its instances were logged under, if they were
 
 
 @dataclass(slots=True)

@@ -1,14 +1,16 @@
 """The serving runtime, free of any transport and wire form: predict, explain, encode and
 infer on the model being served (`lifecycle`), through the micro-batcher; typed values in
-and out (`results`). Every scored batch is also handed to drift monitoring (`monitor`) and
-offered to the shadow model (`shadow`).
+and out (`results`). Every scored batch is also handed to drift monitoring (`monitor`),
+offered to the shadow model (`shadow`) and, when the log is on, written to the impression log
+under the request id its transport gave (`origin`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from service.core.errors import InvalidInput, NotFound
 from service.core.lifecycle import Lifecycle
 from service.core.model import LoadedModel, ModelInfo
 from service.core.monitor import Monitor
+from service.core.origin import Origin
 from service.core.results import (
     EncodedInstances,
     Importance,
@@ -29,9 +32,12 @@ from service.core.results import (
     ShadowStatus,
 )
 from service.core.shadow import Shadow
-from service.ops.metrics import DriftReport, Metrics
+from service.ops.metrics import DriftReport, ImpressionMetrics, Metrics
 from service.ops.model_choice import SharedChoice
 from service.ops.settings import Settings
+
+if TYPE_CHECKING:  # pyarrow (some 50 MB a worker) is imported only when the log is on
+    from service.ops.impressions import ImpressionLog
 
 
 class Runtime:
@@ -48,6 +54,7 @@ class Runtime:
         self.shadow = shadow if shadow is not None else Shadow(settings, metrics.shadow)
         self._batcher = Batcher(self._timed_run, settings.batch_max_size,
                                 settings.batch_max_wait_s, settings.thread_min_instances or None)
+        self._impressions = impression_log(settings, metrics.impressions)
 
     @property
     def ready(self) -> bool:
@@ -61,11 +68,16 @@ class Runtime:
     async def start(self) -> None:
         await self._models.start()
         await self.shadow.start()
+        if self._impressions is not None:
+            self._impressions.start()
 
     async def stop(self) -> None:
-        """Stop reporting ready and run whatever the batcher still holds."""
+        """Stop reporting ready, run whatever the batcher still holds, then write what the
+        impression log holds and close its file."""
         self._models.stop()
         self._batcher.close()
+        if self._impressions is not None:
+            await asyncio.to_thread(self._impressions.close)
 
     def info(self, name: str | None = None, version: str | None = None) -> ModelInfo:
         """The model being served (NotReady before there is one); when `name` is given, only
@@ -79,13 +91,16 @@ class Runtime:
         return info
 
     async def predict(
-        self, instances: Sequence[Mapping[str, Any]], explain: bool, top_k: int | None = None
+        self, instances: Sequence[Mapping[str, Any]], explain: bool, top_k: int | None = None,
+        origin: Origin | None = None,
     ) -> Predictions:
         """Score instances (field name to value); with `explain`, each one's explanation."""
         model, encoded = self._encode(instances)
         scores = await self._batcher.run(model.bundle, encoded.indices, encoded.weights)
-        self._scored(model, scores, encoded.indices, encoded.weights, encoded.oov, instances)
-        return model.explainer.predictions(encoded, scores, explain, top_k)
+        logged = self._scored(model, scores, encoded, origin, instances)
+        result = model.explainer.predictions(encoded, scores, explain, top_k)
+        result.impression_ids = logged
+        return result
 
     def encode(self, instances: Sequence[Mapping[str, Any]]) -> EncodedInstances:
         """Field values -> the model's input tensors, with the values out of vocabulary."""
@@ -96,13 +111,15 @@ class Runtime:
         model = self.model
         return Importance(model.ref, model.explainer.importance())
 
-    async def infer(self, indices: np.ndarray, weights: np.ndarray) -> Inference:
+    async def infer(self, indices: np.ndarray, weights: np.ndarray,
+                    origin: Origin | None = None) -> Inference:
         """Raw tensors (B, F, L), as the Open Inference Protocol sends them."""
         model = self.model
         check_tensors(model.bundle, indices, weights, self._max_instances)
         scores = await self._batcher.run(model.bundle, indices, weights)
-        self._scored(model, scores, indices, weights, (), None)
-        return Inference(model.ref, scores)
+        logged = self._scored(model, scores, Encoded(indices, weights), origin, None)
+        return Inference(model.ref, scores, None if logged is None or origin is None
+                         else origin.request_id)
 
     async def reload(self, requested: str | None) -> Reloaded:
         """Load, verify and warm up the bundle `requested` names (None: the one being
@@ -150,22 +167,36 @@ class Runtime:
         check_text(encoded.oov)
         return model, encoded
 
-    def _scored(self, model: LoadedModel, scores: Scores, indices: np.ndarray,
-                weights: np.ndarray, oov: Sequence[tuple[int, str, str]],
-                instances: Sequence[Mapping[str, Any]] | None) -> None:
+    def _scored(self, model: LoadedModel, scores: Scores, encoded: Encoded, origin: Origin | None,
+                instances: Sequence[Mapping[str, Any]] | None) -> list[str] | None:
         """Every scored batch passes here, whichever route or transport sent it, before
         its answer is built: refuse scores that are not finite, then record the batch
-        (metrics, drift monitoring) and offer it to the shadow model; each costs a request
-        an append at most when on, and one check of a setting read at start-up when off (an
-        impression log would hook here too)."""
+        (metrics, drift monitoring, the impression log) and offer it to the shadow model;
+        each costs a request one check of a setting read at start-up when off. `instances`:
+        the field values, None for the tensor routes. Returns the instances' impression ids
+        when the log took them, else None."""
         check_scores(scores)
-        self._metrics.observe_scored(scores.score, oov)
+        self._metrics.observe_scored(scores.score, encoded.oov)
         if self._monitor is not None:
-            self._monitor.observe(model.watched, indices, weights, scores)
-        self.shadow.offer(model, scores, indices, weights, instances)
+            self._monitor.observe(model.watched, encoded.indices, encoded.weights, scores)
+        self.shadow.offer(model, scores, encoded.indices, encoded.weights, instances)
+        if self._impressions is None or origin is None:
+            return None
+        return self._impressions.record(model.bundle, scores,
+                                        encoded if instances is None else instances, encoded,
+                                        origin.request_id, origin.route)
 
     def _timed_run(self, bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:
         start = time.perf_counter()
         scores = bundle.run(indices, weights)
         self._metrics.observe_run(time.perf_counter() - start, len(indices))
         return scores
+
+
+def impression_log(settings: Settings, metrics: ImpressionMetrics) -> ImpressionLog | None:
+    """The impression log AFM_IMPRESSION_LOG_DIR asks for, or None."""
+    if settings.impression_log_dir is None:
+        return None
+    from service.ops.impressions import ImpressionLog
+
+    return ImpressionLog.of(settings, metrics)

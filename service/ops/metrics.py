@@ -97,6 +97,7 @@ class Metrics:
         )
         self.shadow = ShadowMetrics(registry)
         self.drift = DriftCollector()
+        self.impressions = ImpressionMetrics(registry)
         self.process = ProcessMetrics(registry, multiprocess_dir() is not None)
         # A collector computes at scrape time; in multiprocess mode the scrape reads the
         # workers' files into a new registry, which gets the collector then (`exposition`).
@@ -218,6 +219,24 @@ def _gauge(name: str, documentation: str, labels: list[str],
         if not math.isnan(value):
             family.add_metric(label_values, value)
     return family
+
+
+class ImpressionMetrics:
+    """The impression log's counters (service.ops.impressions), by instances."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.logged = Counter(
+            "afm_impressions_logged", "Instances written to the impression log.", registry=registry
+        )
+        self.dropped = Counter(
+            "afm_impressions_dropped",
+            "Instances scored but not logged: queue_full (the writer was behind), error (a "
+            "file could not be written).", ["reason"], registry=registry,
+        )
+        self.files = Counter(
+            "afm_impression_files", "Impression log files closed (complete and readable).",
+            registry=registry,
+        )
 
 
 class ProcessMetrics:

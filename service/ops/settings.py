@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -85,6 +86,17 @@ class Settings(BaseSettings):
     shadow_threshold: float = Field(default=0.05, gt=0, le=1e6)
     """A shadow's prediction (probability, or the clipped prediction) further than this from
     the live one counts as a disagreement."""
+    impression_log_dir: Path | None = None
+    """Log every scored instance here, as Parquet in hour folders (docs/IMPRESSIONS.md); unset: no log."""
+    impression_sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests whose instances are logged, chosen by request id (whole requests)."""
+    impression_roll_seconds: float = Field(default=300.0, ge=0.1, le=86400.0)
+    """Each worker closes its log file (its rows become readable) this long after opening it."""
+    impression_roll_bytes: int = Field(default=128 << 20, ge=1 << 16, le=1 << 36)
+    """... or once the file holds this many bytes, whichever comes first."""
+    impression_queue_instances: int = Field(default=1 << 16, ge=1, le=1 << 24)
+    """Most instances waiting for the log's writer thread; a request that would pass it is not
+    logged (afm_impressions_dropped_total), never slowed or failed."""
 
     @field_validator("model_dir")
     @classmethod
@@ -99,6 +111,25 @@ class Settings(BaseSettings):
         if value is not None and not value.is_dir():
             raise ValueError(f"AFM_MODELS_ROOT={value} is not a directory")
         return None if value is None else value.resolve()
+
+    @field_validator("impression_log_dir", mode="before")
+    @classmethod
+    def _unset_log_dir(cls, value: object) -> object:
+        return None if value == "" else value  # compose's way of leaving a variable unset
+
+    @field_validator("impression_log_dir")
+    @classmethod
+    def _log_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            value.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"AFM_IMPRESSION_LOG_DIR={value} cannot be made a directory: "
+                             f"{e.strerror}") from e
+        if not os.access(value, os.W_OK | os.X_OK):
+            raise ValueError(f"AFM_IMPRESSION_LOG_DIR={value} is not writable")
+        return value.resolve()
 
     @field_validator("admin_token")
     @classmethod
