@@ -44,6 +44,7 @@ from service.ops.shadow_slot import ShadowSlot
 
 DRAIN_INTERVAL_S = 0.2
 CLOSE_TIMEOUT_S = 60.0
+STOP_POLL_S = 0.02
 _SAMPLE_SPACE = 1 << 32  # crc32 values
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9.-]")
 log = logging.getLogger("service.impressions")
@@ -137,6 +138,8 @@ class ImpressionLog:
             self._guarded(self._files.tick)
             if stopping and not self._queue:
                 break
+            if stopping:  # records wait for their shadow scores (bounded): poll, not spin
+                time.sleep(STOP_POLL_S)
         self._guarded(self._files.close)
 
     def _drain(self) -> None:
