@@ -77,14 +77,21 @@ def until_every_worker_served(url: str, metrics_dir: Path, scratch: Path,
     raise AssertionError(f"not every worker of {workers} served: {before} -> {after}")
 
 
-def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,
-                                                              tmp_path: Path) -> None:
+def two_versions(bundle_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A models root holding the bundle as versions 1 (v1) and 2 (v2), a multiprocess
+    metrics directory, and the server environment that serves them with reloads allowed."""
     root, metrics_dir = tmp_path / "models", tmp_path / "metrics"
     metrics_dir.mkdir()
     copy_bundle(bundle_dir, root / "v1")
     copy_bundle(bundle_dir, root / "v2", version="2")
     env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AFM_MODELS_ROOT=str(root),
                      AFM_ADMIN_TOKEN=TOKEN)
+    return root, metrics_dir, env
+
+
+def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,
+                                                              tmp_path: Path) -> None:
+    root, metrics_dir, env = two_versions(bundle_dir, tmp_path)
     args = ["--model-dir", str(root / "v1"), "--workers", "2"]
     with serve(args, env, tmp_path / "serve.log") as (url, _):
         response = httpx.post(url + "/admin/reload", json={"model_dir": "v2"},
@@ -144,12 +151,7 @@ def test_drift_counts_of_every_worker_are_merged(bundle_dir: Path, tmp_path: Pat
 
 
 def test_a_shadow_model_reaches_every_worker(bundle_dir: Path, tmp_path: Path) -> None:
-    root, metrics_dir = tmp_path / "models", tmp_path / "metrics"
-    metrics_dir.mkdir()
-    copy_bundle(bundle_dir, root / "v1")
-    copy_bundle(bundle_dir, root / "v2", version="2")
-    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AFM_MODELS_ROOT=str(root),
-                     AFM_ADMIN_TOKEN=TOKEN)
+    root, metrics_dir, env = two_versions(bundle_dir, tmp_path)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     scored = ("afm_shadow_requests_total", {"outcome": "scored"})
     with serve(["--model-dir", str(root / "v1"), "--workers", "2"], env,
