@@ -10,6 +10,7 @@ Adam) or Adagrad's sparse update for the tables, the configured optimizer for th
 
 # No `from __future__ import annotations`: DDP checks a comm hook's annotations as objects.
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,7 +99,39 @@ def table_optimizer(params: list[torch.Tensor], cfg: TrainSection) -> torch.opti
     moving it with its decaying first moment."""
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=cfg.lr, initial_accumulator_value=1e-8, foreach=False)
-    return torch.optim.SparseAdam(params, lr=cfg.lr)
+    return LazyAdam(params, lr=cfg.lr)
+
+
+class LazyAdam(torch.optim.Optimizer):
+    """torch.optim.SparseAdam's update, through row gathers and copies: SparseAdam's
+    `sparse_mask` and dense-plus-sparse `add_` cost several times more per row on a table of
+    millions of rows than on a small one (docs/DISTRIBUTED.md, "Sparse tables")."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
+                state["step"] += 1
+                grad = param.grad.coalesce()
+                rows, values = grad.indices()[0], grad.values()
+                exp_avg = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)
+                exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2)
+                exp_avg_sq.addcmul_(values, values, value=1 - beta2)
+                state["exp_avg"].index_copy_(0, rows, exp_avg)
+                state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+                step_size = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
+                update = exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"])).mul_(-step_size)
+                param.index_copy_(0, rows, param.index_select(0, rows).add_(update))
 
 
 @dataclass

@@ -103,6 +103,21 @@ def test_lazy_adam_leaves_untouched_rows_and_their_moments_alone() -> None:
     assert tables[0]["step"] == 2  # the bias correction counts every step, touched or not
 
 
+def test_lazy_adam_steps_as_torch_sparse_adam() -> None:
+    torch.manual_seed(1)
+    ours, theirs = torch.nn.Embedding(50, 3, sparse=True), torch.nn.Embedding(50, 3, sparse=True)
+    theirs.load_state_dict(ours.state_dict())
+    optimizers = [sparse.LazyAdam(list(ours.parameters()), lr=0.1),
+                  torch.optim.SparseAdam(list(theirs.parameters()), lr=0.1)]
+    for step in range(5):
+        rows = torch.randint(0, 50 if step % 2 else 10, (20,))  # repeats, and steps that skip rows
+        for table, optimizer in zip((ours, theirs), optimizers, strict=True):
+            optimizer.zero_grad()
+            table(rows).pow(3).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(ours.weight, theirs.weight, rtol=0.0, atol=1e-6)
+
+
 def test_a_schedule_sets_the_rates_of_both_optimizers_and_the_state_round_trips() -> None:
     model = AFM(sparse_probe.CONFIG)
     cfg = TrainSection(optimizer="adam", lr=0.1, attention_lr=0.2, warmup_epochs=1)
