@@ -27,7 +27,7 @@ from training.distributed import Context
 log = logging.getLogger(__name__)
 # `auto` turns sparse tables on when a table has more rows than this many times the lookups of
 # a step (rows x fields x entries): docs/DISTRIBUTED.md, "Sparse tables", gives the measurement.
-AUTO_ROWS_PER_LOOKUP = 4.0
+AUTO_ROWS_PER_LOOKUP = 1.0
 
 
 def tables(model: PairModel) -> list[nn.Embedding]:
