@@ -28,7 +28,7 @@ def create(model_dir: Path | None = None) -> FastAPI:
         instances = orjson.loads(await request.body())["instances"]
         encoded = bundle.features.encode(instances)
         scores = bundle.run(encoded.indices, encoded.weights)
-        values = bundle.prediction(scores.score).tolist()
+        values = scores.prediction.tolist()
         predictions = [{"score": score, label: value}
                        for score, value in zip(scores.score.tolist(), values, strict=True)]
         return Response(orjson.dumps({"predictions": predictions}),

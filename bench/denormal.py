@@ -138,9 +138,10 @@ def score_worker(bundle_dir: str, denormal_as_zero: bool) -> None:
 
     from bench.scenarios import instance
     from model.bundle import Bundle
-    from model.manifest import OUTPUT_NAMES
+    from model.manifest import GRAPH_OUTPUTS
 
     bundle = Bundle.load(bundle_dir)
+    outputs = list(GRAPH_OUTPUTS[bundle.manifest.format_version])
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -156,7 +157,7 @@ def score_worker(bundle_dir: str, denormal_as_zero: bool) -> None:
         seconds = []
         for _ in range(calls):
             tick = time.process_time()
-            session.run(list(OUTPUT_NAMES), feeds)
+            session.run(outputs, feeds)
             seconds.append(time.process_time() - tick)
         print(json.dumps({"seconds": seconds}), flush=True)
 

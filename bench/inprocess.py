@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                  if BARE + name in figures else "")
         print(f"| {name} | {value:.1f}{ratio} |")
     if profile is not None:
-        pstats.Stats(profile).sort_stats("tottime").print_stats(args.profile)
+        pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(args.profile)
     return 0
 
 

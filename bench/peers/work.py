@@ -26,7 +26,7 @@ def predictions(bundle: Bundle, instances: list[dict[str, Any]]) -> list[dict[st
     encoded = bundle.features.encode(instances)
     scores = bundle.run(encoded.indices, encoded.weights)
     label = "probability" if bundle.manifest.task == "binary" else "prediction"
-    values = bundle.prediction(scores.score).tolist()
+    values = scores.prediction.tolist()
     return [{"score": score, label: value}
             for score, value in zip(scores.score.tolist(), values, strict=True)]
 
@@ -34,8 +34,7 @@ def predictions(bundle: Bundle, instances: list[dict[str, Any]]) -> list[dict[st
 def infer(bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Every output of the model (what the service's infer answers when none is named)."""
     scores = bundle.run(indices.astype(np.int64, copy=False), weights.astype(np.float32, copy=False))
-    return dict(zip(OUTPUT_NAMES, (scores.score, scores.attention, scores.contributions,
-                                   scores.field_linear), strict=True))
+    return {name: getattr(scores, name) for name in OUTPUT_NAMES}
 
 
 def arguments(prog: str) -> argparse.Namespace:
