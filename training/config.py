@@ -199,11 +199,14 @@ class TrainSection(_Section):
 
     @model_validator(mode="after")
     def _sparse_tables_need_row_l2(self) -> TrainSection:
-        whole_table = self.l2_scope == "table" and (self.embedding_l2 > 0 or self.linear_l2 > 0)
-        if self.sparse_tables is True and whole_table:
+        if self.sparse_tables is True and self.whole_table_l2():
             raise ValueError("train.sparse_tables = true needs l2_scope = 'batch': an L2 term over "
                              "the whole table touches every row every step")
         return self
+
+    def whole_table_l2(self) -> bool:
+        """Whether an L2 term reaches every row of a table every step."""
+        return self.l2_scope == "table" and (self.embedding_l2 > 0 or self.linear_l2 > 0)
 
 
 class SearchRange(_Section):

@@ -4,8 +4,9 @@ step touches rather than to the tables' size.
 With `train.sparse_tables` on, the embedding and linear tables (`nn.Embedding`s) produce
 sparse gradients (`sparse=True`), DistributedDataParallel exchanges them as (row index, row)
 pairs through gloo's sparse all-reduce (an all-gather of each rank's coalesced rows, then a
-sum), and the optimizer updates only the rows a step touched: `torch.optim.SparseAdam` (a lazy
-Adam) or Adagrad's sparse update for the tables, the configured optimizer for the rest.
+sum), and the optimizer updates only the rows a step touched: a lazy Adam (`LazyAdam`, the
+update of `torch.optim.SparseAdam`) or Adagrad's sparse update for the tables, the configured
+optimizer for the rest.
 """
 
 # No `from __future__ import annotations`: DDP checks a comm hook's annotations as objects.
@@ -40,7 +41,7 @@ def resolve(cfg: TrainSection, model: PairModel, lookups_per_step: int, context:
     table's size against the lookups of a step (and off where it cannot work)."""
     if cfg.sparse_tables is not True and cfg.sparse_tables is not False:
         rows = model.config.num_features
-        chosen = rows > AUTO_ROWS_PER_LOOKUP * lookups_per_step and not _whole_table_l2(cfg)
+        chosen = rows > AUTO_ROWS_PER_LOOKUP * lookups_per_step and not cfg.whole_table_l2()
         chosen = chosen and context.backend in ("", "gloo")
         log.info("sparse_tables auto: %s (%d table rows, %d lookups a step)",
                  "on" if chosen else "off", rows, lookups_per_step)
@@ -49,10 +50,6 @@ def resolve(cfg: TrainSection, model: PairModel, lookups_per_step: int, context:
         raise ValueError(f"train.sparse_tables = true needs the gloo backend, not {context.backend}: "
                          "set it to false or auto")
     return cfg.sparse_tables
-
-
-def _whole_table_l2(cfg: TrainSection) -> bool:
-    return cfg.l2_scope == "table" and (cfg.embedding_l2 > 0 or cfg.linear_l2 > 0)
 
 
 def make_sparse(model: PairModel) -> None:
