@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.calibration import Calibration, NoCalibration
 from model.features import FeatureSpace, FieldSpec
+from model.reference import Reference
 
 FORMAT_VERSION: Literal[2] = 2
 MANIFEST_FILE = "manifest.json"
@@ -81,6 +82,9 @@ class Manifest(_Strict):
     data: dict[str, DataFingerprint] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     importance: list[PairImportance] = Field(default_factory=list)
+    reference: Reference | None = None
+    """The validation rows' distributions, which drift monitoring compares traffic with
+    (model/reference.py); absent from bundles written before it, which serve unmonitored."""
     created_at: datetime
 
     @model_validator(mode="after")
@@ -99,6 +103,8 @@ class Manifest(_Strict):
         if (self.task != "binary" or self.format_version == 1) and (
                 self.negative_keep_rate != 1.0 or self.calibration.kind != "none"):
             raise ValueError("negative_keep_rate and calibration need a binary task and format_version 2")
+        if self.reference is not None:
+            self.reference.check(space)
         return self
 
     def feature_space(self) -> FeatureSpace:
