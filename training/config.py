@@ -192,6 +192,21 @@ class TrainSection(_Section):
     """Write the training state every this many steps (0: off); also after every epoch."""
     checkpoint_every_minutes: float = Field(default=10.0, ge=0.0)
     """... and every this many minutes of training (0: off)."""
+    sparse_tables: Literal["auto"] | bool = "auto"
+    """The embedding and linear tables take sparse gradients: only the rows a step touches are
+    exchanged between ranks and updated (lazy Adam: untouched rows keep their moments as they
+    are). auto: on when a table has many more rows than a step looks up (docs/DISTRIBUTED.md)."""
+
+    @model_validator(mode="after")
+    def _sparse_tables_need_row_l2(self) -> TrainSection:
+        if self.sparse_tables is True and self.whole_table_l2():
+            raise ValueError("train.sparse_tables = true needs l2_scope = 'batch': an L2 term over "
+                             "the whole table touches every row every step")
+        return self
+
+    def whole_table_l2(self) -> bool:
+        """Whether an L2 term reaches every row of a table every step."""
+        return self.l2_scope == "table" and (self.embedding_l2 > 0 or self.linear_l2 > 0)
 
 
 class SearchRange(_Section):

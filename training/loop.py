@@ -84,21 +84,22 @@ def penalty(model: nn.Module, cfg: TrainSection, batch: Batch | None = None) -> 
     if cfg.attention_l2 > 0 and isinstance(model, AFM):
         total = cfg.attention_l2 * model.attention_l2()
     if cfg.embedding_l2 > 0 and isinstance(model, PairModel):
-        total = total + cfg.embedding_l2 * _rows_l2(model.embedding.embedding.weight, cfg, batch)
+        total = total + cfg.embedding_l2 * _rows_l2(model.embedding.embedding, cfg, batch)
     if cfg.linear_l2 > 0 and isinstance(model, PairModel):
-        total = total + cfg.linear_l2 * _rows_l2(model.linear.weight.weight, cfg, batch)
+        total = total + cfg.linear_l2 * _rows_l2(model.linear.weight, cfg, batch)
     return total
 
 
-def _rows_l2(table: torch.Tensor, cfg: TrainSection, batch: Batch | None) -> torch.Tensor:
+def _rows_l2(table: nn.Embedding, cfg: TrainSection, batch: Batch | None) -> torch.Tensor:
     """0.5 * ||row||^2 summed over the rows each instance uses and averaged over the batch
     (l2_scope "batch"), or over the whole table (l2_scope "table")."""
     if cfg.l2_scope == "table" or batch is None:
-        return 0.5 * table.square().sum()
+        return 0.5 * table.weight.square().sum()
     # Unique rows weighted by their count: the same sum as per occurrence, gathering each row
-    # once (index_select: its backward adds rows in a fixed order whatever the thread count).
+    # once (no row twice, so its backward adds in no order that a thread count could change),
+    # through the table's own lookup: a sparse gradient when the table's are.
     rows, counts = torch.unique(batch.indices[batch.weights != 0], return_counts=True)
-    return 0.5 * (counts * table.index_select(0, rows).square().sum(dim=1)).sum() / len(batch.labels)
+    return 0.5 * (counts * table(rows).square().sum(dim=1)).sum() / len(batch.labels)
 
 
 @torch.no_grad()

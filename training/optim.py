@@ -11,15 +11,29 @@ from torch import nn
 from model.afm import AFM, PairModel
 from model.manifest import Task
 from training.config import TrainSection
+from training.sparse import Combined, table_optimizer, tables
 
 
-def make_optimizer(model: PairModel, cfg: TrainSection) -> torch.optim.Optimizer:
-    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+def make_optimizer(model: PairModel, cfg: TrainSection, sparse: bool = False) -> torch.optim.Optimizer:
+    """The run's optimizer; with `sparse` tables, a sparse one for them (training.sparse) and
+    the configured one for the other parameters, stepped together."""
+    if not sparse:
+        return _dense_optimizer(model, list(model.parameters()), cfg)
+    table_params = [table.weight for table in tables(model)]
+    table_ids = {id(p) for p in table_params}
+    dense = [p for p in model.parameters() if id(p) not in table_ids]
+    return Combined({"tables": table_optimizer(table_params, cfg),
+                     "dense": _dense_optimizer(model, dense, cfg)})
+
+
+def _dense_optimizer(model: PairModel, params: list[nn.Parameter],
+                     cfg: TrainSection) -> torch.optim.Optimizer:
+    groups: list[dict[str, Any]] = [{"params": params}]
     if isinstance(model, AFM) and cfg.attention_lr is not None:
         new = [*model.attention.parameters(), model.p]
         new_ids = {id(p) for p in new}
         groups = [
-            {"params": [p for p in model.parameters() if id(p) not in new_ids]},
+            {"params": [p for p in params if id(p) not in new_ids]},
             {"params": new, "lr": cfg.attention_lr},
         ]
     # fused: one pass over each parameter per step instead of one per elementwise op, which

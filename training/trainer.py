@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from model.afm import PairModel
 from model.manifest import Task
+from training import sparse
 from training.checkpoint import TrainingState
 from training.config import TrainSection
 from training.distributed import Context, from_main, total
@@ -89,11 +90,16 @@ class Trainer:
         self.model, self.train, self.validation = model, train, validation
         self.task, self.label_range, self.cfg, self.seed = task, label_range, cfg, seed
         self.context, self.checkpoints, self.on_epoch = context, checkpoints, on_epoch
-        self.trained = _wrapped(model, cfg, context)
-        self.optimizer = make_optimizer(model, cfg)
         self.reading = Reading(batch_size=max(cfg.batch_size // context.world_size, 1), seed=seed,
                                rank=context.rank, world_size=context.world_size,
                                buffer_rows=cfg.shuffle_buffer)
+        lookups = self.reading.batch_size * context.world_size * train.num_fields * train.max_entries
+        self.sparse = sparse.resolve(cfg, model, lookups, context)
+        if self.sparse:
+            sparse.make_sparse(model)
+        self.exchanged = sparse.Exchanged()
+        self.trained = _wrapped(model, cfg, context, self.exchanged)
+        self.optimizer = make_optimizer(model, cfg, self.sparse)
         self.steps = train.steps(self.reading)
         self.monitor = monitored(task, cfg.monitor)
         self.shift = evaluation_shift(train, validation)  # metrics on the served scale
@@ -182,7 +188,8 @@ class Trainer:
     def _record(self, seconds: float, metrics: dict[str, float]) -> None:
         loss_sum, seen = total(self.context, self.progress.loss_sum, self.progress.seen)
         row = {"epoch": self.epoch, "train_loss": loss_sum / max(seen, 1), "train_seconds": seconds,
-               "samples_per_second": seen / seconds, **{f"validation_{k}": v for k, v in metrics.items()}}
+               "samples_per_second": seen / seconds, "exchanged_bytes_per_step": self.exchanged.take(),
+               **{f"validation_{k}": v for k, v in metrics.items()}}
         self.history.append(row)
         improved = self.stopping.update(self.epoch, metrics[self.monitor])
         if improved:
@@ -204,9 +211,13 @@ class Trainer:
         self.checkpoints.last = time.monotonic()
 
 
-def _wrapped(model: PairModel, cfg: TrainSection, context: Context) -> nn.Module:
-    """The module the steps run: DistributedDataParallel under torchrun, compiled if asked."""
-    trained: nn.Module = DistributedDataParallel(model) if context.distributed else model
+def _wrapped(model: PairModel, cfg: TrainSection, context: Context, exchanged: sparse.Exchanged) -> nn.Module:
+    """The module the steps run: DistributedDataParallel under torchrun (its gradient exchange
+    counted into `exchanged`), compiled if asked."""
+    trained: nn.Module = model
+    if context.distributed:
+        trained = DistributedDataParallel(model)
+        sparse.count_exchange(trained, exchanged)
     if cfg.compile:  # the call is compiled, not the module: state_dict keys stay unprefixed
         trained = torch.compile(trained, dynamic=True)  # type: ignore[assignment]
     return trained

@@ -122,6 +122,9 @@ SYNTHETIC = str(REPO / "configs" / "synthetic-afm.toml")
      "train.calibration applies to binary tasks only"),
     (["--config", SYNTHETIC, "--set", "data.task=binary", "--set", "train.calibration=isotonic",
       "--set", "data.validation_negative_keep_rate=0.5"], "keep all of them"),
+    (["--config", SYNTHETIC, "--set", "train.sparse_tables=sometimes"], "train.sparse_tables"),
+    (["--config", SYNTHETIC, "--set", "train.sparse_tables=true", "--set", "train.l2_scope=table",
+      "--set", "train.embedding_l2=0.01"], "sparse_tables = true needs l2_scope = 'batch'"),
 ])
 def test_train_refuses_a_bad_config_in_one_line(
     argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -26,8 +26,9 @@ def two_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def test_same_seed_and_threads_give_identical_metrics(tmp_path: Path, two_threads: None) -> None:
-    runs = [train_bundle("synthetic-afm.toml", tmp_path / f"run{k}", OPTIONS) for k in range(2)]
+@pytest.mark.parametrize("tables", ["train.sparse_tables=false", "train.sparse_tables=true"])
+def test_same_seed_and_threads_give_identical_metrics(tmp_path: Path, two_threads: None, tables: str) -> None:
+    runs = [train_bundle("synthetic-afm.toml", tmp_path / f"run{k}", [*OPTIONS, tables]) for k in range(2)]
     assert runs[0].metrics == runs[1].metrics
     assert runs[0].training["seed"] == 2017 and runs[0].training["threads"] == 2
     histories = [(tmp_path / f"run{k}" / "history.json").read_text() for k in range(2)]

@@ -20,15 +20,15 @@ from training.loop import EarlyStopping, EpochProgress
 ARGS = ["train.epochs=12", "train.checkpoint_every_steps=25", "data.synthetic.rows=20000"]
 
 
-def _overrides(cache: Path) -> list[str]:
-    return [*ARGS, f"data.cache_dir={cache}"]
+def _overrides(cache: Path, *extra: str) -> list[str]:
+    return [*ARGS, f"data.cache_dir={cache}", *extra]
 
 
-def _kill_after_checkpoints(out: Path, cache: Path, count: int) -> None:
+def _kill_after_checkpoints(out: Path, cache: Path, count: int, *extra: str) -> None:
     """Start afm-train and SIGKILL it once `count` checkpoints have been written."""
     command = [sys.executable, "-m", "training.cli", "--config", str(REPO / "configs" / "synthetic-afm.toml"),
                "--out", str(out)]
-    for override in _overrides(cache):
+    for override in _overrides(cache, *extra):
         command += ["--set", override]
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -44,16 +44,20 @@ def _kill_after_checkpoints(out: Path, cache: Path, count: int) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_and_matches_an_unbroken_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tables", ["train.sparse_tables=false", "train.sparse_tables=true"])
+def test_a_killed_run_resumes_and_matches_an_unbroken_one(tmp_path: Path, tables: str) -> None:
     torch.set_num_threads(1)
-    unbroken = train_bundle("synthetic-afm.toml", tmp_path / "unbroken", _overrides(tmp_path / "cache"))
-    _kill_after_checkpoints(tmp_path / "killed", tmp_path / "cache", 2)
+    overrides = _overrides(tmp_path / "cache", tables)
+    unbroken = train_bundle("synthetic-afm.toml", tmp_path / "unbroken", overrides)
+    _kill_after_checkpoints(tmp_path / "killed", tmp_path / "cache", 2, tables)
     saved = sorted((tmp_path / "killed" / "checkpoints").glob("step-*.pt"))
     state = checkpoint.load(saved[-1])
     assert 0 < state["step"] or state["epoch"] > 1
     assert not (tmp_path / "killed" / "manifest.json").exists()
+    if tables.endswith("true"):  # the lazy Adam's moments are saved beside the dense Adam's
+        assert state["optimizer"].keys() == {"tables", "dense"}
 
-    resumed = train_bundle("synthetic-afm.toml", tmp_path / "killed", _overrides(tmp_path / "cache"))
+    resumed = train_bundle("synthetic-afm.toml", tmp_path / "killed", overrides)
     assert resumed.metrics["rmse"] == pytest.approx(unbroken.metrics["rmse"], rel=1e-4)
     assert not (tmp_path / "killed" / "checkpoints").exists()
     assert Manifest.read(tmp_path / "killed").training["best_epoch"] == unbroken.training["best_epoch"]
