@@ -7,6 +7,8 @@ import datetime as dt
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -124,10 +126,46 @@ class _PiecewiseLinear(nn.Module):
         return self.start + ((within - self.low) * self.slope).sum(dim=1)
 
 
+TableDtype = Literal["float32", "float16"]
+
+
+class _HalfTable(nn.Module):
+    """An embedding table stored as float16, its rows cast to float32 after the lookup."""
+
+    weight: torch.Tensor
+
+    def __init__(self, table: nn.Embedding) -> None:
+        super().__init__()
+        self.register_buffer("weight", table.weight.detach().half())
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return nn.functional.embedding(indices, self.weight).float()
+
+
+@contextmanager
+def _table_as(model: PairModel, dtype: TableDtype) -> Iterator[None]:
+    """The model with its embedding table in `dtype` while exporting (restored after)."""
+    if dtype == "float32":
+        yield
+        return
+    table = model.embedding.embedding
+    model.embedding.embedding = _HalfTable(table)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        model.embedding.embedding = table
+
+
 def export_onnx(model: PairModel, space: FeatureSpace, path: Path, serving: Serving,
-                external: bool = True) -> None:
+                external: bool = True, table_dtype: TableDtype = "float32") -> None:
     """The served graph at `path`; `external`: its weights in `model.onnx.data` beside it
     (ONNX external data, one file), else inline (formats 1 and 2: at most 2 GB)."""
+    with _table_as(model, table_dtype):
+        _export(model, space, path, serving, external)
+
+
+def _export(model: PairModel, space: FeatureSpace, path: Path, serving: Serving,
+            external: bool) -> None:
     if not external:
         _torch_export(model, space, path, serving, external_data=False)
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
@@ -215,12 +253,13 @@ def write_bundle(
     data: dict[str, DataFingerprint],
     metrics: dict[str, float],
     format_version: Literal[2, 3] = FORMAT_VERSION,
+    table_dtype: TableDtype = "float32",
 ) -> Manifest:
     """The bundle in `directory`; format_version 2 writes the layout before version 3
     (inline weights, vocabularies in the manifest), for comparisons and older servers."""
     directory.mkdir(parents=True, exist_ok=True)
     onnx_path = directory / ONNX_FILE
-    export_onnx(model, space, onnx_path, serving, external=format_version >= 3)
+    export_onnx(model, space, onnx_path, serving, format_version >= 3, table_dtype)
     files: dict[str, str] = {}
     if format_version >= 3:
         write_vocabularies(directory / VOCABULARY_FILE, [f.vocabulary for f in space.fields])
