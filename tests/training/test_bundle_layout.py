@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+import torch
 
 from model.bundle import Bundle, BundleError
 from model.manifest import ONNX_DATA_FILE, Manifest
 from model.vocabulary import VOCABULARY_FILE, MappedVocabulary
 from tests.helpers.bundles import set_manifest
-from tests.training.test_export import _as_format_2
+from tests.training.test_export import _as_format_2, _tiny_model
+from training.export import Serving, TableDtype, export_onnx
 
 INSTANCES = [{"f0": "v1", "f1": "v2", "f2": "v3"}, {"f0": "nope"}, {}]
 
@@ -93,3 +96,24 @@ def test_large_vocabularies_are_mapped_and_answer_as_lists_do(
     for position, spec in enumerate(listed.fields):
         assert list(mapped.fields[position].known) == list(spec.known)
         assert mapped.index_of(position, spec.known[-1]) == listed.index_of(position, spec.known[-1])
+
+
+def test_a_float16_table_halves_the_table_and_scores_as_float32(tmp_path: Path) -> None:
+    model, space, data = _tiny_model()
+    serving = Serving("binary", (0.0, 1.0))
+    sizes, scores = {}, {}
+    dtypes: tuple[TableDtype, ...] = ("float32", "float16")
+    for dtype in dtypes:
+        (tmp_path / dtype).mkdir()
+        export_onnx(model, space, tmp_path / dtype / "model.onnx", serving, table_dtype=dtype)
+        graph = onnx.load(str(tmp_path / dtype / "model.onnx"), load_external_data=False)
+        sizes[dtype] = (tmp_path / dtype / ONNX_DATA_FILE).stat().st_size
+        session = ort.InferenceSession(str(tmp_path / dtype / "model.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        scores[dtype] = session.run(["score"], {"indices": data.indices, "weights": data.weights})[0]
+        kinds = {t.name: t.data_type for t in graph.graph.initializer}
+        assert (onnx.TensorProto.FLOAT16 in kinds.values()) == (dtype == "float16")
+    table = space.num_features * 4 * 2  # the table's float32 bytes, halved
+    assert sizes["float32"] - sizes["float16"] == table
+    np.testing.assert_allclose(scores["float16"], scores["float32"], atol=1e-2)
+    assert isinstance(model.embedding.embedding, torch.nn.Embedding)  # restored after export
