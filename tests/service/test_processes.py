@@ -3,12 +3,15 @@ failures, and a server that never imports torch. Every process started is stoppe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -114,17 +117,34 @@ def wait_in_flight(url: str, requests: int, timeout_s: float = 20) -> None:
 
 
 def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
-    # Requests wait up to a second in the batcher: SIGTERM arrives while they do.
-    env = server_env(AFM_BATCH_MAX_WAIT_US="1000000")
+    # Each request's body arrives in two parts, the second only after SIGTERM: the requests
+    # are in flight (headers read, body still coming) when the signal arrives, however fast
+    # the model answers.
     log = tmp_path / "serve.log"
-    with serve(["--model-dir", str(bundle_dir)], env, log) as (url, process), \
+    release = threading.Event()
+    with serve(["--model-dir", str(bundle_dir)], server_env(), log) as (url, process), \
             ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(post_predict, url) for _ in range(6)]
-        wait_in_flight(url, 6)  # a fixed sleep raced the clients' connections on a busy machine
+        futures = [pool.submit(post_in_two_parts, url, release) for _ in range(6)]
+        wait_in_flight(url, 6)
         process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the server has begun shutting down before the bodies end
+        release.set()
         assert [f.result(timeout=30) for f in futures] == [200] * 6
         # uvicorn re-raises the signal once it has drained: the exit reads as SIGTERM.
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def post_in_two_parts(url: str, release: threading.Event) -> int:
+    body = json.dumps({"instances": [INSTANCE]}).encode()
+
+    def parts() -> Iterator[bytes]:
+        yield body[:10]
+        release.wait(30)
+        yield body[10:]
+
+    with httpx.Client(timeout=30) as fresh:
+        return fresh.post(url + "/predict", content=parts(),
+                          headers={"content-type": "application/json"}).status_code
 
 
 def test_afm_serve_refuses_a_broken_bundle_with_one_line(bundle_dir: Path,
