@@ -62,6 +62,9 @@ CMD ["afm-train-default"]
 
 FROM base AS serve
 COPY --from=serve-build /opt/venv /opt/venv
+# Where the impression log goes when AFM_IMPRESSION_LOG_DIR names it (compose mounts a volume
+# here; a new volume takes this directory's owner, so the server can write to it).
+RUN install -d -o afm -g afm /var/log/afm/impressions
 ENV PATH=/opt/venv/bin:$PATH \
     AFM_HOST=0.0.0.0 \
     AFM_PORT=8000 \

@@ -130,6 +130,7 @@ class Request:
     method: str
     path: str
     body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # besides Content-Type: application/json
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ def start_wrk(url: str, seconds: float, connections: int = 16, threads: int = 2,
         with tempfile.NamedTemporaryFile("wb", suffix=".wrk-body", delete=False) as f:
             f.write(request.body or b"")
         env["WRK_BODY_FILE"] = body_file = f.name
+        env["WRK_HEADERS"] = "\n".join(f"{name}: {value}" for name, value in request.headers)
     command = [executable, "-t", str(min(threads, connections)), "-c", str(connections),
                "-d", f"{seconds:.0f}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url]
     try:

@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 
 from bench.harness import Request
+from model.bundle import Bundle
 from model.features import FieldKind, FieldSpec
 from model.manifest import Manifest
 
@@ -34,10 +35,15 @@ class Load:
     connections: int
 
 
+def request_rows(fields: list[FieldSpec]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The 1-instance and the BIG-instance requests' instances."""
+    rng = np.random.default_rng(SEED)
+    return [instance(fields, rng)], [instance(fields, rng) for _ in range(BIG)]
+
+
 def scenarios(model_dir: Path) -> dict[str, Scenario]:
     manifest = Manifest.read(model_dir)
-    rng = np.random.default_rng(SEED)
-    one, many = [instance(manifest.fields, rng)], [instance(manifest.fields, rng) for _ in range(BIG)]
+    one, many = request_rows(manifest.fields)
     out = [Scenario("ping", Request("GET", "/ping"), 0),
            Scenario("live", Request("GET", "/v2/health/live"), 0)]
     for rows in (one, many):
@@ -47,6 +53,33 @@ def scenarios(model_dir: Path) -> dict[str, Scenario]:
             out.append(Scenario(name, Request("POST", "/predict", body), len(rows), bool(explain)))
     out.append(Scenario("infer-1", infer_request(manifest, one), 1))
     return {s.name: s for s in out}
+
+
+TENSOR_OUTPUTS = {"score": ["score"], "pairs": ["score", "attention", "contributions"]}
+
+
+def tensor_scenarios(model_dir: Path) -> dict[str, Scenario]:
+    """Open Inference Protocol infer of the BIG instances of `predict-256`, as binary tensors
+    both ways: the score alone, and with every pair's attention and contribution."""
+    bundle = Bundle.load(model_dir)
+    encoded = bundle.features.encode(request_rows(bundle.manifest.fields)[1])
+    raw = [encoded.indices.astype("<i8").tobytes(), encoded.weights.astype("<f4").tobytes()]
+    shape = list(encoded.indices.shape)
+    out = {}
+    for label, outputs in TENSOR_OUTPUTS.items():
+        head = orjson.dumps({
+            "inputs": [{"name": name, "shape": shape, "datatype": datatype,
+                        "parameters": {"binary_data_size": len(data)}}
+                       for name, datatype, data in zip(("indices", "weights"), ("INT64", "FP32"),
+                                                       raw, strict=True)],
+            "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
+        })
+        headers = (("Content-Type", "application/octet-stream"),
+                   ("Inference-Header-Content-Length", str(len(head))))
+        name = f"infer-{BIG}-{label}"
+        out[name] = Scenario(name, Request("POST", f"/v2/models/{bundle.manifest.name}/infer",
+                                           head + b"".join(raw), headers), BIG, label == "pairs")
+    return out
 
 
 def infer_request(manifest: Manifest, rows: list[dict[str, Any]]) -> Request:

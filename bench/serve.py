@@ -78,6 +78,7 @@ class Config:
     wait_us: int | None  # None: the service's default
     tree: Path | None = None  # the service of another checkout (--before)
     bare: bool = False  # bench/bare.py instead of the service
+    env: tuple[tuple[str, str], ...] = ()  # more settings (AFM_*)
     peer: tuple[str, str] | None = None  # another server (a key of PEERS, its venv's python)
 
 
@@ -247,6 +248,7 @@ def start(config: Config, model_dir: Path) -> ServerProcess:
                              command=[python, "-m", peer.module], cwd=REPO, ready_path=READY_PATH)
     if config.wait_us is not None:
         env["AFM_BATCH_MAX_WAIT_US"] = str(config.wait_us)
+    env.update(config.env)
     return ServerProcess(["--model-dir", str(model_dir), "--workers", str(config.workers)], env,
                          cwd=config.tree)
 

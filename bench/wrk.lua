@@ -1,7 +1,8 @@
 -- The one wrk script of the benchmarks and the load tests (bench/harness.py runs it).
--- WRK_METHOD (default POST) and WRK_BODY_FILE (a file holding the body; POST defaults to
--- one /predict instance) say what every request sends. With WRK_COUNT=1, every response is counted by
--- status and by the model version it names (wrk then reads each body, which costs it CPU).
+-- WRK_METHOD (default POST), WRK_BODY_FILE (a file holding the body; POST defaults to
+-- one /predict instance) and WRK_HEADERS say what every request sends. With WRK_COUNT=1,
+-- every response is counted by status and by the model version it names (wrk then reads
+-- each body, which costs it CPU).
 -- done() prints one line, WRK_RESULT {...}, with the figures as JSON.
 wrk.method = os.getenv("WRK_METHOD") or "POST"
 local body = nil
@@ -17,6 +18,13 @@ end
 if body ~= nil and body ~= "" then
   wrk.headers["Content-Type"] = "application/json"
   wrk.body = body
+end
+-- WRK_HEADERS: more request headers, one "Name: value" a line (they may replace Content-Type).
+for line in (os.getenv("WRK_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
 
 local threads = {}

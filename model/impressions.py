@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,7 @@ SHADOW_SCORE = "shadow_score"
 SHADOW_PREDICTION = "shadow_prediction"
 
 TIME_TYPE = pa.timestamp("us", tz="UTC")
+STATISTICS = (TIME, MODEL_NAME, MODEL_VERSION)  # the columns whose row groups carry min/max
 PART_NAME = re.compile(r"^part-(?P<worker>.+)-(?P<seq>\d+)\.parquet$")
 
 
@@ -71,7 +72,7 @@ def impression_schema(fields: Sequence[FieldSpec]) -> pa.Schema:
         pa.field(MODEL_VERSION, pa.string(), nullable=False),
         pa.field(MODEL_SHA256, pa.string(), nullable=False),
         pa.field(SCORE, pa.float64(), nullable=False),
-        pa.field(PREDICTION, pa.float64()),  # null for regression models
+        pa.field(PREDICTION, pa.float64()),  # the value served (the graph's prediction)
         pa.field(OOV, pa.list_(pa.string())),
         pa.field(FEATURES, features_type(fields), nullable=False),
         pa.field(SHADOW_MODEL_VERSION, pa.string()),  # null without a shadow model
@@ -86,22 +87,67 @@ def feature_values(fields: Sequence[FieldSpec], instance: Mapping[str, Any]) -> 
     log encodes exactly as the instance did. Missing (absent, null, or "" where the field
     learns a missing index) is None; a categorical integer is its string; a multi-valued
     scalar a one-value list; a number a float."""
-    row: dict[str, Any] = {}
-    for spec in fields:
-        value = instance.get(spec.name)
-        if value is None or value == "" and spec.missing == "learned":
-            row[spec.name] = None
-        elif spec.kind == FieldKind.CATEGORICAL:
-            row[spec.name] = str(value)
-        elif spec.kind == FieldKind.MULTI:
-            row[spec.name] = [str(v) for v in (value if isinstance(value, list) else [value])]
-        else:
-            row[spec.name] = float(value)
-    return row
+    return {spec.name: logged_value(spec, instance.get(spec.name)) for spec in fields}
+
+
+def logged_value(spec: FieldSpec, value: Any) -> Any:
+    """One field's value as `feature_values` records it."""
+    if value is None or value == "" and spec.missing == "learned":
+        return None
+    if spec.kind == FieldKind.CATEGORICAL:
+        return str(value)
+    if spec.kind == FieldKind.MULTI:
+        return [str(v) for v in (value if isinstance(value, list) else [value])]
+    return float(value)
+
+
+def features_array(fields: Sequence[FieldSpec], instances: Sequence[Mapping[str, Any]]) -> pa.StructArray:
+    """The `features` column of instances: `feature_values` of each, built a field at a time
+    (pyarrow converts a column of plain values in one call, several times faster than a dict
+    per row; tests/model/test_impressions.py keeps the two identical)."""
+    columns = [values_column(spec, [instance.get(spec.name) for instance in instances])
+               for spec in fields]
+    return pa.StructArray.from_arrays(columns, fields=list(features_type(fields)))
+
+
+def values_column(spec: FieldSpec, values: list[Any]) -> pa.Array:
+    """One field's values (as instances hold them) as its child of `features`: pyarrow's
+    conversion where it converts as `logged_value` does; a column holding any other value
+    (an integer for a categorical field, a scalar for a multi-valued one, "" for a number)
+    goes value by value."""
+    try:
+        if spec.kind == FieldKind.CATEGORICAL:
+            column = pa.array(values, pa.string())  # refuses anything but str and None
+            return _null_empty(column) if spec.missing == "learned" else column
+        if spec.kind != FieldKind.MULTI:
+            return pa.array(values, pa.float64())  # ints, floats, None; refuses "" and 2**53+
+        if all(type(v) is list or v is None for v in values):  # pyarrow splits a str into characters
+            return pa.array(values, pa.list_(pa.string()))
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    return pa.array([logged_value(spec, v) for v in values], field_type(spec))
+
+
+def _null_empty(column: pa.Array) -> pa.Array:
+    if not pc.any(pc.equal(column, "")).as_py():
+        return column
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
 
 
 def impression_id(request_id: str, position: int) -> str:
     return f"{request_id}-{position}"
+
+
+def impression_ids(request_id: str, count: int) -> list[str]:
+    """`impression_id` of positions 0 .. count - 1, as a request's response gives them (from
+    position strings made once: a few times faster than formatting each)."""
+    if count > len(_POSITIONS):
+        return [impression_id(request_id, position) for position in range(count)]
+    prefix = request_id + "-"
+    return [prefix + position for position in _POSITIONS[:count]]
+
+
+_POSITIONS = [str(position) for position in range(4096)]
 
 
 def partition(root: Path, hour: datetime) -> Path:
@@ -143,7 +189,7 @@ class PartFile:
         self._partial = directory / f".{self.path.name}.partial"
         self._sink = self._partial.open("wb")
         try:
-            self._writer = pq.ParquetWriter(self._sink, schema)
+            self._writer = pq.ParquetWriter(self._sink, schema, **writer_options(schema))
         except BaseException:
             self._sink.close()
             self._partial.unlink(missing_ok=True)
@@ -153,6 +199,11 @@ class PartFile:
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         self._writer.write(data)
         self.rows += data.num_rows
+
+    @property
+    def bytes(self) -> int:
+        """Bytes written so far (a writer rolls to a new file past a size)."""
+        return self._sink.tell()
 
     def close(self) -> Path:
         self._writer.close()
@@ -179,18 +230,48 @@ class PartFile:
             self.abort()
 
 
+def writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionary pages for the strings that repeat (an id that never repeats pays for a
+    dictionary the writer then drops), min/max statistics only where readers prune by them
+    (the time, the model): together half the writer's CPU (docs/BENCHMARKS.md, "The
+    impression log")."""
+    leaves = _leaves(schema)
+    return {"use_dictionary": [path for path, kind in leaves if kind == pa.string()
+                               and path != IMPRESSION_ID],
+            "write_statistics": [path for path, _ in leaves if path in STATISTICS]}
+
+
+def _leaves(fields: Iterable[pa.Field], prefix: str = "") -> list[tuple[str, pa.DataType]]:
+    """Each Parquet column's path and Arrow type (a list's values are `<name>.list.element`)."""
+    found: list[tuple[str, pa.DataType]] = []
+    for field in fields:
+        path, kind = prefix + field.name, field.type
+        if pa.types.is_struct(kind):
+            found += _leaves(list(kind), path + ".")
+        elif pa.types.is_list(kind):
+            found.append((path + ".list.element", kind.value_type))
+        else:
+            found.append((path, kind))
+    return found
+
+
 def write_part(root: Path, table: pa.Table, worker: str, seq: int) -> list[Path]:
     """Write a table of impressions as one file per UTC hour its rows fall in, atomically."""
     paths = []
-    for hour, rows in _by_hour(table):
+    for hour, rows in by_hour(table):
         with PartFile(root, hour, worker, seq, table.schema) as part:
             part.write(rows)
         paths.append(part.path)
     return paths
 
 
-def _by_hour(table: pa.Table) -> Iterator[tuple[datetime, pa.Table]]:
+def by_hour(table: pa.Table) -> Iterator[tuple[datetime, pa.Table]]:
+    """The table's rows by the UTC hour of their `time`, earliest first."""
     hours = pc.floor_temporal(table.column(TIME), unit="hour")
+    first, last = pc.min_max(hours).values()
+    if first == last:  # the common case: one hour, nothing to split
+        yield first.as_py(), table
+        return
     for start in pc.unique(hours).sort():
         yield start.as_py(), table.filter(pc.equal(hours, start))
 

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.calibration import Calibration, NoCalibration
 from model.features import FeatureSpace, FieldSpec
-from model.vocabulary import VOCABULARY_FILE, read_vocabularies
+from model.reference import Reference
+from model.vocabulary import VOCABULARY_FILE, VocabularyFileError, read_vocabularies
 
 FORMAT_VERSION: Literal[3] = 3
 MANIFEST_FILE = "manifest.json"
@@ -92,6 +93,9 @@ class Manifest(_Strict):
     data: dict[str, DataFingerprint] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     importance: list[PairImportance] = Field(default_factory=list)
+    reference: Reference | None = None
+    """The validation rows' distributions, which drift monitoring compares traffic with
+    (model/reference.py); absent from bundles written before it, which serve unmonitored."""
     created_at: datetime
 
     @model_validator(mode="after")
@@ -111,7 +115,14 @@ class Manifest(_Strict):
         if (self.task != "binary" or self.format_version == 1) and (
                 self.negative_keep_rate != 1.0 or self.calibration.kind != "none"):
             raise ValueError("negative_keep_rate and calibration need a binary task and format_version 2")
+        if self.reference is not None and self._has_vocabularies():
+            self.reference.check(space)
         return self
+
+    def _has_vocabularies(self) -> bool:
+        """False for a format-3 manifest read from manifest.json alone (`parse`)."""
+        return self.format_version < 3 or self.vocabulary_sizes == [
+            len(f.vocabulary) for f in self.fields]
 
     def _check_layout(self) -> None:
         if self.format_version < 3:
@@ -165,6 +176,11 @@ class Manifest(_Strict):
         vocabularies = read_vocabularies(directory / VOCABULARY_FILE, self.vocabulary_sizes)
         fields = [spec.model_copy(update={"vocabulary": vocabulary})
                   for spec, vocabulary in zip(self.fields, vocabularies, strict=True)]
+        if self.reference is not None:
+            try:
+                self.reference.check(FeatureSpace(fields))
+            except ValueError as e:
+                raise VocabularyFileError(str(e)) from e
         return self.model_copy(update={"fields": fields})
 
     @classmethod

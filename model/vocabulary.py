@@ -63,6 +63,11 @@ class MappedVocabulary(Sequence[str]):
     def __iter__(self) -> Iterator[str]:
         return (self._value(i) for i in range(self._size))
 
+    @property
+    def arrow(self) -> pa.LargeStringArray:
+        """The values as the mapped Arrow array (no copy)."""
+        return self._batch.column(0)
+
     def __contains__(self, value: object) -> bool:
         return isinstance(value, str) and self.position(value) is not None
 

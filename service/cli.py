@@ -18,9 +18,10 @@ from model.bundle import BundleError
 from model.validation import describe_error
 from service.core.model import load_model
 from service.ops.metrics import MULTIPROC_ENV
-from service.ops.model_choice import CHOICE_FILE
+from service.ops.model_choice import CHOICE_FILE, SHADOW_FILE
 from service.ops.process import configure_process
 from service.ops.settings import Settings
+from service.ops.shared_counts import DIRECTORY as COUNTS_DIRECTORY
 
 log = logging.getLogger("service.cli")
 GRACEFUL_SHUTDOWN_S = 30
@@ -103,14 +104,17 @@ def grpc_port_problem(settings: Settings) -> str | None:
 
 
 def _shared_dirs(settings: Settings) -> Path | None:
-    """Several workers share metrics (files in PROMETHEUS_MULTIPROC_DIR) and the model a
-    reload chose (AFM_RUN_DIR). Given directories are cleared of a previous run's state;
-    missing ones are made in a temporary directory, returned for removal at exit."""
+    """Several workers share metrics (files in PROMETHEUS_MULTIPROC_DIR), the model a
+    reload chose, the shadow model and drift counts (AFM_RUN_DIR). Given directories are
+    cleared of a previous run's state; missing ones are made in a temporary directory,
+    returned for removal at exit."""
     given = os.environ.get(MULTIPROC_ENV)
     for stale in Path(given).glob("*.db") if given else ():
         stale.unlink()
-    if settings.run_dir is not None:
-        (settings.run_dir / CHOICE_FILE).unlink(missing_ok=True)
+    if settings.run_dir is not None:  # a previous run's choices and drift counts
+        for name in (CHOICE_FILE, SHADOW_FILE):
+            (settings.run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(settings.run_dir / COUNTS_DIRECTORY, ignore_errors=True)
     if settings.workers == 1 or (given and settings.run_dir is not None):
         return None
     made = Path(tempfile.mkdtemp(prefix="afm-serve-"))

@@ -19,7 +19,9 @@ from training.console import DEBUG_HELP, UsageError, read_config, setup_logging,
 from training.data import Dataset
 from training.metrics import evaluate_predictions
 
-EVAL_BATCH = 8192
+# Rows an onnxruntime run scores: 512 costs no more CPU a row than 8,192 on a 39-field AFM,
+# whose first 8,192-row run grows the arena for its pair tensors (docs/BENCHMARKS.md).
+EVAL_BATCH = 512
 
 
 def train_main(argv: list[str] | None = None) -> int:

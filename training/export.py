@@ -37,6 +37,7 @@ from model.manifest import (
 from model.vocabulary import VOCABULARY_FILE, write_vocabularies
 from training.downsample import logit_shift
 from training.loop import TRIM_EVERY_BATCHES
+from training.reference import build_reference
 from training.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ def write_bundle(
         data=data,
         metrics=metrics,
         importance=pair_importance(model, space, validation),
+        reference=build_reference(onnx_path, space, validation, torch.get_num_threads()),
         created_at=dt.datetime.now(dt.UTC),
     )
     manifest.write(directory)

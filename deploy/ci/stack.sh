@@ -2,7 +2,8 @@
 # CI's deployment stage (.ci/run calls it after the test command): lints the Dockerfiles,
 # builds the images with a real engine, brings the compose stack up with --wait (the
 # trainer makes the default bundle), checks it from outside (deploy/ci/smoke.py: the
-# service, Prometheus, the alert rules and every Grafana dashboard query), checks the
+# service, a shadow model, Prometheus, the alert rules, a drift alert fired by traffic with
+# a shifted field and read from ALERTS, and every Grafana dashboard query), checks the
 # server runs as non-root, reports image sizes and start times, and tears it all down.
 #
 # It leaves the machine as it found it: it removes every container, volume, network and
@@ -19,6 +20,9 @@ source scripts/setup.sh
 PROJECT=afm-ci
 export AFM_PUBLISHED_PORT=${AFM_PUBLISHED_PORT:-18000} PROMETHEUS_PUBLISHED_PORT=${PROMETHEUS_PUBLISHED_PORT:-19090}
 export AFM_IMAGE_TAG=ci                        # never replaces a user's afm-serving/*:latest
+# The admin routes on, so the checks can set a shadow model (/admin/shadow).
+AFM_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+export AFM_ADMIN_TOKEN
 export DOCKER_BUILDKIT=0 COMPOSE_BAKE=false   # the Debian docker client has no buildx
 KEEP_BASE_IMAGES=${AFM_CI_KEEP_BASE_IMAGES:-1}
 FORWARD=/proc/sys/net/ipv4/ip_forward
@@ -163,7 +167,8 @@ compose ps --all --format 'table {{.Service}}\t{{.Status}}'
 
 step "checks"
 python deploy/ci/smoke.py --service "http://127.0.0.1:$AFM_PUBLISHED_PORT" \
-  --prometheus "http://127.0.0.1:$PROMETHEUS_PUBLISHED_PORT" --dashboard deploy/grafana/dashboards/afm.json
+  --prometheus "http://127.0.0.1:$PROMETHEUS_PUBLISHED_PORT" --dashboard deploy/grafana/dashboards/afm.json \
+  --admin-token "$AFM_ADMIN_TOKEN" --drift
 uid=$(compose exec -T afm id -u)
 [ "$uid" != 0 ] || { echo "the service runs as root" >&2; exit 1; }
 echo "service runs as uid $uid"
@@ -200,6 +205,12 @@ compose logs trainer | grep -q "holds a bundle; nothing to do" \
   || { echo "the trainer retrained an existing bundle" >&2; exit 1; }
 python deploy/ci/smoke.py --service "http://127.0.0.1:$AFM_PUBLISHED_PORT" \
   --prometheus "http://127.0.0.1:$PROMETHEUS_PUBLISHED_PORT" >/dev/null
+# The stop closed the first run's impression log files in their volume: complete and readable.
+compose exec -T afm python -c "
+import pathlib, pyarrow.parquet as pq
+files = sorted(pathlib.Path('/var/log/afm/impressions').rglob('part-*.parquet'))
+assert files, 'no closed impression log file after a graceful stop'
+print(f'impression log: {len(files)} closed file(s), {sum(pq.read_metadata(f).num_rows for f in files)} impressions')"
 
 step "figures"
 for image in "afm-serving/serve:$AFM_IMAGE_TAG" "afm-serving/train:$AFM_IMAGE_TAG" afm-serving/model:ci; do

@@ -19,6 +19,7 @@ import numpy as np
 
 from service.codecs import tensors
 from service.codecs.schemas import InferenceRequest, Parameters, RequestInput
+from service.codecs.tensors import LOGGED_AS
 from service.core.errors import InvalidInput
 from service.core.results import Inference
 
@@ -95,8 +96,8 @@ def _flag(parameters: Parameters | None, key: str, owner: str) -> Any:
 
 def infer_response(result: Inference, request_id: str | None, wanted: Sequence[str],
                    binary: Sequence[bool]) -> tuple[dict[str, Any], list[bytes]]:
-    """The response's JSON (no `id` when the request gave none) and the bytes of the
-    outputs sent as binary, in order."""
+    """The response's JSON (no `id` when the request gave none; `parameters.request_id`
+    when its instances were logged) and the bytes of the outputs sent as binary, in order."""
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, as_binary in zip(wanted, binary, strict=True):
@@ -112,5 +113,7 @@ def infer_response(result: Inference, request_id: str | None, wanted: Sequence[s
                                "model_version": result.model.version}
     if request_id is not None:
         content["id"] = request_id
+    if result.logged_as is not None:  # impression ids: <request_id>-<position>
+        content["parameters"] = {LOGGED_AS: result.logged_as}
     content["outputs"] = outputs
     return content, chunks

@@ -1,14 +1,17 @@
 """What the server and the model it serves say about themselves, as typed protocol values:
 the model's metadata (/metadata), and the Open Inference Protocol's server and model
-metadata with the tensor shapes. Built from `ModelInfo` once per model (`PerModel`)."""
+metadata with the tensor shapes, built from `ModelInfo` once per model (`PerModel`); and
+which shadow model is scored beside the live one."""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from model.manifest import INPUT_NAMES
 from service.codecs.schemas import FieldInfo, ModelMetadata, OIPModelMetadata, ServerMetadata, TensorMetadata
 from service.core.model import ModelInfo
+from service.core.results import ShadowStatus
 
 SERVER_NAME = "afm-serving"
 PLATFORM = "onnxruntime_onnx"
@@ -71,3 +74,10 @@ def oip_metadata(info: ModelInfo) -> OIPModelMetadata:
             for name, s in output_shapes(info).items()
         ],
     )
+
+
+def render_shadow(status: ShadowStatus) -> dict[str, Any]:
+    """`ShadowResponse`: the live model and the shadow model beside it, if any."""
+    shadow = None if status.shadow is None else {
+        "model": status.shadow, "sha256": status.sha256, "fraction": status.fraction}
+    return {"model": status.model, "shadow": shadow}

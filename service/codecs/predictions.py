@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from service.core.results import EncodedInstances, Explanations, Importance, Predictions
+from service.core.results import (
+    EncodedInstances,
+    Explanations,
+    Importance,
+    Predictions,
+)
 
 EMPTY_WARNING = "no field present: every field is missing or null, so the score reflects no input"
 # The `oov` of an instance with none: one shared empty tuple, which orjson writes as [],
@@ -24,14 +29,15 @@ def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
     label = "probability" if predictions.task == "binary" else "prediction"
     pairs = zip(predictions.scores, predictions.values, strict=True)
     if predictions.oov:
-        oov: defaultdict[int, list[dict[str, str]]] = defaultdict(list)
-        for row, field, value in predictions.oov:
-            oov[row].append({"field": field, "value": value})
+        oov = _oov_by_row(predictions)
         results: list[dict[str, Any]] = [
             {"score": score, label: value, "oov": oov.get(row, NO_OOV)}
             for row, (score, value) in enumerate(pairs)]
     else:  # the common case: no row numbers to look up
         results = [{"score": score, label: value, "oov": NO_OOV} for score, value in pairs]
+    if predictions.impression_ids is not None:
+        for result, impression in zip(results, predictions.impression_ids, strict=True):
+            result["impression_id"] = impression
     for row in predictions.empty:
         results[row]["warning"] = EMPTY_WARNING
     if predictions.explanations is not None:
@@ -40,6 +46,30 @@ def render_predictions(predictions: Predictions) -> list[dict[str, Any]]:
         ):
             result["explanation"] = explanation
     return results
+
+
+def _oov_by_row(predictions: Predictions) -> dict[int, list[dict[str, str]]]:
+    oov: defaultdict[int, list[dict[str, str]]] = defaultdict(list)
+    for row, field, value in predictions.oov:
+        oov[row].append({"field": field, "value": value})
+    return oov
+
+
+def render_v1_predictions(predictions: Predictions) -> dict[str, Any]:
+    """KServe V1's `V1PredictResponse`: the probability (binary) or prediction of each."""
+    return {"predictions": predictions.values}
+
+
+def render_v1_explanations(predictions: Predictions) -> dict[str, Any]:
+    """KServe V1's `V1ExplainResponse`: the predictions, and per instance its score, its
+    values out of vocabulary and `POST /predict`'s explanation of it."""
+    assert predictions.explanations is not None
+    oov = _oov_by_row(predictions)
+    return {"predictions": predictions.values, "explanations": [
+        {"score": score, "oov": oov.get(row, NO_OOV), **explanation}
+        for row, (score, explanation) in enumerate(zip(
+            predictions.scores, render_explanations(predictions.explanations), strict=True))
+    ]}
 
 
 def render_explanations(explanations: Explanations) -> list[dict[str, Any]]:

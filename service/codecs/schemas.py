@@ -21,6 +21,7 @@ from pydantic import (
     StrictStr,
     TypeAdapter,
     WithJsonSchema,
+    model_validator,
 )
 
 from model.features import FieldKind
@@ -131,6 +132,10 @@ class Prediction(_Body):
         default=None, description="Regression tasks: the score clipped to the label range."
     )
     oov: list[OOVValue] = Field(description="Values out of vocabulary (scored as unknown).")
+    impression_id: str | None = Field(
+        default=None, description="Only when the service logs impressions and logged this "
+        "instance: its id in the log, `<X-Request-ID>-<position>`, to report a click against.",
+    )
     warning: str | None = Field(
         default=None, description="Only on an instance with no field present (every field "
         "missing or null): its score reflects no input.",
@@ -280,6 +285,33 @@ class ReloadResponse(_Body):
     previous: ModelRef
 
 
+class ShadowRequest(_Body):
+    model_config = examples({"model_dir": "synthetic-afm-2", "fraction": 0.1})
+
+    model_dir: str = Field(
+        max_length=4096, description="A bundle directory inside AFM_MODELS_ROOT (relative to "
+        "it, or absolute), loaded and verified as a reload's is.")
+    fraction: float = Field(ge=0.0, le=1.0, description="Share of live requests the shadow "
+                            "model also scores, after their answer.")
+
+
+class ShadowModel(_Body):
+    model: ModelRef
+    sha256: str
+    fraction: float
+
+
+class ShadowResponse(_Body):
+    model_config = examples({
+        "model": {"name": "synthetic-afm", "version": "1"},
+        "shadow": {"model": {"name": "synthetic-afm", "version": "2"},
+                   "sha256": "ddb46f92" + "0" * 56, "fraction": 0.1},
+    })
+
+    model: ModelRef = Field(description="The live model.")
+    shadow: ShadowModel | None = Field(description="The shadow model; null when there is none.")
+
+
 class ErrorBody(_Body):
     model_config = examples({"error": "instance 0: unknown field 'f9'"})
 
@@ -379,3 +411,88 @@ class InferenceResponse(_Body):
     id: str | None = None
     parameters: Parameters | None = None
     outputs: list[ResponseOutput]
+
+
+# --- KServe V1 -----------------------------------------------------------------------------
+
+Rows = list[dict[str, FieldValue]]
+
+
+class V1Request(_Body):
+    """KServe's V1 (TensorFlow Serving's REST) body: `instances`, a list of instances, or
+    `inputs`, the same list or the columnar form, field name to the list of its values."""
+
+    model_config = examples({"instances": [EXAMPLE_INSTANCE]},
+                            {"inputs": {"f0": ["v3", "v1"], "f1": ["v17", "v2"]}})
+
+    instances: Rows | None = Field(default=None, min_length=1,
+                                   description="Instances, as `POST /predict` takes them.")
+    inputs: Rows | dict[str, list[FieldValue]] | None = Field(
+        default=None, description="The instances as a list, or in columns: "
+        "{field: [value of instance 0, value of instance 1, ...]}.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> V1Request:
+        if (self.instances is None) == (self.inputs is None):
+            raise ValueError("give exactly one of instances and inputs")
+        if isinstance(self.inputs, dict):
+            lengths = {len(values) for values in self.inputs.values()}
+            if len(lengths) != 1 or 0 in lengths:
+                raise ValueError("inputs in columns need the same number of values, at least "
+                                 "one, in every field")
+        elif self.inputs is not None and not self.inputs:
+            raise ValueError("inputs must hold at least one instance")
+        return self
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self.instances is not None:
+            return self.instances
+        if isinstance(self.inputs, dict):
+            names = list(self.inputs)
+            return [dict(zip(names, values, strict=True))
+                    for values in zip(*self.inputs.values(), strict=True)]
+        return self.inputs or []
+
+
+class V1PredictResponse(_Body):
+    model_config = examples({"predictions": [0.73]})
+
+    predictions: list[float] = Field(description="Per instance: the probability (binary "
+                                     "models) or the prediction, clipped to the label range.")
+
+
+class V1Explanation(Explanation):
+    """`POST /predict`'s explanation of an instance with every pair, and its score:
+    bias + logit_shift + sum(linear.weights) + interaction = score, the model's own
+    decomposition."""
+
+    score: float
+    oov: list[OOVValue] = Field(description="Values out of vocabulary (scored as unknown).")
+
+
+class V1ExplainResponse(_Body):
+    model_config = examples({"predictions": [1.87], "explanations": [{
+        "score": 1.87, "bias": -0.02, "logit_shift": 0.0, "calibration": None,
+        "interaction": 1.71, "pairs_omitted": 0, "oov": [],
+        "linear": {"fields": ["f0", "f1"], "values": ["v3", "v17"], "weights": [0.13, 0.05]},
+        "pairs": {"fields": [["f0", "f1"]], "values": [["v3", "v17"]], "attention": [1.0],
+                  "contributions": [1.71]},
+    }]})
+
+    predictions: list[float]
+    explanations: list[V1Explanation]
+
+
+class V1ModelReady(_Body):
+    model_config = examples({"name": "synthetic-afm", "ready": True})
+
+    name: str
+    ready: bool
+
+
+class V1Models(_Body):
+    models: list[str]
+
+
+class V1Live(_Body):
+    status: Literal["alive"] = "alive"

@@ -21,6 +21,8 @@ from service.core.errors import InvalidInput, TooLarge
 # Wire byte order is little-endian whatever the host's (the extension's specification).
 WIRE_DTYPES: dict[str, np.dtype] = {"INT64": np.dtype("<i8"), "FP32": np.dtype("<f4")}
 MAX_DIMS = 8
+# The response parameter naming the request id an infer's instances were logged under.
+LOGGED_AS = "request_id"
 T = TypeVar("T")
 
 

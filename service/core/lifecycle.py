@@ -100,7 +100,7 @@ class Lifecycle:
                 model = await asyncio.to_thread(self._load, directory)
             except Exception as e:
                 self._metrics.reloads.labels("refused").inc()
-                reason = _public_reason(e, directory, label)
+                reason = public_reason(e, directory, label)
                 log.warning("reload refused: %s", reason, exc_info=not isinstance(e, BundleError))
                 raise ReloadRefused(f"reload refused, still serving version "
                                     f"{before.ref.version}: {reason}") from e
@@ -136,7 +136,7 @@ def resolve_bundle(requested: str | None, current: Path, root: Path | None) -> P
     return candidate
 
 
-def _public_reason(error: Exception, directory: Path, label: str) -> str:
+def public_reason(error: Exception, directory: Path, label: str) -> str:
     """The reason without server paths or internals."""
     if isinstance(error, BundleError):
         return str(error).replace(str(directory), label)

@@ -14,6 +14,7 @@ from model.bundle import Bundle, BundleError
 from model.features import FieldKind, FieldSpec
 from model.manifest import Manifest
 from service.core.explain import Explainer
+from service.core.monitor import Watched
 from service.core.results import ModelRef
 
 BIAS_TOLERANCE = 1e-4
@@ -41,6 +42,7 @@ class LoadedModel:
     directory: Path
     explainer: Explainer
     info: ModelInfo
+    watched: Watched | None  # what drift monitoring needs (None: the bundle has no reference)
 
     @property
     def ref(self) -> ModelRef:
@@ -60,6 +62,7 @@ def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
         info=ModelInfo(ref=ref, manifest=manifest,
                        input_shape=(space.num_fields, space.max_entries),
                        field_kinds={spec.name: spec.kind for spec in space.fields}),
+        watched=Watched.of(bundle),
     )
 
 

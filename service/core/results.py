@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from model.bundle import Scores
 from model.features import Encoded
 from model.manifest import Manifest, PairImportance, Task
@@ -73,6 +75,7 @@ class Predictions:
     oov: list[tuple[int, str, str]]  # (instance, field, value) out of vocabulary, in order
     empty: list[int]  # instances that hold no field (every field missing or null)
     explanations: Explanations | None  # when asked for
+    impression_ids: list[str] | None = None  # each instance's id in the impression log, if logged
 
 
 @dataclass(slots=True)
@@ -85,6 +88,7 @@ class EncodedInstances:
 class Inference:
     model: ModelRef
     scores: Scores
+    logged_as: str | None = None  # the request id its instances were logged under, if they were
 
 
 @dataclass(slots=True)
@@ -98,3 +102,26 @@ class Reloaded:
     model: ModelRef
     sha256: str
     previous: ModelRef
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowStatus:
+    """The shadow model scored beside the live one, if any."""
+
+    model: ModelRef  # the live model
+    shadow: ModelRef | None
+    sha256: str | None
+    fraction: float
+
+
+@dataclass(slots=True)
+class ShadowScored:
+    """Instances of one live request as the shadow model scored them, after the request was
+    answered: what a log of impressions records beside the live scores."""
+
+    live: ModelRef
+    shadow: ModelRef
+    live_scores: np.ndarray  # (B,)
+    scores: np.ndarray  # (B,) the shadow's scores
+    predictions: np.ndarray  # (B,) the shadow's probability (binary) or prediction
+    context: object | None  # what the transport passed with the live request

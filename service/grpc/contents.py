@@ -45,6 +45,8 @@ def infer_response(request_id: str, result: Inference, wanted: Sequence[str],
                    raw: bool) -> pb.ModelInferResponse:
     response = pb.ModelInferResponse(model_name=result.model.name,
                                      model_version=result.model.version, id=request_id)
+    if result.logged_as is not None:  # impression ids: <request_id>-<position>
+        response.parameters[tensors.LOGGED_AS].string_param = result.logged_as
     for name in wanted:
         array = tensors.output(result.scores, name)
         output = response.outputs.add(name=name, datatype="FP32", shape=array.shape)

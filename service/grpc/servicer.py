@@ -19,6 +19,7 @@ import grpc
 from service.codecs import metadata, tensors
 from service.core.errors import ServiceError, truncated
 from service.core.model import ModelInfo, PerModel
+from service.core.origin import Origin, request_id
 from service.core.runtime import Runtime
 from service.grpc.contents import infer_response, input_tensors
 from service.grpc.errors import code_of
@@ -58,6 +59,15 @@ def rpc(method: Method[Request, Reply]) -> Method[Request, Reply]:
             self.record(name, code, time.perf_counter() - start)
 
     return handler
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    """The call's `x-request-id` metadata when it is a sane token (as HTTP's X-Request-ID),
+    else a fresh one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str):
+            return request_id(value)
+    return request_id(None)
 
 
 def _model_metadata(info: ModelInfo) -> pb.ModelMetadataResponse:
@@ -126,5 +136,5 @@ class InferenceServicer(GRPCInferenceServiceServicer):
                                             request.model_version or None).input_shape
         indices, weights = input_tensors(request, self.max_instances * fields * entries)
         wanted = tensors.outputs_wanted([output.name for output in request.outputs])
-        result = await self.runtime.infer(indices, weights)
+        result = await self.runtime.infer(indices, weights, Origin(_request_id(context), "grpc"))
         return infer_response(request.id, result, wanted, raw=bool(request.raw_input_contents))

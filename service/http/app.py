@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from service.codecs.metadata import server_version
-from service.codecs.schemas import EncodeRequest, InferenceRequest, PredictRequest
+from service.codecs.schemas import EncodeRequest, InferenceRequest, PredictRequest, V1Request
 from service.core.runtime import Runtime
 from service.http import routes
 from service.http.body import openapi_components
@@ -25,6 +25,7 @@ from service.http.routes.oip import OIPHandlers
 from service.http.routes.ops import AdminHandlers, OpsHandlers
 from service.http.routes.predict import PredictHandlers
 from service.http.routes.ui import UIPages
+from service.http.routes.v1 import V1Handlers
 from service.http.trim import HeapTrimmer, malloc_trim
 from service.ops.logs import AccessLog
 from service.ops.metrics import Metrics
@@ -33,7 +34,8 @@ from service.ops.settings import Settings
 DESCRIPTION = (
     "Attentional Factorization Machines (Xiao et al., IJCAI 2017) served with onnxruntime: "
     "predictions with each score explained by the model's own attention over field pairs, "
-    "the Open Inference Protocol (V2), health, Prometheus metrics and hot reload."
+    "the Open Inference Protocol (V2) and KServe's V1 protocol with its :explain verb, health, "
+    "Prometheus metrics with drift monitoring, hot reload and shadow scoring of a candidate."
 )
 
 
@@ -77,12 +79,13 @@ def http_app(server: Served) -> FastAPI:
     install_handlers(app)
     admin = settings.admin_token
     routes.install(app, routes.api_routes(
-        PredictHandlers(runtime), OIPHandlers(runtime, settings.max_instances),
-        OpsHandlers(runtime, server.registry, server.multiproc, metrics.process),
+        PredictHandlers(runtime), OIPHandlers(runtime, settings.max_instances), V1Handlers(runtime),
+        OpsHandlers(runtime, server.registry, server.multiproc, metrics.process,
+                    metrics.scrape_collectors),
         AdminHandlers(runtime, admin.get_secret_value()) if admin is not None else None,
         DocsPages(app.title, app.openapi_url or "/openapi.json"), UIPages(runtime),
     ))
-    openapi_components(app, [PredictRequest, InferenceRequest, EncodeRequest])
+    openapi_components(app, [PredictRequest, InferenceRequest, EncodeRequest, V1Request])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

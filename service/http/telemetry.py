@@ -5,29 +5,28 @@ Health and metrics routes (`UNTRACKED`) are neither counted nor logged.
 
 from __future__ import annotations
 
-import random
-import re
-
 from prometheus_client import Counter, Histogram
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from service.core import origin
+from service.core.origin import Origin, Route
 from service.ops.logs import AccessLog
 from service.ops.metrics import Metrics, add, observe
 
-UNTRACKED = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
-_VALID_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+UNTRACKED = frozenset({"/", "/healthz", "/readyz", "/metrics", "/v2/health/live",
+                       "/v2/health/ready"})
 
 
 def request_id(given: bytes | None) -> str:
     """The caller's X-Request-ID when it is a sane token, else a fresh one."""
-    if given is not None:
-        text = given.decode("latin-1")
-        if _VALID_ID.fullmatch(text):
-            return text
-    # Not a secret, only unique: a pseudo-random draw needs no system call (os.urandom
-    # does, every request); each worker process reseeds after its fork.
-    return f"{random.getrandbits(128):032x}"
+    return origin.request_id(None if given is None else given.decode("latin-1"))
+
+
+def origin_of(request: Request, route: Route) -> Origin:
+    """The request's id (the X-Request-ID the middleware settled and answers with) and route."""
+    return Origin(request.scope["state"]["request_id"], route)
 
 
 class Telemetry:

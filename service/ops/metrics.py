@@ -8,10 +8,12 @@ whichever worker answers it, reads and sums the files of all workers.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from model.manifest import Manifest
 
@@ -35,6 +39,7 @@ LATENCY_BUCKETS = (
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 SCORE_BUCKETS = (-10.0, -5.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+DIFFERENCE_BUCKETS = (-1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 PROCESS_REFRESH_S = 5.0
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
@@ -90,7 +95,16 @@ class Metrics:
             "afm_grpc_request_duration_seconds", "gRPC request latency by method.",
             ["method"], buckets=LATENCY_BUCKETS, registry=registry,
         )
+        self.shadow = ShadowMetrics(registry)
+        self.drift = DriftCollector()
+        self.impressions = ImpressionMetrics(registry)
         self.process = ProcessMetrics(registry, multiprocess_dir() is not None)
+        # A collector computes at scrape time; in multiprocess mode the scrape reads the
+        # workers' files into a new registry, which gets the collector then (`exposition`).
+        self.scrape_collectors: list[Collector] = [self.drift]
+        if multiprocess_dir() is None:
+            registry.register(self.drift)
+            self.scrape_collectors = []
 
     def observe_run(self, seconds: float, rows: int) -> None:
         observe(self.run_seconds, seconds)
@@ -99,13 +113,130 @@ class Metrics:
     def observe_scored(self, scores: np.ndarray, oov: Iterable[tuple[int, str, str]]) -> None:
         add(self.instances, len(scores))
         observe_many(self.scores, scores)
-        for _, field, _ in oov:
-            self.oov.labels(field).inc()
+        for _, name, _ in oov:
+            self.oov.labels(name).inc()
 
     def serving(self, manifest: Manifest, before: Manifest | None) -> None:
         if before is not None:
             self.model_info.labels(before.name, before.version, before.digest).set(0)
         self.model_info.labels(manifest.name, manifest.version, manifest.digest).set(1)
+
+
+class ShadowMetrics:
+    """A candidate model scored beside the live one (`service.core.shadow`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.info = Gauge(
+            "afm_shadow_info", "The shadow (candidate) model being scored beside the live one (1).",
+            ["name", "version", "sha256"], registry=registry, multiprocess_mode="livemax",
+        )
+        self.fraction = Gauge(
+            "afm_shadow_fraction", "Share of live requests also scored by the shadow model.",
+            registry=registry, multiprocess_mode="livemax",
+        )
+        self.requests = Counter(
+            "afm_shadow_requests", "Live requests offered to the shadow model, by outcome: "
+            "scored, dropped (its queue full), skipped (not scorable by it), failed.",
+            ["outcome"], registry=registry,
+        )
+        self.instances = Counter(
+            "afm_shadow_instances_scored", "Instances the shadow model scored.", registry=registry,
+        )
+        self.run_seconds = Histogram(
+            "afm_shadow_run_duration_seconds", "Latency of one onnxruntime run of the shadow model.",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.difference = Histogram(
+            "afm_shadow_score_difference", "Shadow score minus live score, per instance.",
+            buckets=DIFFERENCE_BUCKETS, registry=registry,
+        )
+        self.disagreements = Counter(
+            "afm_shadow_disagreements", "Instances whose shadow prediction differs from the "
+            "live one by more than AFM_SHADOW_THRESHOLD.", registry=registry,
+        )
+        self.rank_pairs = Counter(
+            "afm_shadow_rank_pairs", "Pairs of recent instances that the two models order the "
+            "same way (concordant) or the other way (discordant).", ["order"], registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift statistics over the window, ready to export (`service.core.monitor` makes them)."""
+
+    instances: int
+    fields: list[str]
+    psi: list[float] | None  # per field; None: too few instances in the window
+    score_psi: float | None
+    oov_online: dict[str, float]
+    oov_reference: dict[str, float]
+    pairs: list[str]  # empty when the bundle has no pair importance
+    pair_reference: list[float]  # mean |contribution| on the validation rows
+    pair_online: list[float]  # NaN: too few instances held the pair
+    pair_ratio: list[float]  # NaN: an immaterial pair, or no online value
+
+
+class DriftCollector(Collector):
+    """Renders the drift report of the model being served at each scrape."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], DriftReport | None] = lambda: None
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at scrape; nothing to register ahead
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.source()
+        if report is None:
+            return
+        yield _gauge("afm_drift_window_instances", "Instances in the drift window.", [],
+                     [([], report.instances)])
+        if report.psi is not None:
+            yield _gauge("afm_drift_psi", "Population stability index of each field over the "
+                         "window against its training reference.", ["field"],
+                         [([f], v) for f, v in zip(report.fields, report.psi, strict=True)])
+        if report.score_psi is not None:
+            yield _gauge("afm_drift_score_psi", "Population stability index of the score over "
+                         "the window against its training reference.", [], [([], report.score_psi)])
+        oov = [([f, "reference"], v) for f, v in report.oov_reference.items()]
+        oov += [([f, "online"], v) for f, v in report.oov_online.items()]
+        yield _gauge("afm_drift_oov_share", "Share of a field's values out of vocabulary, "
+                     "online (the window) and on the validation rows.", ["field", "source"], oov)
+        pairs = [([p, "reference"], v) for p, v in zip(report.pairs, report.pair_reference, strict=True)]
+        pairs += [([p, "online"], v) for p, v in zip(report.pairs, report.pair_online, strict=False)]
+        yield _gauge("afm_pair_contribution", "Mean |contribution| of a field pair over the "
+                     "instances holding it, online (the window) and on the validation rows.",
+                     ["pair", "source"], pairs)
+        yield _gauge("afm_pair_contribution_ratio", "Online mean |contribution| of a field pair "
+                     "over its reference, for pairs carrying at least 1% of the reference total.",
+                     ["pair"], [([p], v) for p, v in zip(report.pairs, report.pair_ratio, strict=False)])
+
+
+def _gauge(name: str, documentation: str, labels: list[str],
+           values: Iterable[tuple[list[str], float]]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for label_values, value in values:
+        if not math.isnan(value):
+            family.add_metric(label_values, value)
+    return family
+
+
+class ImpressionMetrics:
+    """The impression log's counters (service.ops.impressions), by instances."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.logged = Counter(
+            "afm_impressions_logged", "Instances written to the impression log.", registry=registry
+        )
+        self.dropped = Counter(
+            "afm_impressions_dropped",
+            "Instances scored but not logged: queue_full (the writer was behind), error (a "
+            "file could not be written).", ["reason"], registry=registry,
+        )
+        self.files = Counter(
+            "afm_impression_files", "Impression log files closed (complete and readable).",
+            registry=registry,
+        )
 
 
 class ProcessMetrics:
@@ -201,10 +332,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def exposition(registry: CollectorRegistry, directory: Path | None) -> bytes:
-    """The text format for a scrape: this registry, or the sum of every worker's files."""
+def exposition(registry: CollectorRegistry, directory: Path | None,
+               collectors: Sequence[Collector] = ()) -> bytes:
+    """The text format for a scrape: this registry, or the sum of every worker's files and
+    what `collectors` compute now."""
     if directory is None:
         return generate_latest(registry)
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged, str(directory))
+    for collector in collectors:
+        merged.register(collector)
     return generate_latest(merged)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_TOKEN_CHARS = 16
+MAX_WINDOW_STEPS = 1440
 
 
 class Settings(BaseSettings):
@@ -68,6 +71,32 @@ class Settings(BaseSettings):
     """Port of the Open Inference Protocol gRPC service on AFM_HOST; unset: no gRPC; 0: any free port."""
     grpc_max_message_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
     """Largest gRPC request or response message; larger ones get RESOURCE_EXHAUSTED."""
+    monitor: bool = False
+    """Drift monitoring: what is scored, counted against the bundle's reference (PSI per field
+    and of the score, pair contributions) and exported on /metrics; bundles without one report nothing."""
+    monitor_window_s: int = Field(default=900, ge=10, le=7 * 86400)
+    """The sliding window drift statistics cover, in seconds."""
+    monitor_interval_s: float = Field(default=10.0, ge=0.5, le=3600)
+    """How often counts are folded into the window and shared with the other workers (the
+    window's step), in seconds."""
+    monitor_min_instances: int = Field(default=1000, ge=1, le=1 << 30)
+    """Fewer instances in the window (or holding a pair) report no online statistic: too noisy."""
+    shadow_max_pending: int = Field(default=4096, ge=1, le=1 << 20)
+    """Instances waiting for the shadow model at most; more are dropped (and counted)."""
+    shadow_threshold: float = Field(default=0.05, gt=0, le=1e6)
+    """A shadow's prediction (probability, or the clipped prediction) further than this from
+    the live one counts as a disagreement."""
+    impression_log_dir: Path | None = None
+    """Log every scored instance here, as Parquet in hour folders (docs/IMPRESSIONS.md); unset: no log."""
+    impression_sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests whose instances are logged, chosen by request id (whole requests)."""
+    impression_roll_seconds: float = Field(default=300.0, ge=0.1, le=86400.0)
+    """Each worker closes its log file (its rows become readable) this long after opening it."""
+    impression_roll_bytes: int = Field(default=128 << 20, ge=1 << 16, le=1 << 36)
+    """... or once the file holds this many bytes, whichever comes first."""
+    impression_queue_instances: int = Field(default=1 << 16, ge=1, le=1 << 24)
+    """Most instances waiting for the log's writer thread; a request that would pass it is not
+    logged (afm_impressions_dropped_total), never slowed or failed."""
 
     @field_validator("model_dir")
     @classmethod
@@ -82,6 +111,25 @@ class Settings(BaseSettings):
         if value is not None and not value.is_dir():
             raise ValueError(f"AFM_MODELS_ROOT={value} is not a directory")
         return None if value is None else value.resolve()
+
+    @field_validator("impression_log_dir", mode="before")
+    @classmethod
+    def _unset_log_dir(cls, value: object) -> object:
+        return None if value == "" else value  # compose's way of leaving a variable unset
+
+    @field_validator("impression_log_dir")
+    @classmethod
+    def _log_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            value.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"AFM_IMPRESSION_LOG_DIR={value} cannot be made a directory: "
+                             f"{e.strerror}") from e
+        if not os.access(value, os.W_OK | os.X_OK):
+            raise ValueError(f"AFM_IMPRESSION_LOG_DIR={value} is not writable")
+        return value.resolve()
 
     @field_validator("admin_token")
     @classmethod
@@ -106,6 +154,19 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"AFM_CORS_ORIGINS entry {origin!r} is not * or an http(s) origin")
         return value
+
+    @model_validator(mode="after")
+    def _window_steps(self) -> Settings:
+        steps = self.monitor_window_s / self.monitor_interval_s
+        if not 1 <= steps <= MAX_WINDOW_STEPS:
+            raise ValueError(f"AFM_MONITOR_WINDOW_S / AFM_MONITOR_INTERVAL_S must be between 1 "
+                             f"and {MAX_WINDOW_STEPS} steps, got {steps:g}")
+        return self
+
+    @property
+    def window_steps(self) -> int:
+        """Buckets of the drift window: one per interval."""
+        return math.ceil(self.monitor_window_s / self.monitor_interval_s)
 
     @property
     def batch_max_wait_s(self) -> float:

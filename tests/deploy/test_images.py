@@ -48,6 +48,20 @@ def test_compose_stack_orders_trainer_server_and_monitoring() -> None:
     assert [v["read_only"] for v in afm["volumes"] if v["target"] == "/models"] == [True]
 
 
+def test_the_compose_service_logs_impressions_to_a_volume_it_may_write() -> None:
+    """The serving half of the daily loop as deployed: the log on, in a named volume whose
+    mount point the serving image creates for its user (a new volume takes that owner)."""
+    config = compose_config()
+    afm = config["services"]["afm"]
+    directory = afm["environment"]["AFM_IMPRESSION_LOG_DIR"]
+    [mount] = [v for v in afm["volumes"] if v["target"] == directory]
+    assert mount["type"] == "volume" and not mount.get("read_only", False)
+    assert mount["source"] in config["volumes"]
+    serve = (REPO / "Dockerfile").read_text().split("AS serve\n")[1]
+    assert f"install -d -o afm -g afm {directory}" in serve
+    assert serve.index(directory) < serve.index("USER 10001:10001")
+
+
 def test_every_service_setting_is_documented_in_the_compose_file() -> None:
     text = (REPO / "docker-compose.yml").read_text()
     missing = [f"AFM_{name.upper()}" for name in Settings.model_fields

@@ -127,3 +127,18 @@ def test_kserve_predictor_is_a_pod_spec_plus_component_extensions() -> None:
     assert env["AFM_MODEL_DIR"] == "/mnt/models" and "STORAGE_URI" in env
     assert container["ports"][0]["containerPort"] == int(env["AFM_PORT"])
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # :explain reaches the predictor only while no explainer component claims it
+    assert set(doc["spec"]) == {"predictor"}
+    assert env["AFM_MONITOR"] == "true"
+
+
+def test_the_impression_log_goes_to_a_writable_volume_of_the_pod() -> None:
+    pod = load(K8S / "deployment.yaml")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    mount = mounts[env["AFM_IMPRESSION_LOG_DIR"]]
+    assert not mount.get("readOnly", False)
+    volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+    assert "sizeLimit" in volume["emptyDir"]  # a full log cannot take the node's disk
+    assert pod["securityContext"]["fsGroup"] == 10001  # the server's group may write to it

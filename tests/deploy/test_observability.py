@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,21 @@ PROMETHEUS_OWN = {"job", "instance", "le"}
 
 @pytest.fixture(scope="module")
 def scrape(bundle_dir: Path) -> tuple[set[str], set[str]]:
-    """Series and label names of a scrape after traffic that touches every metric."""
-    settings = Settings(model_dir=bundle_dir, models_root=bundle_dir.parent, admin_token=SecretStr(TOKEN))
+    """Series and label names of a scrape after traffic that touches every metric (drift
+    monitoring on, a shadow model beside the live one)."""
+    settings = Settings(model_dir=bundle_dir, models_root=bundle_dir.parent, admin_token=SecretStr(TOKEN),
+                        monitor=True, monitor_min_instances=1)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     with TestClient(create_app(settings, CollectorRegistry())) as client:
-        instance = {"f0": "v3", "f1": "never-seen"}
-        assert client.post("/predict", json={"instances": [instance]}).status_code == 200
-        reload = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+        shadow = {"model_dir": bundle_dir.name, "fraction": 1.0}
+        assert client.post("/admin/shadow", headers=auth, json=shadow).status_code == 200
+        instances = [{"f0": "v3", "f1": "never-seen"}, {"f0": "v1", "f1": "v2", "f2": "v3"}]
+        assert client.post("/predict", json={"instances": instances}).status_code == 200
+        assert client.post("/predict", json={"instances": instances}).status_code == 200
+        time.sleep(0.2)  # the shadow model scores after the answers
+        reload = client.post("/admin/reload", headers=auth)
         assert reload.status_code == 200
+        assert client.post("/predict", json={"instances": instances}).status_code == 200
         text = client.get("/metrics").text
     series, labels = set(), set()
     for family in text_string_to_metric_families(text):
@@ -89,7 +98,11 @@ def test_dashboard_shows_what_operators_watch() -> None:
     series, _ = names_in(dashboard_queries())
     for watched in ("afm_requests_total", "afm_request_duration_seconds_bucket",
                     "afm_batch_size_bucket", "afm_predicted_score_bucket",
-                    "afm_oov_values_total", "afm_model_info", "afm_reloads_total"):
+                    "afm_oov_values_total", "afm_model_info", "afm_reloads_total",
+                    "afm_drift_psi", "afm_drift_score_psi", "afm_drift_oov_share",
+                    "afm_pair_contribution", "afm_shadow_info", "afm_shadow_score_difference_bucket",
+                    "afm_shadow_disagreements_total", "afm_shadow_rank_pairs_total",
+                    "afm_shadow_run_duration_seconds_bucket", "afm_shadow_requests_total"):
         assert watched in series
 
 

@@ -60,6 +60,13 @@ def drop_a_field(path: Path) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
+def misfit_reference(path: Path) -> None:
+    """The drift reference of a model with its fields in another order."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["reference"]["fields"].reverse()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
 def remove_a_key(path: Path) -> None:
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["task"]
@@ -74,5 +81,6 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
     "unknown format version": (lambda p: set_manifest(p, format_version=99), "format_version"),
     "fields disagree with the onnx": (drop_a_field, "fields"),
     "bias not the graph's": (lambda p: set_manifest(p, bias=12.5), "bias"),
+    "reference of other fields": (misfit_reference, "reference"),
     "not json": (lambda p: set_text(p / "manifest.json", "{"), "manifest.json"),
 }

@@ -70,8 +70,9 @@ def count(text: str, metric: str, labels: dict[str, str]) -> float:
     )
 
 
-def per_worker(directory: Path, scratch: Path) -> dict[str, float]:
-    """/predict requests each worker counted, read from its own metrics file alone."""
+def per_worker(directory: Path, scratch: Path,
+               metric: tuple[str, dict[str, str]] = PREDICTED) -> dict[str, float]:
+    """/predict requests (or `metric`) each worker counted, read from its own metrics file alone."""
     counts = {}
     for path in directory.glob("counter_*.db"):
         alone = scratch / path.stem
@@ -79,7 +80,7 @@ def per_worker(directory: Path, scratch: Path) -> dict[str, float]:
         shutil.copy(path, alone / path.name)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, str(alone))
-        counts[path.stem] = count(generate_latest(registry).decode(), *PREDICTED)
+        counts[path.stem] = count(generate_latest(registry).decode(), *metric)
     return counts
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from model import impressions as im
@@ -112,3 +113,43 @@ def test_logged_values_encode_as_the_instances_did() -> None:
     assert np.array_equal(original.weights, again.weights)
     assert original.oov == again.oov
     assert logged[0]["city"] == "7" and logged[1]["city"] is None and logged[0]["kind"] == ""
+
+
+TRICKY = [
+    *FIELDS,
+    FieldSpec(name="city", kind=FieldKind.CATEGORICAL, vocabulary=["7", "x"], missing="learned"),
+    FieldSpec(name="kind", kind=FieldKind.CATEGORICAL, vocabulary=["a"]),
+    FieldSpec(name="labels", kind=FieldKind.MULTI, vocabulary=["p", "q"], max_entries=2,
+              missing="learned"),
+    FieldSpec(name="rank", kind=FieldKind.NUMERIC, missing="learned"),
+]
+
+
+@pytest.mark.parametrize("instances", [
+    [{"user": "u1", "tags": ["a", "b"], "age": 3.5, "price": 4, "city": "x", "kind": "a",
+      "labels": ["p"]}, {"user": "u9", "age": 2**60, "city": ""}, {}],  # pyarrow's own path
+    [{"user": 12, "tags": "b", "age": None, "city": 7, "kind": "", "labels": ""},
+     {"tags": [1, "a"], "rank": "", "labels": [""]}, {"user": None, "tags": None}],  # value by value
+])
+def test_the_columnar_features_are_feature_values_row_by_row(instances: list[dict[str, Any]]) -> None:
+    FeatureSpace(TRICKY).encode(instances)  # instances the service accepts
+    expected = pa.array([im.feature_values(TRICKY, i) for i in instances], im.features_type(TRICKY))
+    assert im.features_array(TRICKY, instances).equals(expected)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 5000])
+def test_a_requests_impression_ids_are_its_position_ids(count: int) -> None:
+    assert im.impression_ids("r-9", count) == [im.impression_id("r-9", p) for p in range(count)]
+
+
+def test_files_keep_statistics_where_readers_prune_and_dictionaries_where_values_repeat(
+        tmp_path: Path) -> None:
+    table = pa.Table.from_pylist(rows(4, START.replace(minute=0)), schema=im.impression_schema(FIELDS))
+    [path] = im.write_part(tmp_path, table, "w", 1)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert {p for p, c in columns.items() if c.is_stats_set} == set(im.STATISTICS)
+    assert columns[im.TIME].statistics.min == START.replace(minute=0)
+    dictionary = {p for p, c in columns.items() if c.has_dictionary_page}
+    assert {"request_id", "features.user", "features.tags.list.element", "oov.list.element"} <= dictionary
+    assert not dictionary & {im.IMPRESSION_ID, im.SCORE, im.TIME, "features.age"}

@@ -49,6 +49,8 @@ CONFINED = {
     "httpx": {"client"},
     "pydantic": {"ops", "codecs", "http", "startup", "client"},  # the core deals in dataclasses
     "pydantic_settings": {"ops"},
+    # the impression log's writer alone; the runtime imports it only when the log is on
+    "pyarrow": {"ops/impressions.py", "ops/impression_rows.py", "ops/impression_files.py"},
 }
 
 

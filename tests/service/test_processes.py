@@ -3,7 +3,6 @@ failures, and a server that never imports torch. Every process started is stoppe
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -11,11 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -106,6 +106,71 @@ def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,
         assert versions == {"2"}
 
 
+def scrape_until(url: str, done: Callable[[str], bool], timeout_s: float = 15) -> str:
+    """Scrape (a new connection each time, so either worker answers) until `done`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with httpx.Client(timeout=10) as fresh:
+            text = fresh.get(url + "/metrics").text
+        if done(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+def test_drift_counts_of_every_worker_are_merged(bundle_dir: Path, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AFM_MONITOR="true",
+                     AFM_MONITOR_WINDOW_S="60", AFM_MONITOR_INTERVAL_S="0.5",
+                     AFM_MONITOR_MIN_INSTANCES="1")
+    args = ["--model-dir", str(bundle_dir), "--workers", "2"]
+    with serve(args, env, tmp_path / "serve.log") as (url, _), ThreadPoolExecutor(8) as pool:
+        sent = 0
+        while sent < 400:
+            assert list(pool.map(post_predict, [url] * 40)) == [200] * 40
+            sent += 40
+            workers = per_worker(metrics_dir, tmp_path / f"scratch{sent}")
+            if sum(1 for n in workers.values() if n > 0) >= 2:
+                break
+        assert sum(1 for n in workers.values() if n > 0) == 2, workers
+
+        def merged(text: str) -> bool:
+            return count(text, "afm_drift_window_instances", {}) == sent
+
+        for _ in range(4):  # whichever worker answers, it sums both windows
+            text = scrape_until(url, merged)
+            assert count(text, "afm_drift_window_instances", {}) == sent
+            assert len([line for line in text.splitlines() if line.startswith("afm_drift_psi{")]) == 6
+
+
+def test_a_shadow_model_reaches_every_worker(bundle_dir: Path, tmp_path: Path) -> None:
+    root, metrics_dir = tmp_path / "models", tmp_path / "metrics"
+    metrics_dir.mkdir()
+    copy_bundle(bundle_dir, root / "v1")
+    copy_bundle(bundle_dir, root / "v2", version="2")
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AFM_MODELS_ROOT=str(root),
+                     AFM_ADMIN_TOKEN=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    scored = ("afm_shadow_requests_total", {"outcome": "scored"})
+    with serve(["--model-dir", str(root / "v1"), "--workers", "2"], env,
+               tmp_path / "serve.log") as (url, _):
+        response = httpx.post(url + "/admin/shadow", json={"model_dir": "v2", "fraction": 1.0},
+                              headers=auth, timeout=30)
+        assert response.status_code == 200, response.text
+        time.sleep(2)  # the other worker polls the shared choice every 0.5 s
+        workers = worker_files(metrics_dir)
+        until_every_worker_served(url, metrics_dir, tmp_path / "a", workers)
+        time.sleep(1)  # shadow scoring runs after the answers
+        shadowed = per_worker(metrics_dir, tmp_path / "s1", scored)
+        assert len(shadowed) == 2 and all(n > 0 for n in shadowed.values()), shadowed
+
+        assert httpx.delete(url + "/admin/shadow", headers=auth, timeout=30).status_code == 200
+        time.sleep(2)
+        until_every_worker_served(url, metrics_dir, tmp_path / "b", workers)
+        time.sleep(1)
+        assert per_worker(metrics_dir, tmp_path / "s2", scored) == shadowed  # no worker shadows
+
+
 def wait_in_flight(url: str, requests: int, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -116,35 +181,37 @@ def wait_in_flight(url: str, requests: int, timeout_s: float = 20) -> None:
     raise AssertionError(f"{requests} requests were not in flight within {timeout_s} s")
 
 
-def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
-    # Each request's body arrives in two parts, the second only after SIGTERM: the requests
-    # are in flight (headers read, body still coming) when the signal arrives, however fast
-    # the model answers.
-    log = tmp_path / "serve.log"
-    release = threading.Event()
-    with serve(["--model-dir", str(bundle_dir)], server_env(), log) as (url, process), \
-            ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(post_in_two_parts, url, release) for _ in range(6)]
-        wait_in_flight(url, 6)
-        process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)  # the server has begun shutting down before the bodies end
-        release.set()
-        assert [f.result(timeout=30) for f in futures] == [200] * 6
-        # uvicorn re-raises the signal once it has drained: the exit reads as SIGTERM.
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+def post_held(url: str, release: threading.Event) -> int:
+    """/predict whose body is sent in two chunks, the second once `release` is set: the
+    request stays in flight until then (a lone request is scored at once, so the batcher's
+    wait cannot hold one)."""
+    body = orjson.dumps({"instances": [INSTANCE]})
 
-
-def post_in_two_parts(url: str, release: threading.Event) -> int:
-    body = json.dumps({"instances": [INSTANCE]}).encode()
-
-    def parts() -> Iterator[bytes]:
+    def chunks() -> Iterator[bytes]:
         yield body[:10]
         release.wait(30)
         yield body[10:]
 
     with httpx.Client(timeout=30) as fresh:
-        return fresh.post(url + "/predict", content=parts(),
+        return fresh.post(url + "/predict", content=chunks(),
                           headers={"content-type": "application/json"}).status_code
+
+
+def test_sigterm_drains_requests_in_flight(bundle_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    release = threading.Event()
+    with serve(["--model-dir", str(bundle_dir)], server_env(), log) as (url, process), \
+            ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(post_held, url, release) for _ in range(6)]
+        try:
+            wait_in_flight(url, 6)  # every request's body half read: SIGTERM arrives now
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the server is shutting down while they wait
+        finally:
+            release.set()
+        assert [f.result(timeout=30) for f in futures] == [200] * 6
+        # uvicorn re-raises the signal once it has drained: the exit reads as SIGTERM.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
 
 
 def test_afm_serve_refuses_a_broken_bundle_with_one_line(bundle_dir: Path,

@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from model.bundle import Bundle
+from service.app import create_app
 from service.codecs.predictions import render_predictions
 from service.codecs.schemas import ExplainResponse, Prediction, PredictResponse
 from service.core.explain import SMALL_BATCH, Explainer
 from service.http.responses import ORJSONResponse
-from tests.helpers import INSTANCE
+from tests.helpers import INSTANCE, SettingsFactory
 
 Schema = type  # a pydantic model, or a dataclass a model uses as a field's type (ModelRef)
 Seen = defaultdict[Schema, set[str]]
@@ -120,14 +122,17 @@ def test_rendered_predictions_have_exactly_the_schemas_keys(
         encoded = bundle.features.encode(instances)
         scores = bundle.run(encoded.indices, encoded.weights)
         assert (len(instances) <= SMALL_BATCH) == (name != "batch")
-        for explain, top_k in ((False, None), (True, None), (True, 1)):
-            rendered = json.loads(bytes(ORJSONResponse(render_predictions(
-                explainer.predictions(encoded, scores, explain, top_k))).body))
+        for explain, top_k, logged in ((False, None, False), (True, None, False), (True, 1, True)):
+            predictions = explainer.predictions(encoded, scores, explain, top_k)
+            if logged:  # as the runtime sets them when the impression log took the instances
+                predictions.impression_ids = [f"r-{i}" for i in range(len(instances))]
+            rendered = json.loads(bytes(ORJSONResponse(render_predictions(predictions)).body))
             assert len(rendered) == len(instances)
             for instance, result in zip(instances, rendered, strict=True):
                 keys = check_shape(result, Prediction, seen)
                 expected = optional_keys(Prediction, label, *(["warning"] if not instance else []),
-                                         *(["explanation"] if explain else []))
+                                         *(["explanation"] if explain else []),
+                                         *(["impression_id"] if logged else []))
                 assert keys == required | expected, (name, explain, instance)
                 Prediction.model_validate(result)
             if explain:
@@ -144,13 +149,19 @@ def test_rendered_predictions_have_exactly_the_schemas_keys(
                                                   "LinearTerms", "PairTerms"}
 
 
-def test_predict_and_explain_responses_have_exactly_the_schemas_keys(client: TestClient) -> None:
+@pytest.mark.parametrize("logged", [False, True])
+def test_predict_and_explain_responses_have_exactly_the_schemas_keys(
+        make_settings: SettingsFactory, tmp_path: Path, logged: bool) -> None:
+    settings = make_settings(impression_log_dir=tmp_path / "log" if logged else None)
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+        body = client.post("/predict", json={"instances": [INSTANCE, {}], "explain": True}).json()
+        one = client.get("/explain", params=INSTANCE).json()
     seen: Seen = defaultdict(set)
-    body = client.post("/predict", json={"instances": [INSTANCE, {}], "explain": True}).json()
     assert check_shape(body, PredictResponse, seen) == set(PredictResponse.model_fields)
-    one = client.get("/explain", params=INSTANCE).json()
     keys = check_shape(one, ExplainResponse, seen)
-    assert keys == set(ExplainResponse.model_fields) - {"probability", "warning"}
+    unlogged = set() if logged else {"impression_id"}
+    assert keys == set(ExplainResponse.model_fields) - {"probability", "warning"} - unlogged
+    assert ("impression_id" in body["predictions"][1]) == logged
     assert {model.__name__ for model in seen} >= {"ModelRef", "Prediction", "Explanation"}
 
 

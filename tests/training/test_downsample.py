@@ -10,6 +10,7 @@ import pytest
 
 from model.bundle import Bundle
 from model.manifest import Manifest
+from model.reference import Bins
 from training import libfm
 from training.config import RunConfig
 from training.data import binary_labels, one_path
@@ -121,3 +122,18 @@ def test_a_downsampled_run_serves_the_traffics_click_rate(downsampled_binary: Pa
     assert 0.85 < out.prediction.mean() / rate < 1.15  # served: the traffic's click rate
     uncorrected = 1 / (1 + np.exp(-(out.score - manifest.logit_shift)))
     assert uncorrected.mean() / rate > 2  # what the model says about the rows it saw
+
+
+def test_the_drift_reference_holds_the_served_scores_distribution(downsampled_binary: Path) -> None:
+    bundle = Bundle.load(downsampled_binary)
+    reference = bundle.manifest.reference
+    assert reference is not None
+    history = json.loads((downsampled_binary / "history.json").read_text())
+    cfg = RunConfig.model_validate(history["config"])
+    rows = libfm.read_libfm(one_path(cfg.data.validation, "data.validation"))
+    data = libfm.encode(bundle.features, rows, binary_labels(rows.labels, "binary"))
+    served = bundle.run(data.indices, data.weights).score  # with the logit shift
+    bins = Bins(bundle.features, reference)
+    assert bins.score_psi(bins.count_scores(served)) < 1e-3  # the same rows: no drift
+    unshifted = served - bundle.manifest.logit_shift
+    assert bins.score_psi(bins.count_scores(unshifted)) > 1.0

@@ -1,6 +1,6 @@
 """Every route of the API in one table: method, path, handler, response model, errors.
 
-Handlers are methods of small classes given what they need (`predict`, `oip`, `ops`,
+Handlers are methods of small classes given what they need (`predict`, `oip`, `v1`, `ops`,
 `docs`, `ui`); they validate, delegate to the runtime and render. This module is the only place
 a route is declared. Order matters: a request is tried against each route in turn, so the
 hot routes come first (docs/BENCHMARKS.md) and the pages' asset mounts come last.
@@ -31,7 +31,14 @@ from service.codecs.schemas import (
     ReadyStatus,
     ReloadResponse,
     ServerMetadata,
+    ShadowResponse,
     Status,
+    V1ExplainResponse,
+    V1Live,
+    V1ModelReady,
+    V1Models,
+    V1PredictResponse,
+    V1Request,
 )
 from service.http.body import json_body
 from service.http.errors import ERROR_RESPONSES
@@ -41,11 +48,13 @@ from service.http.routes.ops import AdminHandlers, OpsHandlers
 from service.http.routes.predict import PredictHandlers
 from service.http.routes.ui import UIPages
 from service.http.routes.ui import assets as ui_assets
+from service.http.routes.v1 import V1Handlers
 from service.ops.metrics import CONTENT_TYPE
 
 Responses = dict[int | str, dict[str, Any]]
 PREDICT: list[str | Enum] = ["predict"]
 OIP: list[str | Enum] = ["open inference protocol"]
+V1: list[str | Enum] = ["kserve v1"]
 OPS: list[str | Enum] = ["operations"]
 ADMIN: list[str | Enum] = ["admin"]
 EMPTY_OK: Responses = {200: {"description": "True (an empty body)"}, 503: ERROR_RESPONSES[503]}
@@ -56,6 +65,7 @@ EXPLAIN_PARAMETERS = {"parameters": [{
                    "field's name for each value).",
 }]}
 MODEL, MODEL_VERSION = "/v2/models/{name}", "/v2/models/{name}/versions/{model_version}"
+V1_MODEL = "/v1/models/{name}"
 PROMETHEUS_TEXT: Responses = {200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}}
 
 
@@ -83,8 +93,8 @@ class Route:
 
 
 def api_routes(
-    predict: PredictHandlers, oip: OIPHandlers, ops: OpsHandlers, admin: AdminHandlers | None,
-    docs: DocsPages, ui: UIPages,
+    predict: PredictHandlers, oip: OIPHandlers, v1: V1Handlers, ops: OpsHandlers,
+    admin: AdminHandlers | None, docs: DocsPages, ui: UIPages,
 ) -> list[Route | BaseRoute]:
     # A query string is bounded by the URL limit (AFM_MAX_URL_BYTES): 414 for /explain.
     routes: list[Route | BaseRoute] = [
@@ -108,6 +118,13 @@ def api_routes(
               errors(400, 404, 413, 415, 503), json_body(InferenceRequest)),
         Route("POST", "/encode", predict.encode, EncodeResponse, OIP,
               errors(400, 413, 415, 503), json_body(EncodeRequest)),
+        Route("POST", f"{V1_MODEL}:predict", v1.predict, V1PredictResponse, V1,
+              errors(400, 404, 413, 415, 503), json_body(V1Request)),
+        Route("POST", f"{V1_MODEL}:explain", v1.explain, V1ExplainResponse, V1,
+              errors(400, 404, 413, 415, 503), json_body(V1Request)),
+        Route("GET", V1_MODEL, v1.ready, V1ModelReady, V1, errors(404, 503)),
+        Route("GET", "/v1/models", v1.models, V1Models, V1, errors(503)),
+        Route("GET", "/", v1.live, V1Live, V1),
         Route("GET", "/healthz", ops.healthz, Status, OPS),
         Route("GET", "/ping", ops.ping, Status, OPS),
         Route("GET", "/readyz", ops.readyz, ReadyStatus, OPS, errors(503)),
@@ -115,9 +132,17 @@ def api_routes(
         Route("GET", "/metadata", ops.metadata, ModelMetadata, OPS, errors(503)),
     ]
     if admin is not None:
-        routes.append(Route("POST", "/admin/reload", admin.reload, ReloadResponse, ADMIN,
-                            errors(400, 401, 403, 404, 413, 422, 503),
-                            dependencies=[Depends(admin.bearer)]))
+        token = [Depends(admin.bearer)]
+        routes += [
+            Route("POST", "/admin/reload", admin.reload, ReloadResponse, ADMIN,
+                  errors(400, 401, 403, 404, 413, 422, 503), dependencies=token),
+            Route("GET", "/admin/shadow", admin.get_shadow, ShadowResponse, ADMIN,
+                  errors(401, 403, 503), dependencies=token),
+            Route("POST", "/admin/shadow", admin.set_shadow, ShadowResponse, ADMIN,
+                  errors(400, 401, 403, 404, 413, 422, 503), dependencies=token),
+            Route("DELETE", "/admin/shadow", admin.delete_shadow, ShadowResponse, ADMIN,
+                  errors(401, 403, 503), dependencies=token),
+        ]
     routes += [
         Route("GET", "/docs", docs.swagger, include_in_schema=False),
         Route("GET", OAUTH2_REDIRECT_URL, docs.swagger_redirect, include_in_schema=False),

@@ -15,6 +15,7 @@ from service.core.model import ModelInfo, PerModel
 from service.core.runtime import Runtime
 from service.http.binary import infer_response, read_infer
 from service.http.responses import ORJSONResponse
+from service.http.telemetry import origin_of
 
 
 def _oip_metadata(info: ModelInfo) -> dict[str, Any]:
@@ -52,5 +53,5 @@ class OIPHandlers:
         body = await read_infer(request)
         indices, weights = infer.input_tensors(body, self.max_instances * fields * entries)
         wanted, binary = infer.outputs_wanted(body.request)
-        result = await self.runtime.infer(indices, weights)
+        result = await self.runtime.infer(indices, weights, origin_of(request, "infer"))
         return infer_response(*infer.infer_response(result, body.request.id, wanted, binary))

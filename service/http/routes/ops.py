@@ -1,17 +1,20 @@
-"""Operations: /healthz, /readyz, /ping, /metrics, /metadata and POST /admin/reload."""
+"""Operations: /healthz, /readyz, /ping, /metrics, /metadata; POST /admin/reload and the
+shadow model's /admin/shadow."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 
-from service.codecs.metadata import model_metadata
-from service.codecs.schemas import ReloadRequest
+from service.codecs.metadata import model_metadata, render_shadow
+from service.codecs.schemas import ReloadRequest, ShadowRequest
 from service.core.errors import Forbidden
 from service.core.model import ModelInfo, PerModel
 from service.core.runtime import Runtime
@@ -26,11 +29,12 @@ def _metadata(info: ModelInfo) -> dict[str, Any]:
 
 class OpsHandlers:
     def __init__(self, runtime: Runtime, registry: CollectorRegistry, multiproc: Path | None,
-                 process: ProcessMetrics) -> None:
+                 process: ProcessMetrics, collectors: Sequence[Collector] = ()) -> None:
         self.runtime = runtime
         self.registry = registry
         self.multiproc = multiproc
         self.process = process
+        self.collectors = collectors
         self.model_metadata = PerModel(_metadata)
 
     async def healthz(self) -> Response:
@@ -49,7 +53,8 @@ class OpsHandlers:
         """Prometheus text format; with several workers, the sum over all of them (and each
         worker's own process_* series, labelled pid)."""
         self.process.refresh()
-        return Response(exposition(self.registry, self.multiproc), media_type=CONTENT_TYPE)
+        return Response(exposition(self.registry, self.multiproc, self.collectors),
+                        media_type=CONTENT_TYPE)
 
     async def metadata(self) -> Response:
         """The model served: fields, kinds, vocabulary sizes, task, metrics, version, sha256."""
@@ -76,3 +81,18 @@ class AdminHandlers:
         result = await self.runtime.reload(body.model_dir if body else None)
         return ORJSONResponse({"model": result.model, "sha256": result.sha256,
                                "previous": result.previous})
+
+    async def get_shadow(self) -> Response:
+        """The shadow model scored beside the live one, if any."""
+        return ORJSONResponse(render_shadow(self.runtime.shadow_status()))
+
+    async def set_shadow(self, body: ShadowRequest) -> Response:
+        """Load and verify a bundle under the models root beside the live model; `fraction`
+        of live requests are also scored by it after their answer, which it never delays or
+        fails. A refused bundle changes nothing; a new one replaces the shadow model."""
+        return ORJSONResponse(render_shadow(await self.runtime.set_shadow(body.model_dir,
+                                                                          body.fraction)))
+
+    async def delete_shadow(self) -> Response:
+        """Stop shadowing (promoting it is a reload of its bundle, which stops it too)."""
+        return ORJSONResponse(render_shadow(self.runtime.clear_shadow()))

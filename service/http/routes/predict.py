@@ -12,6 +12,7 @@ from service.codecs.schemas import EncodeRequest, ExplainOptions, PredictRequest
 from service.core.runtime import Runtime
 from service.http.body import read_json
 from service.http.responses import ORJSONResponse
+from service.http.telemetry import origin_of
 
 
 class PredictHandlers:
@@ -22,7 +23,8 @@ class PredictHandlers:
         """Score instances; with `explain`, each pair's attention and signed contribution."""
         body = await read_json(request, PredictRequest, plain_predict_request)
         top_k = body.explain.top_k if isinstance(body.explain, ExplainOptions) else None
-        result = await self.runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k)
+        result = await self.runtime.predict(body.instances, explain=bool(body.explain), top_k=top_k,
+                                            origin=origin_of(request, "predict"))
         return ORJSONResponse({"model": result.model, "predictions": render_predictions(result)})
 
     async def explain(self, request: Request) -> Response:
@@ -32,7 +34,8 @@ class PredictHandlers:
         if not items:
             return ORJSONResponse(render_importance(self.runtime.importance()))
         instance = instance_from_text(self.runtime.info().field_kinds, items)
-        result = await self.runtime.predict([instance], explain=True)
+        result = await self.runtime.predict([instance], explain=True,
+                                            origin=origin_of(request, "explain"))
         return ORJSONResponse({"model": result.model, **render_predictions(result)[0]})
 
     async def encode(self, request: Request) -> Response:
