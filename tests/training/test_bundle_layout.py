@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from model.bundle import Bundle, BundleError
+from model.impression_columns import FeatureColumns
 from model.manifest import ONNX_DATA_FILE, Manifest
 from model.vocabulary import VOCABULARY_FILE, MappedVocabulary
 from tests.helpers.bundles import set_manifest
@@ -117,3 +118,15 @@ def test_a_float16_table_halves_the_table_and_scores_as_float32(tmp_path: Path) 
     assert sizes["float32"] - sizes["float16"] == table
     np.testing.assert_allclose(scores["float16"], scores["float32"], atol=1e-2)
     assert isinstance(model.embedding.embedding, torch.nn.Embedding)  # restored after export
+
+
+def test_the_impression_columns_read_a_mapped_vocabulary_as_a_list(
+    synthetic_afm: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    listed = Bundle.load(synthetic_afm).features
+    monkeypatch.setattr("model.vocabulary.MAPPED_FROM", 2)
+    mapped = Bundle.load(synthetic_afm).features
+    encoded = listed.encode(INSTANCES)
+    got = FeatureColumns(mapped).of_tensors(encoded.indices, encoded.weights)
+    expected = FeatureColumns(listed).of_tensors(encoded.indices, encoded.weights)
+    assert got[0].equals(expected[0]) and got[1] == expected[1]
