@@ -124,4 +124,3 @@ class ShadowScored:
     live_scores: np.ndarray  # (B,)
     scores: np.ndarray  # (B,) the shadow's scores
     predictions: np.ndarray  # (B,) the shadow's probability (binary) or prediction
-    context: object | None  # what the transport passed with the live request

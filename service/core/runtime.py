@@ -172,19 +172,22 @@ class Runtime:
         """Every scored batch passes here, whichever route or transport sent it, before
         its answer is built: refuse scores that are not finite, then record the batch
         (metrics, drift monitoring, the impression log) and offer it to the shadow model;
-        each costs a request one check of a setting read at start-up when off. `instances`:
-        the field values, None for the tensor routes. Returns the instances' impression ids
-        when the log took them, else None."""
+        each costs a request one check of a setting read at start-up when off. With both
+        the log and a shadow model, the two share a slot: the log writes the shadow's scores
+        beside the live ones. `instances`: the field values, None for the tensor routes.
+        Returns the instances' impression ids when the log took them, else None."""
         check_scores(scores)
         self._metrics.observe_scored(scores.score, encoded.oov)
         if self._monitor is not None:
             self._monitor.observe(model.watched, encoded.indices, encoded.weights, scores)
-        self.shadow.offer(model, scores, encoded.indices, encoded.weights, instances)
-        if self._impressions is None or origin is None:
+        log = self._impressions if origin is not None else None
+        slot = log.shadow_slot() if log is not None and self.shadow.model is not None else None
+        offered = self.shadow.offer(model, scores, encoded.indices, encoded.weights, instances,
+                                    slot)
+        if log is None or origin is None:
             return None
-        return self._impressions.record(model.bundle, scores,
-                                        encoded if instances is None else instances, encoded,
-                                        origin.request_id, origin.route)
+        return log.record(model.bundle, scores, encoded if instances is None else instances,
+                          encoded, origin.request_id, origin.route, slot if offered else None)
 
     def _timed_run(self, bundle: Bundle, indices: np.ndarray, weights: np.ndarray) -> Scores:
         start = time.perf_counter()

@@ -11,7 +11,9 @@ offer is dropped and counted. Nothing the shadow does can fail or delay a live r
 Tensor requests (the Open Inference Protocol) carry no field values: they are shadowed
 only when the candidate has the live model's fields and vocabularies, and skipped (counted)
 otherwise. The candidate is loaded and verified as a reload's bundle is; a refused one
-changes nothing. With several workers the choice is shared like the model's.
+changes nothing. With several workers the choice is shared like the model's. An offer may
+carry the impression log's slot (`ShadowSlot`): filled when its request is scored, given
+up when it will not be.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from service.core.results import ModelRef, ShadowScored, ShadowStatus
 from service.ops.metrics import ShadowMetrics, observe_many
 from service.ops.model_choice import Choice, SharedChoice
 from service.ops.settings import Settings
+from service.ops.shadow_slot import ShadowSlot, ShadowValues
 
 log = logging.getLogger("service.shadow")
 RANK_RING = 256  # recent instances each new one is ordered against
@@ -50,7 +53,7 @@ class _Offered:
     indices: np.ndarray
     weights: np.ndarray
     instances: Instances | None  # None: a tensor request
-    context: object | None
+    slot: ShadowSlot | None  # where the impression log waits for its scores
 
 
 class Shadow:
@@ -112,6 +115,7 @@ class Shadow:
         self._candidate, self._fraction = None, 0.0
         self._metrics.fraction.set(0)
         self._metrics.requests.labels("dropped").inc(len(self._queue))
+        _give_up(self._queue)
         self._queue.clear()
         self._pending = 0
         if publish and self._shared is not None:
@@ -119,18 +123,19 @@ class Shadow:
         return removed
 
     def offer(self, live: LoadedModel, scores: Scores, indices: np.ndarray, weights: np.ndarray,
-              instances: Instances | None, context: object | None = None) -> None:
+              instances: Instances | None, slot: ShadowSlot | None = None) -> bool:
         """A live request just scored: queue it for the shadow model (a share of requests,
-        as many as the bound allows)."""
+        as many as the bound allows). Whether it was queued: only then is `slot` settled."""
         if self._candidate is None or (self._fraction < 1.0 and self._draw() >= self._fraction):
-            return
+            return False
         rows = len(indices)
         if self._pending + rows > self._settings.shadow_max_pending:
             self._metrics.requests.labels("dropped").inc()
-            return
-        self._queue.append(_Offered(live, scores, indices, weights, instances, context))
+            return False
+        self._queue.append(_Offered(live, scores, indices, weights, instances, slot))
         self._pending += rows
         self._wake.set()
+        return True
 
     async def run(self) -> None:
         """Run forever: score what waits, a batch at a time, after the live requests ready."""
@@ -142,12 +147,14 @@ class Shadow:
                 batch = self._take()
                 candidate = self._candidate
                 if candidate is None or not batch:
+                    _give_up(batch)
                     continue
                 try:
                     await self._score(candidate, batch)
                 except Exception:
                     log.exception("shadow scoring failed")
                     self._metrics.requests.labels("failed").inc(len(batch))
+                    _give_up(batch)
 
     async def follow(self, interval_s: float) -> None:
         """Run forever: load or remove the shadow model as another worker chose."""
@@ -201,6 +208,7 @@ class Shadow:
             encoded = self._inputs(candidate, item)
             if encoded is None:
                 self._metrics.requests.labels("skipped").inc()
+                _give_up([item])
                 continue
             kept.append(item)
             inputs.append(encoded)
@@ -251,8 +259,7 @@ class Shadow:
         self._rank(live[finite], shadow[finite])
         self._metrics.requests.labels("scored").inc(len(kept))
         self._metrics.instances.inc(len(shadow))
-        if self.listeners:
-            self._tell(candidate, kept, shadow, predictions)
+        self._tell(candidate, kept, shadow, predictions)
 
     def _rank(self, live: np.ndarray, shadow: np.ndarray) -> None:
         """Count the pairs (new instance, recent instance) both models order alike or not."""
@@ -266,14 +273,26 @@ class Shadow:
 
     def _tell(self, candidate: LoadedModel, kept: list[_Offered], shadow: np.ndarray,
               predictions: np.ndarray) -> None:
+        """Fill each request's slot (the impression log's) and tell the listeners."""
         start = 0
         for item in kept:
             end = start + len(item.indices)
-            scored = ShadowScored(item.live.ref, candidate.ref, item.scores.score,
-                                  shadow[start:end], predictions[start:end], item.context)
+            if item.slot is not None:
+                item.slot.fill(ShadowValues(candidate.ref.version, shadow[start:end],
+                                            predictions[start:end]))
+            if self.listeners:
+                scored = ShadowScored(item.live.ref, candidate.ref, item.scores.score,
+                                      shadow[start:end], predictions[start:end])
+                for listener in self.listeners:
+                    listener(scored)
             start = end
-            for listener in self.listeners:
-                listener(scored)
+
+
+def _give_up(items: Iterable[_Offered]) -> None:
+    """These offers will not be scored: the impression log need not wait for them."""
+    for item in items:
+        if item.slot is not None:
+            item.slot.give_up()
 
 
 def _labels(model: LoadedModel) -> tuple[str, str, str]:

@@ -15,6 +15,7 @@ from model import impressions as im
 from model.bundle import Bundle, Scores
 from model.features import Encoded, FieldSpec
 from model.impression_columns import FeatureColumns
+from service.ops.shadow_slot import ShadowSlot, ShadowValues
 
 ModelKey = tuple[str, str, str]  # name, version, sha256 of the bundle that scored
 KEPT_MODELS = 2  # a reload's old and new model
@@ -33,6 +34,7 @@ class Scored:
     encoded: Encoded  # the model's input: field values' encoding, or the tensors
     oov: Sequence[tuple[int, str, str]]  # (instance, field, value) of field values
     impression_ids: list[str]  # one per instance, as the response gives them
+    shadow: ShadowSlot | None = None  # where a shadow model's scores arrive, if offered one
 
     @property
     def rows(self) -> int:
@@ -94,9 +96,7 @@ class ImpressionRows:
                 [record.scores.prediction for record in records]).astype(np.float64)),
             im.OOV: pa.array(oov, pa.list_(pa.string())),
             im.FEATURES: features,
-            im.SHADOW_MODEL_VERSION: pa.nulls(total, pa.string()),
-            im.SHADOW_SCORE: pa.nulls(total, pa.float64()),
-            im.SHADOW_PREDICTION: pa.nulls(total, pa.float64()),
+            **_shadow_columns(records, counts, which),
         }
         return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
 
@@ -108,6 +108,38 @@ class ImpressionRows:
             model = self._models[key] = (FeatureColumns(bundle.features),
                                          im.impression_schema(bundle.manifest.fields))
         return model
+
+
+def _shadow_columns(records: Sequence[Scored], counts: np.ndarray,
+                    which: np.ndarray) -> dict[str, pa.Array]:
+    """The shadow model's version, scores and predictions where its slot was filled, else
+    nulls."""
+    total = int(counts.sum())
+    # Each slot is read once: a shadow filling it meanwhile cannot split a record's rows.
+    found = [_values(r.shadow, r.rows) for r in records]
+    if all(values is None for values in found):
+        return {im.SHADOW_MODEL_VERSION: pa.nulls(total, pa.string()),
+                im.SHADOW_SCORE: pa.nulls(total, pa.float64()),
+                im.SHADOW_PREDICTION: pa.nulls(total, pa.float64())}
+    missing = np.repeat([values is None for values in found], counts)  # (N,)
+
+    def column(part: str) -> pa.Array:
+        parts = [np.full(rows, np.nan) if values is None else getattr(values, part)
+                 for values, rows in zip(found, counts, strict=True)]
+        return pa.array(np.concatenate(parts).astype(np.float64), mask=missing)
+
+    return {im.SHADOW_MODEL_VERSION: pa.array([_version(v) for v in found], pa.string())
+            .take(which),
+            im.SHADOW_SCORE: column("scores"), im.SHADOW_PREDICTION: column("predictions")}
+
+
+def _values(slot: ShadowSlot | None, rows: int) -> ShadowValues | None:
+    values = slot.values if slot is not None else None
+    return values if values is not None and len(values.scores) == rows else None
+
+
+def _version(values: ShadowValues | None) -> str | None:
+    return None if values is None else values.version
 
 
 def _oov_rows(records: Sequence[Scored]) -> list[tuple[int, str, str]]:

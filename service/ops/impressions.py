@@ -9,6 +9,11 @@ logged and are counted (`afm_impressions_dropped_total{reason="queue_full"}`): t
 never slows a request past an append nor fails one. `close` (a graceful stop) writes what
 is queued and closes the open file; a crash loses at most the open file, never a closed
 one. Requests are sampled whole, by their id, so retries and every worker agree.
+
+With a shadow model, a record may carry a `ShadowSlot` the shadow fills once it has scored
+that request: the writer writes records in order, each once its slot is settled or, at the
+latest, `shadow_wait_s` after it was scored (then with null shadow columns). A waiting
+record holds back the ones behind it, never the request path; the queue's bound still holds.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from service.ops.impression_files import LogFiles
 from service.ops.impression_rows import ImpressionRows, Scored
 from service.ops.metrics import ImpressionMetrics
 from service.ops.settings import Settings
+from service.ops.shadow_slot import ShadowSlot
 
 DRAIN_INTERVAL_S = 0.2
 CLOSE_TIMEOUT_S = 60.0
+STOP_POLL_S = 0.02
 _SAMPLE_SPACE = 1 << 32  # crc32 values
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9.-]")
 log = logging.getLogger("service.impressions")
@@ -53,13 +60,15 @@ def worker_name() -> str:
 class ImpressionLog:
     def __init__(self, directory: Path, metrics: ImpressionMetrics, *, sample: float = 1.0,
                  capacity: int = 1 << 16, roll_seconds: float = 300.0,
-                 roll_bytes: int = 128 << 20, worker: str | None = None) -> None:
+                 roll_bytes: int = 128 << 20, shadow_wait_s: float = 1.0,
+                 worker: str | None = None) -> None:
         self._metrics = metrics
         self._files = LogFiles(directory, worker or worker_name(), roll_seconds, roll_bytes,
                                metrics)
         self._rows = ImpressionRows()
         self._threshold = round(sample * _SAMPLE_SPACE)
         self._capacity = capacity
+        self._shadow_wait_s = shadow_wait_s
         self._queue: deque[Scored] = deque()
         self._lock = threading.Lock()
         self._pending = 0  # instances queued or being written
@@ -74,7 +83,8 @@ class ImpressionLog:
         return cls(settings.impression_log_dir, metrics, sample=settings.impression_sample,
                    capacity=settings.impression_queue_instances,
                    roll_seconds=settings.impression_roll_seconds,
-                   roll_bytes=settings.impression_roll_bytes)
+                   roll_bytes=settings.impression_roll_bytes,
+                   shadow_wait_s=settings.impression_shadow_wait_s)
 
     def start(self) -> None:
         # Arrow's default allocator (mimalloc) hands the pages of every batch the writer
@@ -86,9 +96,11 @@ class ImpressionLog:
         self._thread.start()
 
     def record(self, bundle: Bundle, scores: Scores, inputs: Sequence[Mapping[str, Any]] | Encoded,
-               encoded: Encoded, request_id: str, route: str) -> list[str] | None:
+               encoded: Encoded, request_id: str, route: str,
+               shadow: ShadowSlot | None = None) -> list[str] | None:
         """Queue a request's scored instances (field values and their encoding, or tensors:
-        `inputs is encoded`); their impression ids, or None when they are not logged (not
+        `inputs is encoded`), with the slot its shadow scores will fill if it was offered to
+        a shadow model; their impression ids, or None when they are not logged (not
         sampled, the queue full, or the log closed)."""
         if self._threshold < _SAMPLE_SPACE and zlib.crc32(request_id.encode()) >= self._threshold:
             return None
@@ -102,8 +114,12 @@ class ImpressionLog:
             return None
         ids = impression_ids(request_id, rows)
         self._queue.append(Scored(time.time_ns() // 1000, request_id, route, bundle, scores,
-                                  inputs, encoded, encoded.oov, ids))
+                                  inputs, encoded, encoded.oov, ids, shadow))
         return ids
+
+    def shadow_slot(self) -> ShadowSlot:
+        """A slot for the shadow scores of a request scored now, waited for until the bound."""
+        return ShadowSlot(time.monotonic() + self._shadow_wait_s)
 
     def close(self) -> None:
         """Write everything queued, close the open file and stop the writer (a graceful stop)."""
@@ -122,11 +138,17 @@ class ImpressionLog:
             self._guarded(self._files.tick)
             if stopping and not self._queue:
                 break
+            if stopping:  # records wait for their shadow scores (bounded): poll, not spin
+                time.sleep(STOP_POLL_S)
         self._guarded(self._files.close)
 
     def _drain(self) -> None:
         records = []
+        now = time.monotonic()
         while self._queue:
+            shadow = self._queue[0].shadow
+            if shadow is not None and not shadow.ready(now):
+                break  # the next drain takes it: filled, given up or past its deadline
             records.append(self._queue.popleft())
         if not records:
             return

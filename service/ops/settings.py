@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     impression_queue_instances: int = Field(default=1 << 16, ge=1, le=1 << 24)
     """Most instances waiting for the log's writer thread; a request that would pass it is not
     logged (afm_impressions_dropped_total), never slowed or failed."""
+    impression_shadow_wait_s: float = Field(default=1.0, ge=0.0, le=30.0)
+    """With a shadow model, how long after scoring a request its log record waits for the
+    shadow's scores at most; later, it is written with null shadow columns."""
 
     @field_validator("model_dir")
     @classmethod
