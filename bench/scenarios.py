@@ -107,8 +107,10 @@ def _value(spec: FieldSpec, rng: np.random.Generator) -> Any:
         return round(float(rng.uniform(edges[0] - 1, edges[-1] + 1)), 4)
     if spec.kind == FieldKind.MULTI:
         count = int(rng.integers(1, min(spec.max_entries, len(spec.vocabulary)) + 1))
-        return [str(v) for v in rng.choice(spec.vocabulary, size=count, replace=False)]
-    return str(rng.choice(spec.vocabulary))
+        picked = rng.choice(len(spec.vocabulary), size=count, replace=False).tolist()
+        return [str(spec.vocabulary[k]) for k in picked]
+    # a position, not rng.choice(vocabulary): a mapped vocabulary is not copied into an array
+    return str(spec.vocabulary[int(rng.integers(len(spec.vocabulary)))])
 
 
 def plan(all_scenarios: dict[str, Scenario], main: str, batching: list[str],

@@ -5,7 +5,9 @@
 # but the bundle's.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
-COPY model.onnx manifest.json /bundle/
+# model.onnx* and vocabulary.arrow*: a format-3 bundle's weights and vocabularies (an older
+# bundle has neither file, and the patterns then copy nothing more)
+COPY manifest.json model.onnx* vocabulary.arrow* /bundle/
 # A volume first mounted here takes this owner, so the unprivileged copy can write to it.
 RUN mkdir /models && chown 10001:10001 /models
 USER 10001:10001

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from model.features import FeatureSpace
 from model.manifest import GRAPH_OUTPUTS, INPUT_NAMES, MANIFEST_FILE, Manifest, sha256_file
 from model.validation import describe_error
+from model.vocabulary import VocabularyFileError
 
 
 class BundleError(Exception):
@@ -41,16 +42,13 @@ class Bundle:
     def load(cls, directory: str | Path, intra_op_threads: int = 1) -> Bundle:
         directory = Path(directory)
         manifest = _read_manifest(directory)
-        onnx_path = directory / manifest.onnx_file
-        if not onnx_path.is_file():
-            raise BundleError(f"bundle {directory}: {manifest.onnx_file} is missing")
-        actual = sha256_file(onnx_path)
-        if actual != manifest.onnx_sha256:
-            raise BundleError(
-                f"bundle {directory}: {manifest.onnx_file} sha256 {actual[:12]}... does not match "
-                f"the manifest's {manifest.onnx_sha256[:12]}..."
-            )
-        session = _session(onnx_path, intra_op_threads)
+        for name, sha256 in {manifest.onnx_file: manifest.onnx_sha256, **manifest.files}.items():
+            _verify(directory, name, sha256)
+        try:
+            manifest = manifest.with_vocabularies(directory)
+        except VocabularyFileError as e:
+            raise BundleError(f"bundle {directory}: {e}") from e
+        session = _session(directory / manifest.onnx_file, intra_op_threads)
         _check_signature(session, manifest)
         return cls(directory, manifest, session)
 
@@ -80,12 +78,23 @@ class Bundle:
         return np.clip(score, low, high)
 
 
+def _verify(directory: Path, name: str, expected: str) -> None:
+    path = directory / name
+    if not path.is_file():
+        raise BundleError(f"bundle {directory}: {name} is missing")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise BundleError(f"bundle {directory}: {name} sha256 {actual[:12]}... does not match "
+                          f"the manifest's {expected[:12]}...")
+
+
 def _read_manifest(directory: Path) -> Manifest:
+    """The manifest, vocabularies not yet read (format 3: before its files are verified)."""
     path = directory / MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"bundle {directory}: {MANIFEST_FILE} is missing")
     try:
-        return Manifest.read(directory)
+        return Manifest.parse(directory)
     except ValidationError as e:
         problem = describe_error(e, Manifest, "the manifest")
         raise BundleError(f"bundle {directory}: invalid {MANIFEST_FILE}: {problem}") from e

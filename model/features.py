@@ -26,10 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model.vocabulary import MappedVocabulary
 
 PADDING_INDEX = 0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -87,8 +89,9 @@ class FieldSpec(BaseModel):
         return self
 
     @property
-    def known(self) -> list[str]:
-        """The values an instance can name: the vocabulary, or bucket labels (bucketised)."""
+    def known(self) -> Sequence[str]:
+        """The values an instance can name: the vocabulary (a list, or a bundle's mapped
+        vocabulary file), or bucket labels (bucketised)."""
         if self.kind == FieldKind.BUCKETIZED:
             return bucket_labels(self.boundaries)
         return self.vocabulary
@@ -98,11 +101,16 @@ class FieldSpec(BaseModel):
         """Names of the field's indices after its first (OOV, or a numeric field's value):
         the known values, then "<missing>" and "<hash k>" labels when the options add them."""
         extra = [MISSING_LABEL] if self.missing == "learned" else []
-        return self.known + extra + [f"<hash {k}>" for k in range(self.hash_buckets)]
+        return [*self.known, *extra, *(f"<hash {k}>" for k in range(self.hash_buckets))]
+
+    @property
+    def value_count(self) -> int:
+        """len(values), without building the list."""
+        return len(self.known) + (self.missing == "learned") + self.hash_buckets
 
     @property
     def table_size(self) -> int:
-        return 1 + len(self.values) if self.kind != FieldKind.NUMERIC else (
+        return 1 + self.value_count if self.kind != FieldKind.NUMERIC else (
             2 if self.missing == "learned" else 1)
 
     @property
@@ -166,13 +174,25 @@ class FeatureSpace:
         return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
     @cached_property
-    def _lookup(self) -> list[dict[str, int]]:
-        """Value -> index per field; "" names the missing index where missing is learned."""
-        lookups = []
+    def mapped(self) -> bool:
+        """Whether a field's vocabulary is a mapped file (large), not a list in the heap."""
+        return any(isinstance(spec.known, MappedVocabulary) for spec in self.fields)
+
+    @cached_property
+    def _lookup(self) -> list[Lookup]:
+        """Value -> index per field; "" names the missing index where missing is learned.
+        A dict, or the mapped file's hash index for large vocabularies (no copy in the heap)."""
+        lookups: list[Lookup] = []
         for spec, offset in zip(self.fields, self.offsets, strict=True):
-            lookup = {value: offset + 1 + k for k, value in enumerate(spec.known)}
+            missing = None
             if spec.missing_offset is not None and spec.kind != FieldKind.NUMERIC:
-                lookup[""] = offset + spec.missing_offset
+                missing = offset + spec.missing_offset
+            if isinstance(spec.known, MappedVocabulary):
+                lookups.append(_MappedLookup(spec.known, offset + 1, missing))
+                continue
+            lookup = {value: offset + 1 + k for k, value in enumerate(spec.known)}
+            if missing is not None:
+                lookup[""] = missing
             lookups.append(lookup)
         return lookups
 
@@ -207,7 +227,9 @@ class FeatureSpace:
     @cached_property
     def value_names(self) -> np.ndarray:
         """(num_features,) objects: the name of every index of a categorical, multi-valued or
-        bucketised field ("<oov>", then its `values`); "" for padding and numeric indices."""
+        bucketised field ("<oov>", then its `values`); "" for padding and numeric indices.
+        A table of every index: use `names` or `name_list`, which a mapped space answers
+        without one."""
         names = np.full(self.num_features, "", dtype=object)
         for position, spec in enumerate(self.fields):
             if spec.kind == FieldKind.NUMERIC:
@@ -216,6 +238,33 @@ class FeatureSpace:
             names[offset] = OOV_LABEL
             names[offset + 1 : offset + 1 + len(spec.values)] = spec.values
         return names
+
+    def value_name(self, index: int) -> str:
+        """value_names[index], computed from the field's specification."""
+        position = bisect.bisect_right(self.offsets, index) - 1
+        spec = self.fields[position] if position >= 0 else None
+        if spec is None or spec.kind == FieldKind.NUMERIC:
+            return ""
+        k = index - self.offsets[position] - 1
+        known = spec.known
+        if k < 0:
+            return OOV_LABEL
+        if k < len(known):
+            return known[k]
+        k -= len(known) + (spec.missing == "learned")
+        return MISSING_LABEL if k < 0 else f"<hash {k}>"
+
+    def names(self, indices: np.ndarray) -> np.ndarray:
+        """value_names[indices] (any shape, objects), without the table in a mapped space."""
+        if not self.mapped:
+            return cast(np.ndarray, self.value_names[indices])
+        names = np.empty(indices.size, dtype=object)
+        names[:] = [self.value_name(index) for index in indices.reshape(-1).tolist()]
+        return names.reshape(indices.shape)
+
+    def name_list(self) -> Sequence[str]:
+        """Index -> name as a sequence: the table as a list, or computed (mapped space)."""
+        return _Names(self) if self.mapped else cast(list[str], self.value_names.tolist())
 
     @cached_property
     def pair_fields(self) -> tuple[np.ndarray, np.ndarray]:
@@ -291,10 +340,48 @@ class FeatureSpace:
             if weights[0] and int(indices[0]) == self.missing_index(position):
                 return MISSING_LABEL
             return f"{float(weights[0]) * spec.scale + spec.center:g}" if weights[0] else ""
-        table = self.value_names
+        table = self.name_list() if self.mapped else self.value_names
         names = [table[int(index)] for index, weight in zip(indices, weights, strict=True)
                  if weight != 0]
         return names if spec.kind == FieldKind.MULTI else (names[0] if names else "")
+
+
+class Lookup(Protocol):
+    def get(self, value: str, /) -> int | None: ...
+
+
+class _MappedLookup:
+    """A large vocabulary's value -> table index, through the mapped file's hash index."""
+
+    __slots__ = ("_vocabulary", "_base", "_missing")
+
+    def __init__(self, vocabulary: MappedVocabulary, base: int, missing: int | None) -> None:
+        self._vocabulary, self._base, self._missing = vocabulary, base, missing
+
+    def get(self, value: str, /) -> int | None:
+        position = self._vocabulary.position(value)
+        if position is not None:
+            return self._base + position
+        return self._missing if value == "" else None
+
+
+class _Names(Sequence[str]):
+    def __init__(self, space: FeatureSpace) -> None:
+        self._space = space
+
+    def __len__(self) -> int:
+        return self._space.num_features
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self._space.value_name(i) for i in range(*index.indices(len(self)))]
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} features")
+        return self._space.value_name(index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +389,7 @@ class _Slot:
     spec: FieldSpec
     start: int  # offset of the field's first entry within an encoded row
     oov: int
-    lookup: dict[str, int]
+    lookup: Lookup
     single: bool  # categorical: exactly one entry
     hash_base: int  # the first hash bucket (used when spec.hash_buckets > 0)
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from model.features import PADDING_INDEX, Encoded, FeatureSpace, FieldKind
 from model.impressions import features_type, values_column
+from model.vocabulary import MappedVocabulary
 
 
 class FeatureColumns:
@@ -28,7 +29,8 @@ class FeatureColumns:
     def __init__(self, space: FeatureSpace) -> None:
         self._space = space
         self._type = features_type(space.fields)
-        self._known = [pa.array(spec.known, pa.string()) for spec in space.fields]
+        self._known = [spec.known.arrow if isinstance(spec.known, MappedVocabulary)
+                       else pa.array(spec.known, pa.string()) for spec in space.fields]
 
     def of_instances(self, encoded: Encoded,
                      instances: Sequence[Mapping[str, Any]]) -> pa.StructArray:
@@ -64,7 +66,7 @@ class FeatureColumns:
         known = self._known[position]
         rank = indices - self._space.offsets[position] - 1
         valid = held & (rank >= 0) & (rank < len(known))
-        return pc.take(known, pa.array(np.where(valid, rank, 0), mask=~valid))
+        return _take(known, pa.array(np.where(valid, rank, 0), mask=~valid))
 
     def of_tensors(self, indices: np.ndarray,
                    weights: np.ndarray) -> tuple[pa.StructArray, list[list[str]]]:
@@ -102,7 +104,7 @@ class FeatureColumns:
         if spec.kind == FieldKind.MULTI:
             counts = known.sum(axis=1)
             offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-            values = pc.take(self._known[position], pa.array(rank[known]))
+            values = _take(self._known[position], pa.array(rank[known]))
             return pa.ListArray.from_arrays(offsets, values, mask=pa.array(counts == 0)), unknown
         if spec.kind == FieldKind.BUCKETIZED:  # each bucket's lower edge; the first's upper edge - 1
             edges = spec.boundaries
@@ -110,3 +112,9 @@ class FeatureColumns:
             return pa.array(lows[np.where(known[:, 0], rank[:, 0], 0)], pa.float64(),
                             mask=~known[:, 0]), unknown
         return self._known_values(position, indices[:, 0], held[:, 0]), unknown
+
+
+def _take(values: pa.Array, indices: pa.Array) -> pa.Array:
+    """pc.take as strings: a mapped vocabulary is a large_string array (cast what was taken)."""
+    taken = pc.take(values, indices)
+    return taken.cast(pa.string()) if taken.type == pa.large_string() else taken

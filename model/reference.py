@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.features import FeatureSpace, FieldKind
+from model.vocabulary import MappedVocabulary
 
 TOP_VALUES = 20
 QUANTILES = 10
@@ -98,7 +99,8 @@ class Reference(_Strict):
             if (spec.kind == FieldKind.NUMERIC) != (field.kind == "quantiles"):
                 raise ValueError(f"reference field {spec.name!r}: {field.kind} bins for a "
                                  f"{spec.kind} field")
-            unknown = set(field.values) - set(spec.known)
+            known = spec.known if isinstance(spec.known, MappedVocabulary) else set(spec.known)
+            unknown = {value for value in field.values if value not in known}
             if unknown:
                 raise ValueError(f"reference field {spec.name!r}: values not in its vocabulary: "
                                  f"{sorted(unknown)[:3]}")

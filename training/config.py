@@ -251,6 +251,12 @@ class TuneSection(_Section):
     """Epochs of a trial that are never pruned."""
 
 
+class ExportSection(_Section):
+    table_dtype: Literal["float32", "float16"] = "float32"
+    """The embedding table's type in the exported graph: float16 halves the bundle's largest
+    tensor; each looked-up row is cast to float32 (docs/BENCHMARKS.md has the metric change)."""
+
+
 class RunConfig(_Section):
     name: str
     version: str = "1"
@@ -258,6 +264,7 @@ class RunConfig(_Section):
     data: DataConfig
     model: ModelSection = ModelSection()
     train: TrainSection = TrainSection()
+    export: ExportSection = ExportSection()
     tune: TuneSection | None = Field(default=None, exclude=True)
     """`[tune]`: read by afm-tune; afm-train ignores it (and runs do not record it)."""
     source: str = ""
@@ -286,7 +293,7 @@ class RunConfig(_Section):
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the config, wherever it was read from."""
-        return self.model_dump(exclude={"source", "overrides"})
+        return self.model_dump(exclude={"source", "overrides", "export"})  # training-neutral
 
     def pretrain_overrides(self) -> list[str]:
         """The overrides that reach the FM this AFM is pretrained from: `pretrain.KEY=VALUE`,

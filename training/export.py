@@ -1,12 +1,17 @@
-"""Export a trained model as a bundle: `model.onnx` (one file) and `manifest.json`."""
+"""Export a trained model as a bundle: `model.onnx`, its weights in `model.onnx.data`, the
+vocabularies in `vocabulary.arrow`, and `manifest.json` (format 3, `model.manifest`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -18,7 +23,9 @@ from model.calibration import Calibration, Isotonic, NoCalibration, Platt
 from model.features import FeatureSpace
 from model.heap import trim_heap
 from model.manifest import (
+    FORMAT_VERSION,
     INPUT_NAMES,
+    ONNX_DATA_FILE,
     ONNX_FILE,
     OUTPUT_NAMES,
     DataFingerprint,
@@ -27,6 +34,7 @@ from model.manifest import (
     Task,
     sha256_file,
 )
+from model.vocabulary import VOCABULARY_FILE, write_vocabularies
 from training.downsample import logit_shift
 from training.loop import TRIM_EVERY_BATCHES
 from training.reference import build_reference
@@ -119,7 +127,65 @@ class _PiecewiseLinear(nn.Module):
         return self.start + ((within - self.low) * self.slope).sum(dim=1)
 
 
-def export_onnx(model: PairModel, space: FeatureSpace, path: Path, serving: Serving) -> None:
+TableDtype = Literal["float32", "float16"]
+
+
+class _HalfTable(nn.Module):
+    """An embedding table stored as float16, its rows cast to float32 after the lookup."""
+
+    weight: torch.Tensor
+
+    def __init__(self, table: nn.Embedding) -> None:
+        super().__init__()
+        self.register_buffer("weight", table.weight.detach().half())
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return nn.functional.embedding(indices, self.weight).float()
+
+
+@contextmanager
+def _table_as(model: PairModel, dtype: TableDtype) -> Iterator[None]:
+    """The model with its embedding table in `dtype` while exporting (restored after)."""
+    if dtype == "float32":
+        yield
+        return
+    table = model.embedding.embedding
+    model.embedding.embedding = _HalfTable(table)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        model.embedding.embedding = table
+
+
+def export_onnx(model: PairModel, space: FeatureSpace, path: Path, serving: Serving,
+                external: bool = True, table_dtype: TableDtype = "float32") -> None:
+    """The served graph at `path`; `external`: its weights in `model.onnx.data` beside it
+    (ONNX external data, one file), else inline (formats 1 and 2: at most 2 GB)."""
+    with _table_as(model, table_dtype):
+        _export(model, space, path, serving, external)
+
+
+def _export(model: PairModel, space: FeatureSpace, path: Path, serving: Serving,
+            external: bool) -> None:
+    if not external:
+        _torch_export(model, space, path, serving, external_data=False)
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+        return
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        # torch writes a file per tensor; a bundle holds one file of every tensor (however
+        # small: one layout for every bundle)
+        _torch_export(model, space, Path(scratch) / ONNX_FILE, serving, external_data=True)
+        graph = onnx.load(str(Path(scratch) / ONNX_FILE))
+    (path.parent / ONNX_DATA_FILE).unlink(missing_ok=True)
+    onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=ONNX_DATA_FILE, size_threshold=0)
+    shutil.copymode(path, path.parent / ONNX_DATA_FILE)  # onnx creates it private (0600)
+    del graph
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def _torch_export(model: PairModel, space: FeatureSpace, path: Path, serving: Serving,
+                  external_data: bool) -> None:
     model.eval()
     example = (
         torch.ones(2, space.num_fields, space.max_entries, dtype=torch.int64),
@@ -135,9 +201,8 @@ def export_onnx(model: PairModel, space: FeatureSpace, path: Path, serving: Serv
         dynamic_axes=dynamic,
         opset_version=OPSET,
         dynamo=False,
-        external_data=False,
+        external_data=external_data,
     )
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
 @torch.no_grad()
@@ -188,12 +253,21 @@ def write_bundle(
     training: dict[str, Any],
     data: dict[str, DataFingerprint],
     metrics: dict[str, float],
+    format_version: Literal[2, 3] = FORMAT_VERSION,
+    table_dtype: TableDtype = "float32",
 ) -> Manifest:
+    """The bundle in `directory`; format_version 2 writes the layout before version 3
+    (inline weights, vocabularies in the manifest), for comparisons and older servers."""
     directory.mkdir(parents=True, exist_ok=True)
     onnx_path = directory / ONNX_FILE
-    export_onnx(model, space, onnx_path, serving)
+    export_onnx(model, space, onnx_path, serving, format_version >= 3, table_dtype)
+    files: dict[str, str] = {}
+    if format_version >= 3:
+        write_vocabularies(directory / VOCABULARY_FILE, [f.vocabulary for f in space.fields])
+        files = {name: sha256_file(directory / name) for name in (ONNX_DATA_FILE, VOCABULARY_FILE)}
     names = space.field_names
     manifest = Manifest(
+        format_version=format_version,
         name=name,
         version=version,
         kind=model.config.kind,
@@ -207,6 +281,8 @@ def write_bundle(
         max_entries=space.max_entries,
         pairs=[(names[i], names[j]) for i, j in space.pairs],
         onnx_sha256=sha256_file(onnx_path),
+        files=files,
+        vocabulary_sizes=[len(f.vocabulary) for f in space.fields] if files else [],
         training=training,
         data=data,
         metrics=metrics,
@@ -215,5 +291,6 @@ def write_bundle(
         created_at=dt.datetime.now(dt.UTC),
     )
     manifest.write(directory)
-    log.info("bundle written to %s (onnx %.1f MB)", directory, onnx_path.stat().st_size / 1e6)
+    size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    log.info("bundle written to %s (%.1f MB)", directory, size / 1e6)
     return manifest

@@ -170,7 +170,7 @@ def _write_run(out: Path, cfg: RunConfig, model: PairModel, prepared: Prepared,
         training={**cfg.model_dump(exclude={"source", "overrides"}), "best_epoch": result.best_epoch,
                   "world_size": context.world_size, "backend": context.backend or "none",
                   "threads": torch.get_num_threads(), "flush_denormal": flushed},
-        data=prepared.fingerprints, metrics=metrics,
+        data=prepared.fingerprints, metrics=metrics, table_dtype=cfg.export.table_dtype,
     )
     save_plots(out, result.history, manifest,
                None if served is None else (served.labels, served.probabilities))

@@ -37,11 +37,11 @@ def model_metadata(info: ModelInfo) -> ModelMetadata:
         version=m.version,
         kind=m.kind,
         task=m.task,
-        sha256=m.onnx_sha256,
+        sha256=m.digest,
         created_at=m.created_at.isoformat(),
         label_range=m.label_range,
         fields=[
-            FieldInfo(name=f.name, kind=f.kind, vocabulary_size=len(f.values),
+            FieldInfo(name=f.name, kind=f.kind, vocabulary_size=f.value_count,
                       max_entries=f.max_entries)
             for f in m.fields
         ],

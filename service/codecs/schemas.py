@@ -246,7 +246,8 @@ class ModelMetadata(_Body):
     version: str
     kind: ModelKind
     task: Task
-    sha256: str = Field(description="sha256 of model.onnx, verified at load.")
+    sha256: str = Field(description="The bundle's sha256, verified at load: of model.onnx, or "
+                                    "(format 3) of every file's sha256.")
     created_at: str
     label_range: tuple[float, float]
     fields: list[FieldInfo]

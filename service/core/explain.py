@@ -41,8 +41,7 @@ class Explainer:
                         for spec in space.fields]
         self._single_fields = np.flatnonzero(self._single)
         self._other_fields = np.flatnonzero(np.logical_not(self._single)).tolist()
-        self._value_names = space.value_names
-        self._value_list: list[str] = self._value_names.tolist()
+        self._value_list = space.name_list()
         self._pairs = list(space.pairs)
         self._pair_range = range(len(space.pairs))
         self._pair_list: list[list[str]] = self._pair_names.tolist()
@@ -182,7 +181,7 @@ class Explainer:
         """(B, F) human-readable values; one table lookup for the single-valued fields."""
         shown = np.empty((len(encoded.indices), len(self._single)), dtype=object)
         single = self._single_fields
-        names = self._value_names[encoded.indices[:, single, 0]]  # (B, S)
+        names = self._space.names(encoded.indices[:, single, 0])  # (B, S)
         names[encoded.weights[:, single, 0] == 0] = PADDING_NAME
         shown[:, single] = names
         for f in self._other_fields:  # multi-valued and numeric: element by element

@@ -71,7 +71,7 @@ class Lifecycle:
         other workers are told to follow."""
         directory = resolve_bundle(requested, self.model.directory, self._settings.models_root)
         before, model = await self._swap(directory, requested or self.model.ref.name)
-        sha256 = model.bundle.manifest.onnx_sha256
+        sha256 = model.bundle.manifest.digest
         if self._shared is not None:
             self._shared.publish(Choice(directory, sha256))
         return Reloaded(model.ref, sha256, before.ref)
@@ -85,7 +85,7 @@ class Lifecycle:
             current = self._model
             if chosen is None or current is None or (
                 chosen.directory == current.directory
-                and chosen.sha256 == current.bundle.manifest.onnx_sha256
+                and chosen.sha256 == current.bundle.manifest.digest
             ):
                 continue
             try:

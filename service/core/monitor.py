@@ -53,7 +53,7 @@ class Watched:
         pairs = [(names[i], names[j]) for i, j in space.pairs]
         means = {tuple(p.fields): p.mean_abs_contribution for p in manifest.importance}
         reference = np.array([means[p] for p in pairs]) if set(pairs) <= means.keys() else None
-        key = f"{manifest.name}/{manifest.version}/{manifest.onnx_sha256}"
+        key = f"{manifest.name}/{manifest.version}/{manifest.digest}"
         return cls(key, Bins(space, manifest.reference),
                    [f"{a},{b}" for a, b in pairs], reference)
 

@@ -127,7 +127,7 @@ class Runtime:
         Promoting the shadow model (reloading its bundle) ends the shadowing."""
         reloaded = await self._models.reload(requested)
         shadow, live = self.shadow.model, self.model
-        if shadow is not None and (shadow.directory, shadow.bundle.manifest.onnx_sha256) == (
+        if shadow is not None and (shadow.directory, shadow.bundle.manifest.digest) == (
                 live.directory, reloaded.sha256):
             self.shadow.clear()
         return reloaded

@@ -78,7 +78,7 @@ class Shadow:
         candidate = self._candidate
         if candidate is None:
             return ShadowStatus(live, None, None, 0.0)
-        return ShadowStatus(live, candidate.ref, candidate.bundle.manifest.onnx_sha256, self._fraction)
+        return ShadowStatus(live, candidate.ref, candidate.bundle.manifest.digest, self._fraction)
 
     @property
     def model(self) -> LoadedModel | None:
@@ -103,7 +103,7 @@ class Shadow:
                 raise ReloadRefused(f"shadow model refused: {reason}") from e
             self._install(candidate, fraction)
         if self._shared is not None:
-            self._shared.publish(Choice(directory, candidate.bundle.manifest.onnx_sha256, fraction))
+            self._shared.publish(Choice(directory, candidate.bundle.manifest.digest, fraction))
         return candidate
 
     def clear(self, publish: bool = True) -> LoadedModel | None:
@@ -170,7 +170,7 @@ class Shadow:
 
     async def _follow(self, chosen: Choice) -> None:
         current = self._candidate
-        if current is not None and current.bundle.manifest.onnx_sha256 == chosen.sha256 and (
+        if current is not None and current.bundle.manifest.digest == chosen.sha256 and (
                 current.directory == chosen.directory):
             self._install(current, chosen.fraction or 0.0)
             return
@@ -296,4 +296,4 @@ def _give_up(items: Iterable[_Offered]) -> None:
 
 
 def _labels(model: LoadedModel) -> tuple[str, str, str]:
-    return model.ref.name, model.ref.version, model.bundle.manifest.onnx_sha256
+    return model.ref.name, model.ref.version, model.bundle.manifest.digest

@@ -43,7 +43,7 @@ class Scored:
 
 def model_key(bundle: Bundle) -> ModelKey:
     manifest = bundle.manifest
-    return manifest.name, manifest.version, manifest.onnx_sha256
+    return manifest.name, manifest.version, manifest.digest
 
 
 class ImpressionRows:
@@ -89,7 +89,7 @@ class ImpressionRows:
             im.ROUTE: pa.array([r.route for r in records], pa.string()).take(which),
             im.MODEL_NAME: pa.repeat(manifest.name, total),
             im.MODEL_VERSION: pa.repeat(manifest.version, total),
-            im.MODEL_SHA256: pa.repeat(manifest.onnx_sha256, total),
+            im.MODEL_SHA256: pa.repeat(manifest.digest, total),
             im.SCORE: pa.array(scores.astype(np.float64)),
             # The served value: the graph's prediction the response carried.
             im.PREDICTION: pa.array(np.concatenate(

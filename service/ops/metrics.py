@@ -118,8 +118,8 @@ class Metrics:
 
     def serving(self, manifest: Manifest, before: Manifest | None) -> None:
         if before is not None:
-            self.model_info.labels(before.name, before.version, before.onnx_sha256).set(0)
-        self.model_info.labels(manifest.name, manifest.version, manifest.onnx_sha256).set(1)
+            self.model_info.labels(before.name, before.version, before.digest).set(0)
+        self.model_info.labels(manifest.name, manifest.version, manifest.digest).set(1)
 
 
 class ShadowMetrics:

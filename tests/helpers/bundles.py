@@ -13,9 +13,8 @@ from model.manifest import sha256_file
 
 
 def copy_bundle(source: Path, target: Path, **manifest_changes: Any) -> Path:
-    """A bundle's two files copied, with manifest fields changed (e.g. version="2")."""
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source / "model.onnx", target / "model.onnx")
+    """A bundle's files copied, with manifest fields changed (e.g. version="2")."""
+    shutil.copytree(source, target, dirs_exist_ok=True)
     manifest = json.loads((source / "manifest.json").read_text())
     manifest.update(manifest_changes)
     (target / "manifest.json").write_text(json.dumps(manifest))

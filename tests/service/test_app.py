@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from model.manifest import Manifest
 from service.app import create_app
 from service.ops.logs import ACCESS_LOGGER, FLUSH_S
 from tests.helpers import INSTANCE, TOKEN, SettingsFactory
@@ -102,11 +103,10 @@ def test_health_readiness_and_metadata(client: TestClient, bundle_dir: Path) -> 
     assert client.get("/readyz").json() == {
         "ready": True, "model": {"name": "synthetic-afm", "version": "1"}}
     meta = client.get("/metadata").json()
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    assert meta["sha256"] == manifest["onnx_sha256"] and meta["task"] == "regression"
+    assert meta["sha256"] == Manifest.parse(bundle_dir).digest and meta["task"] == "regression"
     assert meta["fields"][0] == {"name": "f0", "kind": "categorical", "vocabulary_size": 30,
                                  "max_entries": 1}
-    assert meta["metrics"] == manifest["metrics"] and len(meta["pairs"]) == 15
+    assert meta["metrics"] == Manifest.parse(bundle_dir).metrics and len(meta["pairs"]) == 15
 
 
 def test_not_ready_outside_the_lifespan(make_settings: SettingsFactory) -> None:

@@ -3,6 +3,7 @@
 import json
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -94,7 +95,7 @@ def test_missing_files_are_refused(bundle_copy: Path) -> None:
 
 def test_manifest_errors_name_the_key(bundle_copy: Path) -> None:
     path = bundle_copy / "manifest.json"
-    path.write_text(path.read_text().replace('"format_version": 2', '"format_version": 99'))
+    path.write_text(path.read_text().replace('"format_version": 3', '"format_version": 99'))
     with pytest.raises(BundleError, match="format_version"):
         Bundle.load(bundle_copy)
 
@@ -161,18 +162,19 @@ def test_regression_prediction_is_the_clipped_score(tmp_path: Path) -> None:
     np.testing.assert_allclose(got["prediction"], np.clip(got["score"], -1.0, 1.0))
 
 
-def _binary_bundle(directory: Path, serving: Serving) -> Bundle:
+def _binary_bundle(directory: Path, serving: Serving, format_version: Literal[2, 3] = 3) -> Bundle:
     model, space, data = _tiny_model()
     validation = write_dataset(directory / "validation", data)
     write_bundle(directory / "bundle", model, space, name="tiny", version="1", serving=serving,
-                 validation=validation, training={}, data={}, metrics={})
+                 validation=validation, training={}, data={}, metrics={},
+                 format_version=format_version)
     return Bundle.load(directory / "bundle")
 
 
 def test_the_manifest_records_the_correction_and_the_map(tmp_path: Path) -> None:
     bundle = _binary_bundle(tmp_path, Serving("binary", (0.0, 1.0), 0.1, Platt(a=1.1, b=0.2)))
     manifest = bundle.manifest
-    assert manifest.format_version == 2
+    assert manifest.format_version == 3
     assert manifest.negative_keep_rate == 0.1 and manifest.logit_shift == pytest.approx(np.log(0.1))
     assert manifest.calibration == Platt(a=1.1, b=0.2)
     encoded = bundle.features.encode([{"f0": "a", "f1": "c"}, {}])
@@ -204,10 +206,25 @@ def _as_format_1(directory: Path) -> None:
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _as_format_2(source: Path, target: Path) -> Path:
+    """A format-3 bundle rewritten in the format-2 layout: the weights inline in model.onnx,
+    the vocabularies in manifest.json."""
+    target.mkdir()
+    onnx.save(onnx.load(str(source / "model.onnx")), str(target / "model.onnx"))
+    manifest = json.loads((source / "manifest.json").read_text())
+    fields = Manifest.read(source).fields
+    for entry, spec in zip(manifest["fields"], fields, strict=True):
+        entry["vocabulary"] = list(spec.vocabulary)
+    for key in ("files", "vocabulary_sizes"):
+        del manifest[key]
+    manifest.update(format_version=2, onnx_sha256=sha256_file(target / "model.onnx"))
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
 def test_a_format_1_bundle_still_loads_and_predicts(tmp_path: Path, synthetic_afm: Path) -> None:
-    binary = _binary_bundle(tmp_path, Serving("binary", (0.0, 1.0)))
-    regression = tmp_path / "regression"
-    shutil.copytree(synthetic_afm, regression)
+    binary = _binary_bundle(tmp_path, Serving("binary", (0.0, 1.0)), format_version=2)
+    regression = _as_format_2(synthetic_afm, tmp_path / "regression")
     for directory in (binary.directory, regression):
         before = Bundle.load(directory)
         encoded = before.features.encode([{"f0": "a", "f1": "b"}, {"f0": "v1"}, {}])
@@ -223,7 +240,7 @@ def test_a_format_1_bundle_still_loads_and_predicts(tmp_path: Path, synthetic_af
 
 
 def test_a_format_1_manifest_cannot_claim_a_correction(tmp_path: Path) -> None:
-    _binary_bundle(tmp_path, Serving("binary", (0.0, 1.0), 0.5))
+    _binary_bundle(tmp_path, Serving("binary", (0.0, 1.0), 0.5), format_version=2)
     set_manifest(tmp_path / "bundle", format_version=1)
     with pytest.raises(BundleError, match="format_version 2"):
         Bundle.load(tmp_path / "bundle")
