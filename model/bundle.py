@@ -13,8 +13,9 @@ import onnxruntime as ort
 from pydantic import ValidationError
 
 from model.features import FeatureSpace
-from model.manifest import GRAPH_OUTPUTS, INPUT_NAMES, MANIFEST_FILE, Manifest, sha256_file
+from model.manifest import GRAPH_OUTPUTS, INPUT_NAMES, MANIFEST_FILE, Manifest
 from model.validation import describe_error
+from model.verification import FileChanged, Identity, VerifiedFiles, hash_file
 from model.vocabulary import VocabularyFileError
 
 
@@ -39,17 +40,24 @@ class Bundle:
         self._session = session
 
     @classmethod
-    def load(cls, directory: str | Path, intra_op_threads: int = 1) -> Bundle:
+    def load(cls, directory: str | Path, intra_op_threads: int = 1,
+             verified: VerifiedFiles | None = None) -> Bundle:
+        """Verify every file's sha256 against the manifest (`verified`: digests another load
+        on this machine computed, trusted while the file is unchanged; None: hash every
+        file), then load. A file that changes meanwhile is refused."""
         directory = Path(directory)
         manifest = _read_manifest(directory)
-        for name, sha256 in {manifest.onnx_file: manifest.onnx_sha256, **manifest.files}.items():
-            _verify(directory, name, sha256)
+        identities = {name: _verify(directory, name, sha256, verified) for name, sha256 in
+                      {manifest.onnx_file: manifest.onnx_sha256, **manifest.files}.items()}
         try:
             manifest = manifest.with_vocabularies(directory)
         except VocabularyFileError as e:
             raise BundleError(f"bundle {directory}: {e}") from e
         session = _session(directory / manifest.onnx_file, intra_op_threads)
         _check_signature(session, manifest)
+        for name, identity in identities.items():  # what was opened is what was verified
+            if not _unchanged(directory / name, identity):
+                raise BundleError(f"bundle {directory}: {name} changed while it was loaded")
         return cls(directory, manifest, session)
 
     def run(self, indices: np.ndarray, weights: np.ndarray) -> Scores:
@@ -78,14 +86,26 @@ class Bundle:
         return np.clip(score, low, high)
 
 
-def _verify(directory: Path, name: str, expected: str) -> None:
+def _verify(directory: Path, name: str, expected: str,
+            verified: VerifiedFiles | None) -> Identity:
     path = directory / name
     if not path.is_file():
         raise BundleError(f"bundle {directory}: {name} is missing")
-    actual = sha256_file(path)
+    try:
+        actual, identity = verified.sha256(path) if verified is not None else hash_file(path)
+    except FileChanged as e:
+        raise BundleError(f"bundle {directory}: {e}") from e
     if actual != expected:
         raise BundleError(f"bundle {directory}: {name} sha256 {actual[:12]}... does not match "
                           f"the manifest's {expected[:12]}...")
+    return identity
+
+
+def _unchanged(path: Path, identity: Identity) -> bool:
+    try:
+        return Identity.at(path) == identity
+    except OSError:
+        return False
 
 
 def _read_manifest(directory: Path) -> Manifest:

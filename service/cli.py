@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from model.bundle import BundleError
 from model.validation import describe_error
+from model.verification import RECORD_FILE, VerifiedFiles
 from service.core.model import load_model
 from service.ops.metrics import MULTIPROC_ENV
 from service.ops.model_choice import CHOICE_FILE, SHADOW_FILE
@@ -58,20 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"afm-serve: {problem}", file=sys.stderr)
         return 2
-    try:  # fail here, once, with one line, rather than in every worker with a traceback
-        load_model(settings.model_dir, settings.ort_threads, settings.batch_max_size)
-    except BundleError as e:
-        print(f"afm-serve: cannot serve: {e}", file=sys.stderr)
-        return 1
     for key, env in FLAGS.items():  # worker processes read their settings from the environment
         if key in overrides:
             os.environ[env] = str(getattr(settings, key))
-    run_dir = _shared_dirs(settings)
+    made = _shared_dirs(settings)
     try:
+        # Fail here, once, with one line, rather than in every worker with a traceback. The
+        # digests go to the run directory: the workers check each file's identity, not its bytes.
+        run_dir = os.environ.get("AFM_RUN_DIR")
+        load_model(settings.model_dir, settings.ort_threads, settings.batch_max_size,
+                   VerifiedFiles(Path(run_dir) if run_dir else None))
+    except BundleError as e:
+        print(f"afm-serve: cannot serve: {e}", file=sys.stderr)
+        return 1
+    else:
         _serve(settings)
     finally:
-        if run_dir is not None:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     return 0
 
 
@@ -112,7 +117,7 @@ def _shared_dirs(settings: Settings) -> Path | None:
     for stale in Path(given).glob("*.db") if given else ():
         stale.unlink()
     if settings.run_dir is not None:  # a previous run's choices and drift counts
-        for name in (CHOICE_FILE, SHADOW_FILE):
+        for name in (CHOICE_FILE, SHADOW_FILE, RECORD_FILE):
             (settings.run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(settings.run_dir / COUNTS_DIRECTORY, ignore_errors=True)
     if settings.workers == 1 or (given and settings.run_dir is not None):

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from model.bundle import BundleError
+from model.verification import VerifiedFiles
 from service.core.errors import Forbidden, InvalidInput, NotFound, NotReady, ReloadRefused
 from service.core.model import LoadedModel, load_model
 from service.core.results import Reloaded
@@ -29,6 +30,7 @@ class Lifecycle:
         self, settings: Settings, metrics: Metrics, shared: SharedChoice | None = None
     ) -> None:
         self._settings = settings
+        self._verified = VerifiedFiles(settings.run_dir)  # digests the server's processes share
         self._metrics = metrics
         self._shared = shared
         self._model: LoadedModel | None = None
@@ -111,7 +113,8 @@ class Lifecycle:
             return before, model
 
     def _load(self, directory: Path) -> LoadedModel:
-        return load_model(directory, self._settings.ort_threads, self._settings.batch_max_size)
+        return load_model(directory, self._settings.ort_threads, self._settings.batch_max_size,
+                          self._verified)
 
     def _install(self, model: LoadedModel, before: LoadedModel | None = None) -> None:
         self._model = model  # one reference swap: requests already running keep `before`

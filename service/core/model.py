@@ -13,6 +13,7 @@ import numpy as np
 from model.bundle import Bundle, BundleError
 from model.features import FieldKind, FieldSpec
 from model.manifest import Manifest
+from model.verification import VerifiedFiles
 from service.core.explain import Explainer
 from service.core.monitor import Watched
 from service.core.results import ModelRef
@@ -49,9 +50,10 @@ class LoadedModel:
         return self.info.ref
 
 
-def load_model(directory: Path, threads: int, warm_rows: int) -> LoadedModel:
+def load_model(directory: Path, threads: int, warm_rows: int,
+               verified: VerifiedFiles | None = None) -> LoadedModel:
     """Load and verify a bundle (Bundle.load), warm it up, precompute what requests reuse."""
-    bundle = Bundle.load(directory, threads)
+    bundle = Bundle.load(directory, threads, verified)
     warm_up(bundle, warm_rows)
     manifest, space = bundle.manifest, bundle.features
     ref = ModelRef.of(manifest)

@@ -32,6 +32,7 @@ import numpy as np
 
 from model.bundle import BundleError, Scores
 from model.features import FeatureError
+from model.verification import VerifiedFiles
 from service.core.errors import ReloadRefused
 from service.core.lifecycle import public_reason, resolve_bundle
 from service.core.model import LoadedModel, ModelInfo, load_model
@@ -61,6 +62,7 @@ class Shadow:
                  shared: SharedChoice | None = None,
                  draw: Callable[[], float] = random.random) -> None:
         self._settings = settings
+        self._verified = VerifiedFiles(settings.run_dir)  # digests the server's processes share
         self._metrics = metrics
         self._shared = shared
         self._draw = draw
@@ -182,7 +184,8 @@ class Shadow:
         self._install(candidate, chosen.fraction or 0.0)
 
     def _load(self, directory: Path) -> LoadedModel:
-        return load_model(directory, self._settings.ort_threads, self._settings.batch_max_size)
+        return load_model(directory, self._settings.ort_threads, self._settings.batch_max_size,
+                          self._verified)
 
     def _install(self, candidate: LoadedModel, fraction: float) -> None:
         if self._candidate is not None and self._candidate is not candidate:

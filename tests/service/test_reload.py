@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from model import verification
+from model.bundle import Bundle
+from model.manifest import ONNX_DATA_FILE
+from model.verification import VerifiedFiles
 from service.app import create_app
 from tests.helpers import INSTANCE, TOKEN, SettingsFactory
 from tests.helpers.bundles import BROKEN, copy_bundle, flip_a_byte
@@ -180,3 +185,40 @@ def test_reload_under_concurrent_load_loses_no_request(
     assert {r.status_code for r in responses} == {200}
     assert {r.json()["model"]["version"] for r in responses} <= {"1", "2"}
     assert os.path.isdir(models_root / "v1")
+
+
+def test_a_worker_takes_the_digests_of_the_server_and_refuses_a_file_changed_since(
+        make_settings: SettingsFactory, models_root: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verification, "SETTLED_S", 0.05)
+    monkeypatch.setattr(verification, "_here", {})
+    time.sleep(0.1)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("v1", "v2"):  # afm-serve's check, and another worker's reload
+        Bundle.load(models_root / name, verified=VerifiedFiles(run_dir))
+    monkeypatch.setattr(verification, "_here", {})  # this worker's process
+    hashed: list[str] = []
+    hash_file = verification.hash_file
+
+    def counting(path: Path) -> tuple[str, verification.Identity]:
+        hashed.append(path.name)
+        return hash_file(path)
+
+    monkeypatch.setattr(verification, "hash_file", counting)
+    flip_a_byte_of(models_root / "v2" / ONNX_DATA_FILE)
+    settings = make_settings(model_dir=models_root / "v1", models_root=models_root,
+                             admin_token=TOKEN, run_dir=run_dir)
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
+        assert hashed == []
+        response = client.post("/admin/reload", headers=AUTH, json={"model_dir": "v2"})
+        assert response.status_code == 422
+        assert f"{ONNX_DATA_FILE} sha256" in response.json()["error"]
+        assert served_version(client) == "1"
+    assert hashed == [ONNX_DATA_FILE]
+
+
+def flip_a_byte_of(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
