@@ -99,6 +99,29 @@ def test_large_vocabularies_are_mapped_and_answer_as_lists_do(
         assert mapped.index_of(position, spec.known[-1]) == listed.index_of(position, spec.known[-1])
 
 
+def test_a_mapped_field_answers_recent_values_from_a_bounded_cache(
+    synthetic_afm: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    listed = Bundle.load(synthetic_afm).features
+    monkeypatch.setattr("model.vocabulary.MAPPED_FROM", 2)
+    monkeypatch.setattr("model.features.MAPPED_CACHE_SIZE", 2)
+    mapped = Bundle.load(synthetic_afm).features
+    looked_up: list[str] = []
+    position = MappedVocabulary.position
+
+    def counted(self: MappedVocabulary, value: str) -> int | None:
+        looked_up.append(value)
+        return position(self, value)
+
+    monkeypatch.setattr(MappedVocabulary, "position", counted)
+    instances = [{"f0": "v1"}, {"f0": "v1"}, {"f0": "nope"}, {"f0": "nope"}, {"f0": "v2"},
+                 {"f0": "v3"}, {"f0": "v1"}]
+    encoded, expected = mapped.encode(instances), listed.encode(instances)
+    np.testing.assert_array_equal(encoded.indices, expected.indices)
+    assert encoded.oov == expected.oov
+    assert looked_up == ["v1", "nope", "v2", "v3", "v1"]  # two values kept: v1 was dropped
+
+
 def test_a_float16_table_halves_the_table_and_scores_as_float32(tmp_path: Path) -> None:
     model, space, data = _tiny_model()
     serving = Serving("binary", (0.0, 1.0))
