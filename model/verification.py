@@ -14,7 +14,9 @@ What this trusts that hashing again would not: the file system's metadata, and t
 file, which is as trusted as the run directory (it already names the model every worker
 serves). A file whose ctime lies within SETTLED_S of its verification is not remembered
 (git's "racily clean" rule): a write in the same timestamp tick as the hash could otherwise
-leave the identity as it was. SETTLED_S covers file systems with whole-second timestamps.
+leave the identity as it was. Linux file systems with nanosecond timestamps tick every few
+milliseconds; a file whose times are whole seconds is taken to be on a file system with
+whole-second (FAT: two-second) timestamps, and waits COARSE_SETTLED_S.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 
 RECORD_FILE = "verified.json"
-SETTLED_S = 1.0
+SETTLED_S = 0.1
+COARSE_SETTLED_S = 2.0
 MAX_RECORDS = 256
 
 
@@ -85,7 +88,7 @@ class VerifiedFiles:
             return known, identity
         started_ns = time.time_ns()
         digest, identity = hash_file(path)
-        if identity.ctime_ns <= started_ns - int(SETTLED_S * 1e9):
+        if identity.ctime_ns <= started_ns - _settled_ns(identity):
             self._remember(identity, digest)
         return digest, identity
 
@@ -122,6 +125,12 @@ class VerifiedFiles:
         except (OSError, ValueError):
             return {}  # none yet, or damaged: files are hashed
         return records if isinstance(records, dict) else {}
+
+
+def _settled_ns(identity: Identity) -> int:
+    second = 1_000_000_000
+    coarse = identity.mtime_ns % second == 0 and identity.ctime_ns % second == 0
+    return int((COARSE_SETTLED_S if coarse else SETTLED_S) * second)
 
 
 def _parse(raw: object) -> tuple[Identity, str] | None:

@@ -139,3 +139,11 @@ def test_the_record_keeps_the_latest_files(tmp_path: Path, hashed: list[str],
     for path in reversed(files):
         VerifiedFiles(tmp_path).sha256(path)
     assert hashed == ["f0", "f1", "f2", "f0"]
+
+
+def test_a_file_with_whole_second_times_waits_longer_to_be_remembered() -> None:
+    second = 1_000_000_000
+    fine = Identity(1, 2, 3, mtime_ns=5 * second + 123_456, ctime_ns=7 * second + 654_321)
+    coarse = Identity(1, 2, 3, mtime_ns=5 * second, ctime_ns=7 * second)
+    assert verification._settled_ns(fine) == int(verification.SETTLED_S * second)
+    assert verification._settled_ns(coarse) == int(verification.COARSE_SETTLED_S * second)
