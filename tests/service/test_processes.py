@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import SERVE
+from model.verification import RECORD_FILE, Identity
 from tests.helpers import INSTANCE, TOKEN
 from tests.helpers.bundles import copy_bundle
 from tests.helpers.servers import PREDICTED, count, per_worker, post_predict, serve, server_env, worker_files
@@ -92,12 +93,19 @@ def two_versions(bundle_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict[str
 def test_a_reload_reaches_every_worker_and_their_replacements(bundle_dir: Path,
                                                               tmp_path: Path) -> None:
     root, metrics_dir, env = two_versions(bundle_dir, tmp_path)
+    env["AFM_RUN_DIR"] = str(tmp_path / "run")
+    (tmp_path / "run").mkdir()
     args = ["--model-dir", str(root / "v1"), "--workers", "2"]
     with serve(args, env, tmp_path / "serve.log") as (url, _):
         response = httpx.post(url + "/admin/reload", json={"model_dir": "v2"},
                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert response.status_code == 200, response.text
         time.sleep(2)  # the other worker polls the shared choice every 0.5 s
+        # each file's sha256 recorded once for every process: afm-serve's v1, a worker's v2
+        recorded = orjson.loads((tmp_path / "run" / RECORD_FILE).read_bytes())
+        assert set(recorded) == {Identity.at(root / version / name).key
+                                 for version in ("v1", "v2")
+                                 for name in ("model.onnx", "model.onnx.data", "vocabulary.arrow")}
         workers = worker_files(metrics_dir)
         assert len(workers) == 2
         assert until_every_worker_served(url, metrics_dir, tmp_path / "a", workers) == {"2"}
