@@ -37,7 +37,7 @@ PADDING_INDEX = 0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING_LABEL = "<missing>"
 OOV_LABEL = "<oov>"
-# Recent values cached per mapped field (a worker's memory: some 200 bytes a value).
+# Recent values cached per mapped field (a worker's memory: about 170 bytes a value).
 MAPPED_CACHE_SIZE = 4096
 
 
