@@ -58,9 +58,12 @@ class Column:
 class ParquetSource:
     """Rows of a Parquet dataset (`training.parquet.files`) as normalised record batches."""
 
-    def __init__(self, paths: str | list[str], columns: list[Column], label: str, batch_rows: int) -> None:
+    def __init__(self, paths: str | list[str], columns: list[Column], label: str, batch_rows: int,
+                 files: list[DataFile] | None = None) -> None:
+        """`files`: a piece's (`pieces`), else every file of `paths`."""
         self.paths, self.columns, self.label, self.batch_rows = paths, columns, label, batch_rows
-        self.files = resolve(paths)
+        self.whole = files is None
+        self.files = resolve(paths) if files is None else files
         self.rows = 0
 
     @property
@@ -80,17 +83,29 @@ class ParquetSource:
                 if batch.num_rows:  # an empty row group reads as an empty batch
                     self.rows += batch.num_rows
                     yield batch
-        if not self.rows:
-            raise UsageError(f"{self.described}: no rows in {len(self.files)} Parquet file(s)")
+        if self.whole and not self.rows:
+            raise self._no_rows()
 
-    def fingerprint(self) -> DataFingerprint:
+    def pieces(self) -> list[ParquetSource]:
+        """A piece per file (the files' footers are read to find a dataset with no rows)."""
+        if len(self.files) == 1:
+            return [self]
+        if not any(_row_count(file) for file in self.files):
+            raise self._no_rows()
+        return [ParquetSource(self.paths, self.columns, self.label, self.batch_rows, [file])
+                for file in self.files]
+
+    def fingerprint(self, rows: int) -> DataFingerprint:
         """The digest of every file's bytes, in order (one more read of the files)."""
         digest = hashlib.sha256()
         for file in self.files:
             with _reading(file), file.filesystem.open_input_stream(file.path) as stream:
                 while chunk := stream.read(1 << 20):
                     digest.update(chunk)
-        return DataFingerprint(path=self.described, sha256=digest.hexdigest(), rows=self.rows)
+        return DataFingerprint(path=self.described, sha256=digest.hexdigest(), rows=rows)
+
+    def _no_rows(self) -> UsageError:
+        return UsageError(f"{self.described}: no rows in {len(self.files)} Parquet file(s)")
 
     @property
     def described(self) -> str:
@@ -138,6 +153,11 @@ class ParquetSource:
             raise UsageError(f"{file.name}: no column {source!r} ({what}); it has {names}")
         value = _partition_value(file, source, partitions[source], convert)
         return lambda batch: value.take(np.zeros(batch.num_rows, np.int32))
+
+
+def _row_count(file: DataFile) -> int:
+    with _reading(file), file.filesystem.open_input_file(file.path) as handle:
+        return int(pq.ParquetFile(handle).metadata.num_rows)
 
 
 @contextmanager
