@@ -48,7 +48,7 @@ def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None,
     for the others rank 0 prepares while the rest wait, then open its cache."""
     context = context or Context()
     prepare = formats.preparer(cfg.data.format)
-    team = Team(context, cfg.data.workers)
+    team = Team.of(context, cfg.data.workers)
     if formats.on_every_rank(cfg.data.format):
         prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed, team)
     else:

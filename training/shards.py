@@ -20,14 +20,16 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
 
 from model.features import PADDING_INDEX
 from training.data import Dataset
 from training.downsample import keep_mask
+
+if TYPE_CHECKING:  # imported where batches are made: preprocessing workers do without it
+    import torch
 
 INDEX_FILE = "index.json"
 SUFFIXES = (".indices.npy", ".weights.npy", ".labels.npy")
@@ -319,6 +321,8 @@ class _Rows(NamedTuple):
         return Dataset(self.indices, self.full_weights(), self.labels)
 
     def batch(self) -> Batch:
+        import torch
+
         return Batch(torch.from_numpy(self.indices.astype(np.int64)),
                      torch.from_numpy(self.full_weights()), torch.from_numpy(self.labels))
 

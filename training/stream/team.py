@@ -5,7 +5,7 @@ A task's output depends on the task alone, never on who runs it: rank r takes ta
 ... and hands them to its worker processes, and each task writes its own directory. So the
 same files and settings give the same cache whatever the number of ranks and workers. The
 workers are spawned, not forked: a process holding gloo's and Arrow's threads is not safe to
-fork.
+fork, and the workers never import torch (they start in half a second).
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from training.distributed import Context, barrier, from_main
 from training.shards import key_digest
+
+if TYPE_CHECKING:
+    from training.distributed import Context
 
 T = TypeVar("T")
 _job: Callable[[Any], None] | None = None
@@ -30,23 +32,29 @@ _job: Callable[[Any], None] | None = None
 
 @dataclass(frozen=True)
 class Team:
-    """Who prepares the data: this process's rank in its group, and its worker processes."""
+    """Who prepares the data: this process's rank in its group (torch.distributed, with
+    `world_size` > 1), and its worker processes."""
 
-    context: Context = field(default_factory=Context)
+    rank: int = 0
+    world_size: int = 1
     workers: int = 1
+
+    @classmethod
+    def of(cls, context: Context, workers: int = 1) -> Team:
+        return cls(context.rank, context.world_size, workers)
 
     @property
     def is_main(self) -> bool:
-        return self.context.is_main
+        return self.rank == 0
 
     @property
     def processes(self) -> int:
-        return self.context.world_size * self.workers
+        return self.world_size * self.workers
 
     def run(self, tasks: Sequence[T], job: Callable[[T], None]) -> None:
         """`job(task)` for this rank's share of `tasks`, in its worker processes; returns
         once every rank has run its share. `job` is pickled once per worker."""
-        mine = list(tasks[self.context.rank :: self.context.world_size])
+        mine = list(tasks[self.rank :: self.world_size])
         processes = min(self.workers, len(mine))
         if processes <= 1:
             for task in mine:
@@ -60,10 +68,19 @@ class Team:
 
     def agree(self, value: T) -> T:
         """Rank 0's `value`, on every rank."""
-        return from_main(self.context, value)
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def barrier(self) -> None:
-        barrier(self.context)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
 
 
 def _adopt(job: Callable[[Any], None]) -> None:
