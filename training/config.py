@@ -64,6 +64,9 @@ class ParquetOptions(_Section):
     """Rows read at a time (memory is bounded by this, a row group and the vocabulary)."""
     rows_per_shard: int = Field(default=1 << 19, ge=1)
     """Rows per encoded shard on disk."""
+    piece_rows: int = Field(default=1 << 20, ge=1)
+    """Rows per piece (consecutive row groups of a file, at least this many where the file has
+    them): the unit of work that ranks and `data.workers` share."""
 
     @model_validator(mode="after")
     def _label_is_no_field(self) -> ParquetOptions:

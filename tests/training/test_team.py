@@ -13,10 +13,13 @@ import pytest
 from tests.helpers import REPO
 from tests.training.test_cli import one_line_error
 from tests.training.test_criteo import generate
+from tests.training.test_parquet import criteo_config, criteo_logs
+from training import formats
 from training.cli import train_main
 from training.config import load_config
 from training.data import Prepared
 from training.run import prepare_data
+from training.stream.team import Team
 
 PIECE = 1 << 16  # the smallest piece: a 3,000-row log is cut in 12
 CONFIG = str(REPO / "configs" / "criteo-fm.toml")
@@ -95,3 +98,24 @@ def test_bad_workers_are_a_one_line_error(value: str, capsys: pytest.CaptureFixt
 def test_workers_do_not_change_what_a_checkpoint_resumes() -> None:
     one, two = (load_config(CONFIG, [f"data.workers={n}"]) for n in (1, 2))
     assert one.identity() == two.identity()
+
+
+def test_parquet_row_groups_are_pieces_and_give_the_text_logs_rows(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    paths = criteo_logs(tmp_path / "logs")
+
+    def prepare_table(cache: Path, workers: int) -> Prepared:
+        data = criteo_config(paths, "parquet", cache)
+        data = data.model_copy(update={"parquet": data.parquet.model_copy(update={"piece_rows": 300})})
+        return formats.preparer("parquet")(data, cache, None, 0, Team(workers=workers))
+
+    alone, workers = prepare_table(tmp_path / "alone", 1), prepare_table(tmp_path / "workers", 2)
+    assert files(tmp_path / "workers") == files(tmp_path / "alone")
+    assert len(alone.train.sizes) > 3  # more pieces than the 3 day files
+    text_cache = tmp_path / "text"
+    text = formats.preparer("criteo")(criteo_config(paths, "criteo", text_cache), text_cache, None)
+    assert len(text.train.sizes) < len(alone.train.sizes)
+    assert [f.model_dump() for f in workers.space.fields] == [f.model_dump() for f in text.space.fields]
+    for split in ("train", "validation"):
+        a, b = getattr(text, split), getattr(alone, split)
+        assert np.array_equal(a.read(0, len(a)).indices, b.read(0, len(b)).indices)

@@ -40,7 +40,7 @@ def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
         raise ValueError("format = 'parquet' needs data.train and data.validation datasets")
     options = data.parquet
     columns = [Column.of(d) for d in options.fields or CRITEO_FIELDS]
-    train, validation = (ParquetSource(paths, columns, options.label, options.batch_rows)
+    train, validation = (ParquetSource(paths, columns, options.label, options.batch_rows, options.piece_rows)
                          for paths in (data.train, data.validation))
     if not options.fields:
         return criteo.prepare_sources(train, validation, data, cache_root, previous,

@@ -59,11 +59,11 @@ class ParquetSource:
     """Rows of a Parquet dataset (`training.parquet.files`) as normalised record batches."""
 
     def __init__(self, paths: str | list[str], columns: list[Column], label: str, batch_rows: int,
-                 files: list[DataFile] | None = None) -> None:
-        """`files`: a piece's (`pieces`), else every file of `paths`."""
+                 piece_rows: int = 1 << 20, piece: tuple[DataFile, range] | None = None) -> None:
+        """`piece`: a file's row groups (`pieces`), else every file of `paths`."""
         self.paths, self.columns, self.label, self.batch_rows = paths, columns, label, batch_rows
-        self.whole = files is None
-        self.files = resolve(paths) if files is None else files
+        self.piece_rows, self.piece = piece_rows, piece
+        self.files = resolve(paths) if piece is None else [piece[0]]
         self.rows = 0
 
     @property
@@ -74,7 +74,7 @@ class ParquetSource:
 
     def key(self) -> dict[str, Any]:
         return {"reader": "parquet", "files": [f.key() for f in self.files], "label": self.label,
-                "columns": [asdict(c) for c in self.columns]}
+                "columns": [asdict(c) for c in self.columns], "piece_rows": self.piece_rows}
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         self.rows = 0
@@ -83,17 +83,26 @@ class ParquetSource:
                 if batch.num_rows:  # an empty row group reads as an empty batch
                     self.rows += batch.num_rows
                     yield batch
-        if self.whole and not self.rows:
+        if self.piece is None and not self.rows:
             raise self._no_rows()
 
     def pieces(self) -> list[ParquetSource]:
-        """A piece per file (the files' footers are read to find a dataset with no rows)."""
-        if len(self.files) == 1:
-            return [self]
-        if not any(_row_count(file) for file in self.files):
+        """Consecutive row groups of a file, at least `piece_rows` rows a piece where the file
+        has them (read off the files' footers)."""
+        pieces = []
+        for file in self.files:
+            first, rows = 0, 0
+            sizes = _row_groups(file)
+            for group, size in enumerate(sizes):
+                rows += size
+                if rows >= self.piece_rows or group == len(sizes) - 1:
+                    if rows:
+                        pieces.append(ParquetSource(self.paths, self.columns, self.label, self.batch_rows,
+                                                    self.piece_rows, (file, range(first, group + 1))))
+                    first, rows = group + 1, 0
+        if not pieces:
             raise self._no_rows()
-        return [ParquetSource(self.paths, self.columns, self.label, self.batch_rows, [file])
-                for file in self.files]
+        return pieces
 
     def fingerprint(self, rows: int) -> DataFingerprint:
         """The digest of every file's bytes, in order (one more read of the files)."""
@@ -125,7 +134,8 @@ class ParquetSource:
             names = [LABEL, *(c.field for c in self.columns)]
             # Row group by row group, synchronously: pyarrow.dataset's scanner reads ahead of a
             # slower consumer, up to a whole file's row groups (docs/EXPERIMENTS.md, reading Parquet).
-            for group in range(parquet.num_row_groups):
+            groups = range(parquet.num_row_groups) if self.piece is None else self.piece[1]
+            for group in groups:
                 for batch in parquet.iter_batches(self.batch_rows, row_groups=[group], columns=read):
                     yield pa.RecordBatch.from_arrays([label(batch), *(get(batch) for get in getters)],
                                                      names=names)
@@ -155,9 +165,11 @@ class ParquetSource:
         return lambda batch: value.take(np.zeros(batch.num_rows, np.int32))
 
 
-def _row_count(file: DataFile) -> int:
+def _row_groups(file: DataFile) -> list[int]:
+    """The rows of each of the file's row groups."""
     with _reading(file), file.filesystem.open_input_file(file.path) as handle:
-        return int(pq.ParquetFile(handle).metadata.num_rows)
+        metadata = pq.ParquetFile(handle).metadata
+        return [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
 
 
 @contextmanager

@@ -54,10 +54,12 @@ def counts(source: Source, kinds: Mapping[str, FieldKind], cache_root: Path,
         team.run(range(len(pieces)), _CountPiece(pieces, dict(kinds), work))
         parts = [work / f"{k:05d}" for k in range(len(pieces))]
         counted = [name for name, kind in kinds.items() if kind in (FieldKind.CATEGORICAL, FieldKind.MULTI)]
+        merging = time.perf_counter()
         team.run(counted, _MergeField(parts, out))
         if team.is_main:
             merge_stats(parts, out)
-            _log_pass(f"counting {source.name}", Counts.load(out).rows, began, cpu, len(pieces), team)
+            _log_pass(f"counting {source.name}", Counts.load(out).rows, began, cpu, len(pieces), team,
+                      f", {time.perf_counter() - merging:.1f} s of it merging the pieces' counts")
         team.barrier()
 
     return Counts.load(cached_together(cache_root, key, team, build))
@@ -196,11 +198,12 @@ def _clocks() -> tuple[float, float]:
     return time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime
 
 
-def _log_pass(what: str, rows: int, began: float, cpu: float, pieces: int, team: Team) -> None:
+def _log_pass(what: str, rows: int, began: float, cpu: float, pieces: int, team: Team,
+              more: str = "") -> None:
     """A pass's summary line: wall time, and the CPU time of this rank's processes (what a
     shared machine does not skew)."""
     now, cpu_now = _clocks()
     seconds = now - began
-    log.info("%s: %d rows in %.1f s (%.0f rows/s, %.2f s CPU); %d piece%s, %d process%s",
+    log.info("%s: %d rows in %.1f s (%.0f rows/s, %.2f s CPU); %d piece%s, %d process%s%s",
              what, rows, seconds, rows / max(seconds, 1e-9), cpu_now - cpu, pieces,
-             "" if pieces == 1 else "s", team.processes, "" if team.processes == 1 else "es")
+             "" if pieces == 1 else "s", team.processes, "" if team.processes == 1 else "es", more)
