@@ -18,11 +18,13 @@ import filecmp
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.criteo import BIN, ENV, PASS_LINE, REPO, SAMPLE_S, _children, _rss_anon_kib
 
@@ -54,7 +56,7 @@ def _name(pid: int) -> str:
     return "torchrun" if "torchrun" in text else "afm-train"
 
 
-def run(label: str, train: Path, validation: Path, cache: Path) -> dict[str, object]:
+def run(label: str, train: Path, validation: Path, cache: Path) -> dict[str, Any]:
     shutil.rmtree(cache, ignore_errors=True)
     command = [*SETUPS[label], "--config", "configs/criteo-fm.toml", "--out", str(cache / "unused"),
                "--set", f"data.train={train}", "--set", f"data.validation={validation}",
@@ -93,9 +95,9 @@ def run(label: str, train: Path, validation: Path, cache: Path) -> dict[str, obj
             "prepared": json.loads(out.strip().splitlines()[-1])}
 
 
-def same_shards(first: dict[str, object], other: dict[str, object]) -> bool:
+def same_shards(first: dict[str, Any], other: dict[str, Any]) -> bool:
     for split in ("train", "validation"):
-        a, b = Path(first["prepared"][split]), Path(other["prepared"][split])  # type: ignore[index]
+        a, b = Path(first["prepared"][split]), Path(other["prepared"][split])
         names = sorted(p.name for p in a.iterdir())
         if names != sorted(p.name for p in b.iterdir()) or a.name != b.name:
             return False
@@ -110,23 +112,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", type=Path, required=True)
     parser.add_argument("--cache-root", type=Path, default=Path("/work/bench-data/shares"))
     parser.add_argument("--setup", action="append", choices=list(SETUPS), help="default: all three")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every setup, interleaved")
     args = parser.parse_args(argv)
-    records = []
-    for k, label in enumerate(args.setup or list(SETUPS)):
-        record = run(label, args.train, args.validation, args.cache_root / str(k))
-        print(json.dumps(record), file=sys.stderr, flush=True)
-        records.append(record)
-    print("| setup | wall | CPU (all processes) | speed-up | peak private memory per process | "
+    setups = args.setup or list(SETUPS)
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in setups}
+    for _ in range(args.repeat):
+        for k, label in enumerate(setups):
+            record = run(label, args.train, args.validation, args.cache_root / str(k))
+            print(json.dumps(record), file=sys.stderr, flush=True)
+            runs[label].append(record)
+    print("| setup | wall, median | CPU, all processes | speed-up | peak private memory per process | "
           "same shards | load average before -> after |")
     print("|---|---|---|---|---|---|---|")
-    for record in records:
-        memory = ", ".join(f"{name} {mib} MiB" for name, mib in record["peak_rss_anon_mib"])  # type: ignore[attr-defined]
-        speedup = records[0]["seconds"] / record["seconds"]  # type: ignore[operator]
-        load = f"{record['load_before'][0]:.2f} -> {record['load_after'][0]:.2f}"  # type: ignore[index]
-        print(f"| {record['setup']} | {record['seconds']} s | {record['cpu_seconds']} s | {speedup:.2f}x | "
-              f"{memory} | {same_shards(records[0], record)} | {load} |")
-    for record in records:
-        shutil.rmtree(args.cache_root / str(records.index(record)), ignore_errors=True)
+    first = statistics.median(r["seconds"] for r in runs[setups[0]])
+    for label in setups:
+        records = runs[label]
+        seconds = statistics.median(r["seconds"] for r in records)
+        cpu = statistics.median(r["cpu_seconds"] for r in records)
+        # the k-th largest process of every round, at its highest
+        ranked = [sorted(r["peak_rss_anon_mib"], key=lambda item: -item[1]) for r in records]
+        memory = ", ".join(f"{ranked[0][i][0]} {max(round_[i][1] for round_ in ranked)} MiB"
+                           for i in range(min(len(round_) for round_ in ranked)))
+        load = ", ".join(f"{r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f}" for r in records)
+        same = same_shards(runs[setups[0]][-1], records[-1])
+        print(f"| {label} | {seconds:.1f} s ({', '.join(str(r['seconds']) for r in records)}) | "
+              f"{cpu:.1f} s | {first / seconds:.2f}x | {memory} | {same} | {load} |")
+    for k in range(len(setups)):
+        shutil.rmtree(args.cache_root / str(k), ignore_errors=True)
     return 0
 
 

@@ -51,5 +51,5 @@ class Source(Protocol):
         ...
 
     def fingerprint(self, rows: int) -> DataFingerprint:
-        """What the `rows` rows are: where, and the digest of the raw data (read once more)."""
+        """Where the `rows` rows are, and the digest of the raw data (read once more)."""
         ...

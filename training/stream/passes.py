@@ -13,6 +13,7 @@ import logging
 import resource
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -83,13 +84,15 @@ def shards(source: Source, space: FeatureSpace, task: Task, cache_root: Path,
 
     def build(work: Path, out: Path) -> None:
         began, cpu = _clocks()
-        team.run(range(len(pieces)),
-                 _EncodePiece(pieces, space, task, rows_per_shard, keep_negatives, seed, work))
-        if team.is_main:
+        with ThreadPoolExecutor(1) as hashing:  # rank 0 reads the raw data once more meanwhile
+            printed = hashing.submit(source.fingerprint, 0) if team.is_main else None
+            team.run(range(len(pieces)),
+                     _EncodePiece(pieces, space, task, rows_per_shard, keep_negatives, seed, work))
+        if printed is not None:
             parts = [Shards.open(work / f"{k:05d}") for k in range(len(pieces))]
             rows = sum(p.downsampling.rows_before for p in parts)
-            meta = {"fingerprint": source.fingerprint(rows).model_dump()}
-            concatenate(parts, out, meta)
+            fingerprint = printed.result().model_copy(update={"rows": rows})
+            concatenate(parts, out, {"fingerprint": fingerprint.model_dump()})
             _log_pass(f"encoding {source.name}", rows, began, cpu, len(pieces), team)
         team.barrier()
 
