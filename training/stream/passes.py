@@ -48,10 +48,10 @@ def counts(source: Source, kinds: Mapping[str, FieldKind], cache_root: Path,
 
     team = team or Team()
     key = {"kind": "counts", "version": VERSION, "source": source.key(), "fields": dict(kinds)}
-    pieces = list(source.pieces())
 
     def build(work: Path, out: Path) -> None:
         began, cpu = _clocks()
+        pieces = list(source.pieces())
         team.run(range(len(pieces)), _CountPiece(pieces, dict(kinds), work))
         parts = [work / f"{k:05d}" for k in range(len(pieces))]
         counted = [name for name, kind in kinds.items() if kind in (FieldKind.CATEGORICAL, FieldKind.MULTI)]
@@ -80,10 +80,10 @@ def shards(source: Source, space: FeatureSpace, task: Task, cache_root: Path,
     key = {"kind": "shards", "version": VERSION, "source": source.key(), "task": task,
            "space": space_digest(space), "rows_per_shard": rows_per_shard,
            **cache_key(keep_negatives, seed)}
-    pieces = list(source.pieces())
 
     def build(work: Path, out: Path) -> None:
         began, cpu = _clocks()
+        pieces = list(source.pieces())
         with ThreadPoolExecutor(1) as hashing:  # rank 0 reads the raw data once more meanwhile
             printed = hashing.submit(source.fingerprint, 0) if team.is_main else None
             team.run(range(len(pieces)),
