@@ -85,15 +85,26 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of every live process in the server's process group."""
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """The CPU of `cpu_seconds` in two parts: the processes' main threads (where uvicorn
+        runs the event loop and the requests) and every other thread (a writer thread,
+        onnxruntime's pools)."""
+        main = other = 0
+        for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # exited meanwhile
-            if int(fields[2]) == self.pid:  # pgrp (the session leader's pid)
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / TICKS
+            if int(fields[2]) != self.pid:  # pgrp (the session leader's pid)
+                continue
+            ticks = int(fields[11]) + int(fields[12])  # utime, stime
+            if stat.parts[2] == stat.parts[4]:  # /proc/PID/task/TID/stat: TID == PID
+                main += ticks
+            else:
+                other += ticks
+        return main / TICKS, other / TICKS
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM to the server's PID (it drains and stops its workers), then SIGKILL to

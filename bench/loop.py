@@ -11,9 +11,13 @@
 3. `afm-join` labels day 2's impressions with those clicks; `afm-train --set
    data.format=parquet --set train.init_from=<day 1>` trains day 2's model on the joined day
    (a tenth of it held out for early stopping).
-4. While day 3's rows are sent, `POST /admin/reload` swaps day 2's model in; every request
+4. Day 2's model shadows day 1's (`POST /admin/shadow`, fraction 1) on day 3's first rows:
+   the impression log keeps both models' probabilities, the generator decides the clicks,
+   and `afm-join` compares the two on them (its "shadow" counts), as a team would before
+   promoting the candidate.
+5. While day 3's rows are sent, `POST /admin/reload` swaps day 2's model in; every request
    must succeed, and every impression must be logged under the version that answered it.
-5. `afm-eval` scores both models on day 3's rows (the drifted world, new rows).
+6. `afm-eval` scores both models on day 3's rows (the drifted world, new rows).
 
 Prints the figures as JSON (and a markdown table with --markdown). Processes started are
 stopped; everything is written under --work (a temporary directory by default).
@@ -67,6 +71,7 @@ class Options:
     batch: int = 100  # instances a request
     clients: int = 4  # concurrent requests
     workers: int = 2
+    shadow_rows: int = 20_000  # day 3's rows scored by day 2's model as a shadow
     reload_rows: int = 20_000  # day 3's rows sent while the reload happens
     epochs: int = 3
     lr: float = 0.001  # the config's
@@ -248,6 +253,28 @@ def evaluate(work: Path, model: Path, data: Path) -> dict[str, float]:
     return {k: v for k, v in result.items() if k not in ("rows", "oov")}
 
 
+def shadow_trial(work: Path, url: str, day: Path, options: Options) -> dict[str, Any]:
+    """Day 2's model as day 1's shadow on the first `shadow_rows` of `day`: the clicks the
+    generator gives them joined, and the two models compared on the rows both scored."""
+    admin(url, "POST", "/admin/shadow", {"model_dir": "day-2", "fraction": 1.0})
+    served = send(url, day, options, options.shadow_rows)
+    wait_logged(work / "impressions", set(served.ids))
+    admin(url, "DELETE", "/admin/shadow")
+    events = traffic.clicks(served.table(), timedelta(hours=1), options.seed + 1)
+    traffic.write_events(events, work / "events-day-3.csv")
+    joined = last_json(run(["afm-join", "--impressions", str(work / "impressions"),
+                            "--events", str(work / "events-day-3.csv"), "--window", WINDOW,
+                            "--out", str(work / "days" / "day-3-shadowed")], work))
+    return {"requests_failed": served.failed, "impressions": len(served.ids),
+            "clicks": events.num_rows, **(joined["shadow"] or {"rows": 0})}
+
+
+def admin(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+    response = httpx.request(method, url + path, json=body, timeout=120,
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+    response.raise_for_status()
+
+
 def reload(url: str, model: str) -> str:
     """POST /admin/reload; the version now served."""
     response = httpx.post(url + "/admin/reload", json={"model_dir": model}, timeout=120,
@@ -292,6 +319,7 @@ def loop(work: Path, options: Options) -> dict[str, Any]:
                      f"data.train={work / 'days' / 'day-2-split' / 'train'}",
                      f"data.validation={work / 'days' / 'day-2-split' / 'valid'}",
                      f"train.init_from={day1}")
+        figures["shadow"] = shadow_trial(work, server.url, days["day-3"], options)
         before = logged(work / "impressions").num_rows
         under_reload = send_around(server.url, days["day-3"], options, options.reload_rows,
                                    lambda: reload(server.url, "day-2"))
@@ -318,7 +346,14 @@ def markdown(figures: dict[str, Any]) -> str:
                         ("day-2", "day 2 (joined day, from day 1)"),
                         ("bayes", "the true probabilities")):
         lines.append(f"| {label} | {day3[name]['auc']:.4f} | {day3[name]['logloss']:.4f} |")
-    join, reload_ = figures["join"], figures["reload"]
+    join, reload_, shadow = figures["join"], figures["reload"], figures["shadow"]
+    if shadow.get("live") and shadow.get("shadow"):
+        lines += ["", "| on day 3's first rows, served (live: day 1; shadow: day 2) | AUC | logloss "
+                  "| NE | calibration |", "|---|---:|---:|---:|---:|"]
+        for name, label in (("live", "day 1, live"), ("shadow", "day 2, shadow")):
+            m = shadow[name]
+            lines.append(f"| {label} ({shadow['rows']:,} rows both scored) | {m['auc']:.4f} | "
+                         f"{m['logloss']:.4f} | {m['ne']:.4f} | {m['calibration']:.3f} |")
     return "\n".join(lines) + (
         f"\n\nJoin: {join['impressions']:,} impressions, {join['events']:,} events, "
         f"{join['events_matched']:,} matched, {join['positives']:,} positives; reload under "

@@ -43,6 +43,7 @@ TRAINING = (
 class Sample:
     result: WrkResult
     cpu_s_per_request: float
+    other_threads_cpu_s_per_request: float = 0.0  # of cpu_s_per_request: not main threads
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Figures:
     p99_ms: float
     cpu_us: float
     errors: int
+    other_threads_cpu_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def medians(samples: dict[Load, list[Sample]]) -> Table:
             p99_ms=median(load, lambda s: s.result.p99_ms),
             cpu_us=median(load, lambda s: s.cpu_s_per_request * 1e6),
             errors=sum(s.result.errors for s in samples[load]),
+            other_threads_cpu_us=median(load, lambda s: s.other_threads_cpu_s_per_request * 1e6),
         )
         for load in samples
     }

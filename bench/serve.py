@@ -295,15 +295,16 @@ def measure(
 
 
 def _sample(server: ServerProcess, load: Load, args: argparse.Namespace) -> report.Sample:
-    before = server.cpu_seconds()
+    before = server.cpu_split()
     request = load.scenario.request
     result = run_wrk(server.url + request.path, args.seconds, load.connections, args.threads,
                      request, count=False)
-    cpu = server.cpu_seconds() - before
+    main, other = (after - start for after, start in zip(server.cpu_split(), before, strict=True))
     if result.errors:
         log.warning("%s %s c%d: %d errors", load.config, load.scenario.name, load.connections,
                     result.errors)
-    return report.Sample(result, cpu / max(result.requests, 1))
+    requests = max(result.requests, 1)
+    return report.Sample(result, (main + other) / requests, other / requests)
 
 
 def command(argv: list[str] | None) -> str:

@@ -267,13 +267,17 @@ def write_part(root: Path, table: pa.Table, worker: str, seq: int) -> list[Path]
 
 def by_hour(table: pa.Table) -> Iterator[tuple[datetime, pa.Table]]:
     """The table's rows by the UTC hour of their `time`, earliest first."""
-    hours = pc.floor_temporal(table.column(TIME), unit="hour")
-    first, last = pc.min_max(hours).values()
-    if first == last:  # the common case: one hour, nothing to split
-        yield first.as_py(), table
+    first, last = (_hour(value.as_py()) for value in pc.min_max(table.column(TIME)).values())
+    if first == last:  # the common case, checked without flooring every row's time
+        yield first, table
         return
+    hours = pc.floor_temporal(table.column(TIME), unit="hour")
     for start in pc.unique(hours).sort():
         yield start.as_py(), table.filter(pc.equal(hours, start))
+
+
+def _hour(when: datetime) -> datetime:
+    return when.replace(minute=0, second=0, microsecond=0)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -58,6 +58,7 @@ class FitResult:
     best_epoch: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    sparse_tables: bool = False  # as `train.sparse_tables` resolved for this run
 
 
 @dataclass
@@ -127,7 +128,7 @@ class Trainer:
             self._save()
         self.model.load_state_dict(self.best_model)
         return FitResult(self.history, self.stopping.best_epoch, self.best_metrics,
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, self.sparse)
 
     def state(self) -> TrainingState:
         """The training state as it is now (what a checkpoint saves)."""

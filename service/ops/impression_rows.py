@@ -73,7 +73,8 @@ class ImpressionRows:
         indices = np.concatenate([record.encoded.indices for record in records])
         weights = np.concatenate([record.encoded.weights for record in records])
         if tensors:
-            features, oov = columns.of_tensors(indices, weights)
+            features, oov_lists = columns.of_tensors(indices, weights)
+            oov = pa.array(oov_lists, pa.list_(pa.string()))
         else:
             encoded = Encoded(indices, weights, _oov_rows(records))
             instances = [i for r in records if not isinstance(r.inputs, Encoded) for i in r.inputs]
@@ -94,7 +95,7 @@ class ImpressionRows:
             # The served value: the graph's prediction the response carried.
             im.PREDICTION: pa.array(np.concatenate(
                 [record.scores.prediction for record in records]).astype(np.float64)),
-            im.OOV: pa.array(oov, pa.list_(pa.string())),
+            im.OOV: oov,
             im.FEATURES: features,
             **_shadow_columns(records, counts, which),
         }
@@ -153,8 +154,11 @@ def _oov_rows(records: Sequence[Scored]) -> list[tuple[int, str, str]]:
 
 
 def _oov_fields(fields: Sequence[FieldSpec], oov: Sequence[tuple[int, str, str]],
-                rows: int) -> list[list[str]]:
+                rows: int) -> pa.Array:
     """Per row, the fields holding a value out of vocabulary, each once, in field order."""
+    if not oov:  # the common case: every row's list empty, made without a Python list a row
+        return pa.ListArray.from_arrays(pa.array(np.zeros(rows + 1, np.int32)),
+                                        pa.array([], pa.string()))
     order = {spec.name: position for position, spec in enumerate(fields)}
     by_row: dict[int, set[str]] = {}
     for row, field, _ in oov:
@@ -162,4 +166,4 @@ def _oov_fields(fields: Sequence[FieldSpec], oov: Sequence[tuple[int, str, str]]
     out: list[list[str]] = [[]] * rows  # one shared empty list until a row is set
     for row, names in by_row.items():
         out[row] = sorted(names, key=order.__getitem__)
-    return out
+    return pa.array(out, pa.list_(pa.string()))

@@ -31,6 +31,7 @@ def test_same_seed_and_threads_give_identical_metrics(tmp_path: Path, two_thread
     runs = [train_bundle("synthetic-afm.toml", tmp_path / f"run{k}", [*OPTIONS, tables]) for k in range(2)]
     assert runs[0].metrics == runs[1].metrics
     assert runs[0].training["seed"] == 2017 and runs[0].training["threads"] == 2
+    assert runs[0].training["sparse_tables"] is tables.endswith("true")  # as resolved, not "auto"
     histories = [(tmp_path / f"run{k}" / "history.json").read_text() for k in range(2)]
     epochs = [json.loads(h)["epochs"] for h in histories]
     strip = [[{k: v for k, v in row.items() if k not in TIMINGS} for row in run] for run in epochs]

@@ -26,6 +26,7 @@ from model.features import FieldKind, FieldSpec
 from training.criteo import synth as criteo_synth
 from training.criteo import traffic
 from training.join.cli import main
+from training.metrics import evaluate_predictions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,16 +132,50 @@ def test_the_day_has_the_models_fields_as_columns(tmp_path: Path) -> None:
     join(tmp_path, "--events", str(write_events(event_table(EVENTS[:1]), tmp_path / "e.csv")))
     table = ds.dataset(tmp_path / "day", format="parquet").to_table()
     assert table.schema.names == ["label", "user", "tags", "age", "price", "impression_id", "time",
-                                  "model_version"]
+                                  "model_version", "prediction", "shadow_model_version",
+                                  "shadow_prediction"]
     assert [table.schema.field(n).type for n in table.schema.names] == [
         pa.float32(), pa.string(), pa.list_(pa.string()), pa.float64(), pa.float64(), pa.string(),
-        pa.timestamp("us", tz="UTC"), pa.string()]
+        pa.timestamp("us", tz="UTC"), pa.string(), pa.float64(), pa.string(), pa.float64()]
     assert all(f.nullable for f in table.schema)  # the same schema whatever a day's data
     rows = {r["impression_id"]: r for r in table.to_pylist()}
     assert rows["r2-0"]["user"] == "u2" and rows["r2-0"]["tags"] == ["a", "b"]
     assert rows["r2-0"]["age"] == 2.0 and rows["r2-0"]["price"] is None
     assert rows["r3-0"]["time"] == T0 + 3 * MINUTE and rows["r3-0"]["model_version"] == "1"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_the_live_model_is_compared_with_its_shadow_on_the_rows_both_scored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    live, shadow = rng.uniform(0.01, 0.99, n), rng.uniform(0.01, 0.99, n)
+    shadow[::7] = shadow[1]  # ties, which AUC counts as a half
+    shadowed = np.arange(n) % 4 != 0  # the shadow scored three requests in four
+    table = impressions(n)
+    table = table.set_column(table.schema.get_field_index(im.PREDICTION), im.PREDICTION,
+                             pa.array(live))
+    for name, column in ((im.SHADOW_PREDICTION, pa.array(shadow, mask=~shadowed)),
+                         (im.SHADOW_MODEL_VERSION, pa.array(["2"] * n, mask=~shadowed))):
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    im.write_part(tmp_path / "log", table, "w1", 0)
+    clicked = rng.uniform(size=n) < live
+    events = [(f"r{i}-0", T0 + i * MINUTE + MINUTE) for i in np.flatnonzero(clicked)]
+    counts = join(tmp_path, "--events", str(write_events(event_table(events), tmp_path / "e.csv")))
+    labels_ = clicked[shadowed].astype(np.float64)
+    expected = {"live": evaluate_predictions("binary", labels_, live[shadowed], (0.0, 1.0)),
+                "shadow": evaluate_predictions("binary", labels_, shadow[shadowed], (0.0, 1.0))}
+    found = counts["shadow"]
+    assert found["rows"] == int(shadowed.sum()) and found["versions"] == ["2"]
+    for model in ("live", "shadow"):
+        assert found[model] == pytest.approx(expected[model], rel=1e-9)
+    assert f"{int(shadowed.sum())} rows also scored by shadow 2: live / shadow AUC" in capsys.readouterr().err
+
+
+def test_a_day_without_shadow_scores_has_no_comparison(tmp_path: Path) -> None:
+    im.write_part(tmp_path / "log", impressions(5), "w1", 0)
+    counts = join(tmp_path, "--events", str(write_events(event_table(EVENTS[:1]), tmp_path / "e.csv")))
+    assert counts["shadow"] is None
 
 
 def test_generated_clicks_come_back_as_labels(tmp_path: Path) -> None:
@@ -404,7 +439,8 @@ def test_the_console_script_joins_the_benchmarks_generated_day(tmp_path: Path) -
     assert counts["events_unmatched"] == events.num_rows // 101  # the strays: 1% of the clicks
     names = pq.read_schema(next((tmp_path / "out").glob("*.parquet"))).names
     assert names == ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27)),
-                     "impression_id", "time", "model_version"]
+                     "impression_id", "time", "model_version", "prediction", "shadow_model_version",
+                     "shadow_prediction"]
 
 
 @pytest.mark.slow

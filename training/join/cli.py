@@ -30,7 +30,8 @@ from training.join.report import Report
 from training.join.selection import ModelChoice, Selection, select
 from training.join.window import parse_window
 
-TRACE = ("label", "impression_id", "time", "model_version")
+TRACE = ("label", "impression_id", "time", "model_version", "prediction", "shadow_model_version",
+         "shadow_prediction")
 COUNTS_FILE = "_join.json"
 
 

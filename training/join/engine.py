@@ -6,7 +6,9 @@
    latest of its impressions whose window holds the event, else the latest.
 2. The labels: per impression (id and time) with events in its window, the largest label.
 3. The day: the chosen model's impressions left-joined with the labels (none: 0), the
-   features struct flattened into columns, written as Parquet parts.
+   features struct flattened into columns, written as Parquet parts, with what the live
+   model and a shadow model served; then the two compared on the rows both scored
+   (`training.join.compare`).
 
 Events are few next to impressions (a few percent), so steps 1 and 2 build hash tables of
 events and stream the impressions past them; step 3 streams the impressions to the output.
@@ -20,6 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+
+from training.join.compare import ShadowComparison, compare
 
 OUTCOMES = """
 CREATE TEMP TABLE outcomes AS
@@ -46,7 +50,8 @@ FROM outcomes WHERE outcome = 'matched' GROUP BY impression_id, shown
 DAY = """
 COPY (
   SELECT coalesce(l.label, 0)::FLOAT AS label, unnest(i.features),
-         i.impression_id, i.time, i.model_version
+         i.impression_id, i.time, i.model_version, i.prediction,
+         i.shadow_model_version, i.shadow_prediction
   FROM read_parquet($chosen, union_by_name = true) i
   LEFT JOIN labels l ON i.impression_id = l.impression_id AND i.time = l.shown
   WHERE i.model_name = $name AND list_contains($versions, i.model_version)
@@ -82,6 +87,8 @@ class Outcome:
     labelled: int
     duplicates: int
     rows: int
+    shadow: ShadowComparison | None = None
+    """The live model against a shadow model, where one scored some of the day's rows."""
 
 
 def join(log: list[Path], chosen: list[Path], events: list[Path], model: tuple[str, list[str]],
@@ -108,8 +115,9 @@ def join(log: list[Path], chosen: list[Path], events: list[Path], model: tuple[s
         db.execute("SET disabled_optimizers = 'statistics_propagation'")
         written = db.execute(DAY.format(out=_quoted(out)), {**params, "chosen": [str(p) for p in chosen]})
         rows = (written.fetchone() or (0,))[0]
+        shadow = compare(db, str(out / "*.parquet")) if rows else None
     return Outcome(counts, int(repeated), int(positives), int(labelled), int(matched) - int(labelled),
-                   int(rows))
+                   int(rows), shadow)
 
 
 def _quoted(path: Path) -> str:

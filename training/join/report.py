@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from training.join.compare import ShadowComparison
 from training.join.engine import Outcome
 from training.join.selection import Selection
 
@@ -41,6 +42,7 @@ class Report:
             "window_s": self.window.total_seconds(),
             "seconds": round(self.seconds, 2),
             "impressions_per_s": round(o.rows / self.seconds) if self.seconds else None,
+            "shadow": o.shadow.as_dict() if o.shadow is not None else None,
         }
 
     def summary(self) -> str:
@@ -59,6 +61,18 @@ class Report:
         if self.selection.others:
             others = ", ".join(f"{m} ({n:,})" for m, n in self.selection.others.items())
             lines.append(f"not joined: impressions of {others}")
+        if o.shadow is not None:
+            lines.append(_shadow_line(o.shadow))
         if self.seconds:
             lines.append(f"{self.seconds:.1f} s, {o.rows / self.seconds:,.0f} impressions/s")
         return "\n".join(f"afm-join: {line}" for line in lines)
+
+
+def _shadow_line(shadow: ShadowComparison) -> str:
+    head = f"{shadow.rows:,} rows also scored by shadow {', '.join(shadow.versions)}"
+    if shadow.live is None or shadow.shadow is None:
+        return f"{head} (no metrics: their labels are not all 0 or 1, or of one class)"
+    live, candidate = shadow.live, shadow.shadow
+    return (f"{head}: live / shadow AUC {live.auc:.5f} / {candidate.auc:.5f}, logloss "
+            f"{live.logloss:.5f} / {candidate.logloss:.5f}, NE {live.ne:.4f} / {candidate.ne:.4f}, "
+            f"calibration {live.calibration:.3f} / {candidate.calibration:.3f}")
