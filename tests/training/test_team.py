@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,11 +15,12 @@ from tests.helpers import REPO
 from tests.training.test_cli import one_line_error
 from tests.training.test_criteo import generate
 from tests.training.test_parquet import criteo_config, criteo_logs
-from training import formats
+from training import formats, shards
 from training.cli import train_main
 from training.config import load_config
 from training.data import Prepared
 from training.run import prepare_data
+from training.stream import passes
 from training.stream.team import Team
 
 PIECE = 1 << 16  # the smallest piece: a 3,000-row log is cut in 12
@@ -119,3 +121,34 @@ def test_parquet_row_groups_are_pieces_and_give_the_text_logs_rows(tmp_path: Pat
     for split in ("train", "validation"):
         a, b = getattr(text, split), getattr(alone, split)
         assert np.array_equal(a.read(0, len(a)).indices, b.read(0, len(b)).indices)
+
+
+def test_a_killed_preparation_keeps_its_finished_pieces(log: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    encode = passes._EncodePiece.__call__
+    done: list[int] = []
+
+    def killed_at_the_fourth(self: passes._EncodePiece, k: int) -> None:
+        if len(done) == 3:
+            raise KeyboardInterrupt
+        encode(self, k)
+        done.append(k)
+
+    monkeypatch.setattr(passes._EncodePiece, "__call__", killed_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(log, tmp_path / "killed")
+    kept = [p.name for p in (tmp_path / "killed").glob(".*.pieces/*") if not p.name.startswith(".")]
+    assert sorted(kept) == ["00000", "00001", "00002"]
+
+    monkeypatch.setattr(passes._EncodePiece, "__call__", encode)
+    writer, written = shards.ShardWriter.__init__, []
+
+    def counted(self: shards.ShardWriter, directory: Path, *args: Any, **kwargs: Any) -> None:
+        written.append(directory)
+        writer(self, directory, *args, **kwargs)
+
+    monkeypatch.setattr(shards.ShardWriter, "__init__", counted)
+    prepare(log, tmp_path / "killed")
+    assert len(written) == 12 + 3 - 3  # the 12 train pieces and 3 validation pieces, less 3 kept
+    prepare(log, tmp_path / "fresh")
+    assert files(tmp_path / "killed") == files(tmp_path / "fresh")
