@@ -44,13 +44,17 @@ def train_main(argv: list[str] | None = None) -> int:
 
     with user_errors("afm-train", args.debug):
         cfg = read_config(args.config, args.overrides)
-        if args.prepare_only:
-            prepared = prepare_data(cfg)
-            print(json.dumps({"train": str(prepared.train.directory), "train_rows": len(prepared.train),
-                              "validation": str(prepared.validation.directory),
-                              "validation_rows": len(prepared.validation)}))
-            return 0
         context = distributed.start()  # data-parallel when started by torchrun
+        if args.prepare_only:
+            try:
+                prepared = prepare_data(cfg, context=context)
+            finally:
+                distributed.stop(context)
+            if context.is_main:
+                print(json.dumps({"train": str(prepared.train.directory), "train_rows": len(prepared.train),
+                                  "validation": str(prepared.validation.directory),
+                                  "validation_rows": len(prepared.validation)}))
+            return 0
         try:
             manifest = run(cfg, Path(args.out), context, fresh=args.fresh)
         except CheckpointError as e:
