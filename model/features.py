@@ -315,7 +315,7 @@ class FeatureSpace:
         oov: list[tuple[int, str, str]] = []
         slots = self._slots
         for row, instance in enumerate(instances):
-            if not isinstance(instance, Mapping):
+            if type(instance) is not dict and not isinstance(instance, Mapping):  # dict: no ABC check
                 raise FeatureError(f"instance {row} must be an object of field: value")
             base = row * width
             for name, value in instance.items():

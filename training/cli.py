@@ -44,19 +44,26 @@ def train_main(argv: list[str] | None = None) -> int:
 
     with user_errors("afm-train", args.debug):
         cfg = read_config(args.config, args.overrides)
-        if args.prepare_only:
-            prepared = prepare_data(cfg)
-            print(json.dumps({"train": str(prepared.train.directory), "train_rows": len(prepared.train),
-                              "validation": str(prepared.validation.directory),
-                              "validation_rows": len(prepared.validation)}))
-            return 0
         context = distributed.start()  # data-parallel when started by torchrun
+        finished = False
+        if args.prepare_only:
+            try:
+                prepared = prepare_data(cfg, context=context)
+                finished = True
+            finally:
+                distributed.stop(context, finished)
+            if context.is_main:
+                print(json.dumps({"train": str(prepared.train.directory), "train_rows": len(prepared.train),
+                                  "validation": str(prepared.validation.directory),
+                                  "validation_rows": len(prepared.validation)}))
+            return 0
         try:
             manifest = run(cfg, Path(args.out), context, fresh=args.fresh)
+            finished = True
         except CheckpointError as e:
             raise UsageError(f"cannot resume in {args.out}: {e}") from e
         finally:
-            distributed.stop(context)
+            distributed.stop(context, finished)
     if context.is_main:
         print(json.dumps({"bundle": str(Path(args.out).resolve()), "metrics": manifest.metrics}))
     return 0

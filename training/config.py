@@ -40,6 +40,9 @@ class CriteoOptions(_Section):
     """Rows per encoded shard on disk."""
     block_bytes: int = Field(default=1 << 22, ge=1 << 16)
     """Bytes of text the CSV reader parses at a time (memory is bounded by this and the vocabulary)."""
+    piece_bytes: int = Field(default=1 << 27, ge=1 << 16)
+    """Bytes of text per piece: the unit of work that ranks and `data.workers` share (a
+    piece's rows are counted and encoded into shards of their own; gzip files are one piece)."""
 
 
 class ParquetOptions(_Section):
@@ -61,6 +64,9 @@ class ParquetOptions(_Section):
     """Rows read at a time (memory is bounded by this, a row group and the vocabulary)."""
     rows_per_shard: int = Field(default=1 << 19, ge=1)
     """Rows per encoded shard on disk."""
+    piece_rows: int = Field(default=1 << 20, ge=1)
+    """Rows per piece (consecutive row groups of a file, at least this many where the file has
+    them): the unit of work that ranks and `data.workers` share."""
 
     @model_validator(mode="after")
     def _label_is_no_field(self) -> ParquetOptions:
@@ -94,6 +100,9 @@ class DataConfig(_Section):
     """Columns and reading options for format = parquet."""
     cache_dir: str = ".cache/afm-data"
     """Where encoded shards are kept and reused while the raw files and settings are unchanged."""
+    workers: int = Field(default=1, ge=1, strict=True)
+    """Processes per rank that count and encode Criteo text and Parquet (each a piece at a
+    time); the cache is the same whatever their number."""
     negative_keep_rate: float = Field(default=1.0, gt=0.0, le=1.0)
     """Binary tasks: keep each negative training row with this probability (chosen once, from
     the run's seed and the row's position: the same rows every epoch and on every rank); the
@@ -293,7 +302,9 @@ class RunConfig(_Section):
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the config, wherever it was read from."""
-        return self.model_dump(exclude={"source", "overrides", "export"})  # training-neutral
+        # export and data.workers are training-neutral
+        return self.model_dump(exclude={"source": True, "overrides": True, "export": True,
+                                        "data": {"workers"}})
 
     def pretrain_overrides(self) -> list[str]:
         """The overrides that reach the FM this AFM is pretrained from: `pretrain.KEY=VALUE`,

@@ -3,6 +3,7 @@ loop needs. A process started without torchrun is rank 0 of a world of one."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -44,8 +45,16 @@ def start() -> Context:
     return context
 
 
-def stop(context: Context) -> None:
+def stop(context: Context, finished: bool = True) -> None:
+    """Leave the group. `finished` (every rank got through its work): first wait for the
+    others and drop this process's DistributedDataParallel reducers, since destroying the
+    group with a peer's collective or a reducer still in flight can abort the process in
+    gloo at exit; after a failure, leave at once (a barrier could wait on a rank that is
+    stuck elsewhere)."""
     if context.distributed and dist.is_initialized():
+        if finished:
+            gc.collect()
+            dist.barrier()
         dist.destroy_process_group()
 
 

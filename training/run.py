@@ -27,6 +27,7 @@ from training.loop import evaluation_shift, predict
 from training.metrics import evaluate_predictions
 from training.numerics import flushing_denormals
 from training.plots import save_plots
+from training.stream.team import Team
 from training.trainer import Checkpointing, FitResult, Trainer
 from training.warm_start import index_mapping, warm_start
 
@@ -38,12 +39,23 @@ RESUME_DIR = "checkpoints"
 PRETRAIN = "pretrain"
 
 
-def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None) -> Prepared:
+def prepare_data(cfg: RunConfig, previous: FeatureSpace | None = None,
+                 context: Context | None = None) -> Prepared:
     """The run's data as shard sets in the data cache, encoded once and reused, by its
     format (`training.formats`); a format that can grows the `previous` model's vocabulary
-    when given one (day-by-day retraining)."""
+    when given one (day-by-day retraining). Under torchrun every rank calls this: the
+    streamed formats share the work among the ranks (and `data.workers` processes in each);
+    for the others rank 0 prepares while the rest wait, then open its cache."""
+    context = context or Context()
     prepare = formats.preparer(cfg.data.format)
-    prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed)
+    team = Team.of(context, cfg.data.workers)
+    if formats.on_every_rank(cfg.data.format):
+        prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed, team)
+    else:
+        if context.is_main:
+            prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed, team)
+        barrier(context)  # the others find rank 0's shards in the cache
+        prepared = prepare(cfg.data, Path(cfg.data.cache_dir), previous, cfg.seed, team)
     log.info(
         "%s data: %d train, %d validation rows; %d fields, %d features; %d validation values out of "
         "vocabulary", cfg.name, len(prepared.train), len(prepared.validation),
@@ -120,11 +132,7 @@ def _run(cfg: RunConfig, out: Path, context: Context, flushed: bool,
     np.random.seed(cfg.seed)
     start = Manifest.read(Path(cfg.train.init_from)) if cfg.train.init_from else None
     previous = start.feature_space() if start else None
-    if context.is_main:
-        prepared = prepare_data(cfg, previous)
-    barrier(context)  # the others find rank 0's shards in the cache
-    if not context.is_main:
-        prepared = prepare_data(cfg, previous)
+    prepared = prepare_data(cfg, previous, context)
     model = build_model(model_config(cfg, prepared.space))
     _initial_weights(model, cfg, out, prepared, context)
     if cfg.train.uniform_start and isinstance(model, AFM) and (start is None or start.kind == "fm"):

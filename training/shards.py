@@ -20,16 +20,21 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
 
 from model.features import PADDING_INDEX
 from training.data import Dataset
 from training.downsample import keep_mask
 
+if TYPE_CHECKING:  # imported where batches are made: preprocessing workers do without it
+    import torch
+
 INDEX_FILE = "index.json"
+SUFFIXES = (".indices.npy", ".weights.npy", ".labels.npy")
+PIECE_ORDINALS = 1 << 40
+"""Piece k of a source numbers its rows from k * PIECE_ORDINALS (for negative downsampling)."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,12 @@ class Downsampling:
 class ShardWriter:
     """Appends encoded rows; flushes a shard every `rows_per_shard` rows. With
     `keep_negatives` < 1 it keeps each negative row (label 0) iff a hash of (`seed`, the row's
-    ordinal among the rows appended) falls under it: the same rows whoever writes them."""
+    ordinal) falls under it: the same rows whoever writes them. The first row appended has
+    ordinal `first_ordinal` (a source's piece k writes from k << 40: `PIECE_ORDINALS`)."""
 
     def __init__(self, directory: Path, num_fields: int, max_entries: int, *,
                  rows_per_shard: int = 1 << 19, implicit_weights: bool = False,
-                 keep_negatives: float = 1.0, seed: int = 0) -> None:
+                 keep_negatives: float = 1.0, seed: int = 0, first_ordinal: int = 0) -> None:
         if rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
         if not 0.0 < keep_negatives <= 1.0:
@@ -73,6 +79,7 @@ class ShardWriter:
         self._pending: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
         self._pending_rows = 0
         self.downsampling = Downsampling(keep_negatives, seed)
+        self.first_ordinal = first_ordinal
 
     def append(self, indices: np.ndarray, weights: np.ndarray | None, labels: np.ndarray) -> None:
         n = len(labels)
@@ -97,7 +104,7 @@ class ShardWriter:
     def _downsample(self, indices: np.ndarray, weights: np.ndarray | None, labels: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         d = self.downsampling
-        kept = keep_mask(labels, d.rows_before, d.negative_keep_rate, d.seed)
+        kept = keep_mask(labels, self.first_ordinal + d.rows_before, d.negative_keep_rate, d.seed)
         negatives = int(np.count_nonzero(labels <= 0.5))
         self.downsampling = Downsampling(
             d.negative_keep_rate, d.seed, d.rows_before + len(labels),
@@ -120,11 +127,38 @@ class ShardWriter:
 
     def finish(self, oov: int = 0, meta: Mapping[str, Any] | None = None) -> Shards:
         self._flush()
-        index = {"num_fields": self.shape[0], "max_entries": self.shape[1], "sizes": self.sizes,
-                 "implicit_weights": self.implicit_weights, "oov": oov,
-                 "downsampling": asdict(self.downsampling), "meta": dict(meta or {})}
-        _write_atomically(self.directory / INDEX_FILE, json.dumps(index, indent=1))
-        return Shards.open(self.directory)
+        return _write_index(self.directory, self.shape, self.sizes, self.implicit_weights, oov,
+                            self.downsampling, meta or {})
+
+
+def _write_index(directory: Path, shape: tuple[int, int], sizes: list[int], implicit_weights: bool,
+                 oov: int, downsampling: Downsampling, meta: Mapping[str, Any]) -> Shards:
+    index = {"num_fields": shape[0], "max_entries": shape[1], "sizes": sizes,
+             "implicit_weights": implicit_weights, "oov": oov,
+             "downsampling": asdict(downsampling), "meta": dict(meta)}
+    _write_atomically(directory / INDEX_FILE, json.dumps(index, indent=1))
+    return Shards.open(directory)
+
+
+def concatenate(parts: list[Shards], directory: Path, meta: Mapping[str, Any]) -> Shards:
+    """Shard sets written piece by piece (a source's pieces, in order) as one shard set in
+    `directory`: their files are moved, not copied, and renumbered."""
+    first = parts[0]
+    sizes: list[int] = []
+    for part in parts:
+        for k in range(len(part.sizes)):
+            for suffix in SUFFIXES:
+                moved = part.directory / f"{k:05d}{suffix}"
+                if moved.exists():
+                    os.replace(moved, directory / f"{len(sizes):05d}{suffix}")
+            sizes.append(part.sizes[k])
+    counted = [p.downsampling for p in parts]
+    downsampling = Downsampling(
+        first.downsampling.negative_keep_rate, first.downsampling.seed,
+        sum(d.rows_before for d in counted), sum(d.negatives_before for d in counted),
+        sum(d.negatives_after for d in counted))
+    return _write_index(directory, first.shape, sizes, first.implicit_weights,
+                        sum(p.oov for p in parts), downsampling, meta)
 
 
 class Batch(NamedTuple):
@@ -287,6 +321,8 @@ class _Rows(NamedTuple):
         return Dataset(self.indices, self.full_weights(), self.labels)
 
     def batch(self) -> Batch:
+        import torch
+
         return Batch(torch.from_numpy(self.indices.astype(np.int64)),
                      torch.from_numpy(self.full_weights()), torch.from_numpy(self.labels))
 
@@ -308,28 +344,42 @@ def _concat(parts: list[_Rows], shape: tuple[int, int]) -> _Rows:
                  np.concatenate([p.labels for p in parts]))
 
 
+def key_digest(key: Mapping[str, Any]) -> str:
+    """The name of `key`'s directory in the data cache."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
 def cached(root: Path, key: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
     """The directory for `key` under `root`, built by `build(tmp)` and renamed into place once.
 
     Concurrent builders of one key (e.g. several ranks) race harmlessly: the first rename wins
     and the others discard their copy."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    target = Path(root) / digest
+    target = Path(root) / key_digest(key)
+
+    def build_with_key(directory: Path) -> None:
+        build(directory)
+        (directory / "key.json").write_text(json.dumps(key, sort_keys=True, indent=1, default=str))
+
+    once(target, build_with_key)
+    return target
+
+
+def once(target: Path, build: Callable[[Path], None]) -> None:
+    """`build(tmp)`, then `tmp` renamed to `target`, unless `target` is already there (a
+    finished directory is never partly written)."""
     if target.is_dir():
-        return target
-    tmp = Path(root) / f".{digest}.{os.getpid()}.tmp"
+        return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         build(tmp)
-        (tmp / "key.json").write_text(json.dumps(key, sort_keys=True, indent=1, default=str))
         os.replace(tmp, target)
     except OSError:
         if not target.is_dir():
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def write_dataset(directory: Path, data: Dataset, rows_per_shard: int = 1 << 19, *,

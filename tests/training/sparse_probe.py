@@ -6,6 +6,7 @@ rank trains each case from the same initial weights on its own half of the same 
 OUT_DIR/<case>-rank-<r>.pt; tests/training/test_sparse.py compares them.
 """
 
+import gc
 import sys
 from pathlib import Path
 
@@ -78,4 +79,9 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     for case in CASES:
         run_case(case, Path(sys.argv[1]))
+    # Every rank done, and every DDP reducer gone, before the group goes: a rank that
+    # destroys it while the other's last collective or a reducer's hook is in flight can
+    # abort in gloo ("terminate called without an active exception").
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()

@@ -160,7 +160,7 @@ def test_the_live_model_is_compared_with_its_shadow_on_the_rows_both_scored(
         table = table.set_column(table.schema.get_field_index(name), name, column)
     im.write_part(tmp_path / "log", table, "w1", 0)
     clicked = rng.uniform(size=n) < live
-    events = [(f"r{i}-0", T0 + i * MINUTE + MINUTE) for i in np.flatnonzero(clicked)]
+    events = [(f"r{i}-0", T0 + (int(i) + 1) * MINUTE) for i in np.flatnonzero(clicked)]
     counts = join(tmp_path, "--events", str(write_events(event_table(events), tmp_path / "e.csv")))
     labels_ = clicked[shadowed].astype(np.float64)
     expected = {"live": evaluate_predictions("binary", labels_, live[shadowed], (0.0, 1.0)),

@@ -204,7 +204,7 @@ def test_every_layout_reads_its_rows_in_name_order(tmp_path: Path, kind: str, ro
     expected = clicks(600, 0).take(list(rows))
     assert read.column("item").to_pylist() == expected.column("item_id").cast(pa.string()).to_pylist()
     assert read.column("label").to_pylist() == expected.column("clicked").cast(pa.float32()).to_pylist()
-    assert source.fingerprint().rows == len(rows)
+    assert source.rows == len(rows)
     assert all(not Path(f.path).name.startswith(("_", ".")) for f in source.files)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.features import FeatureSpace, FieldKind
 from model.manifest import Task
@@ -27,28 +28,33 @@ from training.downsample import KeepRates
 from training.stream import Source, passes
 from training.stream.counts import Counts
 
+if TYPE_CHECKING:  # torch: training only
+    from training.stream.team import Team
+
 log = logging.getLogger(__name__)
 KINDS = {**dict.fromkeys(INTEGERS, FieldKind.NUMERIC), **dict.fromkeys(CATEGORICALS, FieldKind.CATEGORICAL)}
 """What pass 1 counts: moments of the integers, values of the categorical columns."""
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None = None,
-            seed: int = 0) -> Prepared:
-    """`seed` chooses the negative rows kept when `data` downsamples them."""
+            seed: int = 0, team: Team | None = None) -> Prepared:
+    """`seed` chooses the negative rows kept when `data` downsamples them; `team` (every
+    rank, each with `data.workers` processes) shares the work."""
     if not data.train or not data.validation:
         raise ValueError("format = 'criteo' needs data.train and data.validation files")
     train = Reader(Path(one_path(data.train, "data.train")), data.criteo)
     validation = Reader(Path(one_path(data.validation, "data.validation")), data.criteo)
     return prepare_sources(train, validation, data, cache_root, previous, data.criteo.rows_per_shard,
-                           seed)
+                           seed, team)
 
 
 def prepare_sources(train: Source, validation: Source, data: DataConfig, cache_root: Path,
-                    previous: FeatureSpace | None, rows_per_shard: int, seed: int = 0) -> Prepared:
+                    previous: FeatureSpace | None, rows_per_shard: int, seed: int = 0,
+                    team: Team | None = None) -> Prepared:
     """Criteo-shaped rows from any two sources, encoded as `[data.criteo]` says (`seed`
-    chooses the negative rows kept when `data` downsamples them)."""
+    chooses the negative rows kept when `data` downsamples them), by `team`."""
     options = data.criteo
-    counts = passes.counts(train, KINDS, cache_root)
+    counts = passes.counts(train, KINDS, cache_root, team)
     mapping = None
     if previous is None:
         space = feature_space(counts, options, data.min_count)
@@ -56,7 +62,7 @@ def prepare_sources(train: Source, validation: Source, data: DataConfig, cache_r
         grown = grow(previous, counts, options, data.min_count, options.keep_dropped)
         space, mapping = grown.space, grown.mapping
     return passes.prepared(space, train, validation, data.task, cache_root, rows_per_shard, mapping,
-                           keep=KeepRates.of(data, seed))
+                           keep=KeepRates.of(data, seed), team=team)
 
 
 def training_counts(path: Path, options: CriteoOptions, cache_root: Path) -> Counts:

@@ -35,6 +35,12 @@ def preparer(name: str) -> Prepare:
     return fmt.prepare
 
 
+def on_every_rank(name: str) -> bool:
+    """Whether every rank prepares data in the format `name` (each its share)."""
+    fmt = FORMATS.get(name)
+    return fmt is not None and fmt.on_every_rank
+
+
 def reader(name: str) -> Read:
     """How afm-eval reads data in the format `name`."""
     fmt = FORMATS.get(name)

@@ -13,19 +13,21 @@ from training.data import Dataset, Prepared, Splits
 from training.downsample import KeepRates, cache_key
 from training.errors import UsageError
 
-if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle; torch: training
     from model.bundle import Bundle
+    from training.stream.team import Team
 
 
 
 class Prepare(Protocol):
-    """(data settings, cache root, the previous model's feature space or None, the run's seed)
-    -> both splits as shard sets in the cache, their negatives kept at the data's rates (the
-    seed chooses which). A format that can grow a previous space (day-by-day retraining)
-    returns the index mapping; otherwise training maps values by name."""
+    """(data settings, cache root, the previous model's feature space or None, the run's seed,
+    who prepares) -> both splits as shard sets in the cache, their negatives kept at the data's
+    rates (the seed chooses which). A format that can grow a previous space (day-by-day
+    retraining) returns the index mapping; otherwise training maps values by name. A format
+    that prepares on every rank shares the work out among the `team`; the others ignore it."""
 
     def __call__(self, data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
-                 seed: int = 0) -> Prepared: ...
+                 seed: int = 0, team: Team | None = None) -> Prepared: ...
 
 
 Read = Callable[[list[str], "Bundle"], Dataset | Iterator[Dataset]]
@@ -44,6 +46,9 @@ class Format:
     """None: training reads the format, afm-eval does not."""
     recognises: Callable[[str], bool] = lambda path: False
     """Whether afm-eval should read `path` in this format when --format is not given."""
+    on_every_rank: bool = False
+    """Prepared by every rank at once, each its share (the streamed formats); else rank 0
+    prepares and the other ranks open its cache."""
 
 
 def has_suffix(*suffixes: str) -> Callable[[str], bool]:
@@ -65,7 +70,8 @@ def in_memory(data: DataConfig, cache_root: Path, space: FeatureSpace, splits: S
 
     keep = KeepRates.of(data, seed)
     hashes = {name: print_.sha256 for name, print_ in splits.fingerprints.items()}
-    key = {"data": data.model_dump(exclude={"negative_keep_rate", "validation_negative_keep_rate"}),
+    key = {"data": data.model_dump(exclude={"negative_keep_rate", "validation_negative_keep_rate",
+                                            "workers"}),
            "fingerprints": hashes, **cache_key(keep.train, seed),
            **cache_key(keep.validation, seed, "validation_")}
 

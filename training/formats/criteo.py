@@ -11,15 +11,16 @@ from training.config import DataConfig
 from training.data import Dataset, Prepared
 from training.formats.base import Format, one
 
-if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle; torch: training
     from model.bundle import Bundle
+    from training.stream.team import Team
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
-            seed: int = 0) -> Prepared:
+            seed: int = 0, team: Team | None = None) -> Prepared:
     from training import criteo  # pyarrow: imported when used
 
-    return criteo.prepare(data, cache_root, previous, seed)
+    return criteo.prepare(data, cache_root, previous, seed, team)
 
 
 def read(paths: list[str], bundle: Bundle) -> Iterator[Dataset]:
@@ -30,4 +31,4 @@ def read(paths: list[str], bundle: Bundle) -> Iterator[Dataset]:
     return criteo.evaluation_data(one(paths, "criteo"), bundle.features, bundle.manifest.task)
 
 
-FORMAT = Format("criteo", "criteo rows (label, I1..I13, C1..C26)", prepare, read)
+FORMAT = Format("criteo", "criteo rows (label, I1..I13, C1..C26)", prepare, read, on_every_rank=True)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
-            seed: int = 0) -> Prepared:
+            seed: int = 0, team: object = None) -> Prepared:
     train_path = one_path(data.train, "data.train")
     valid_path = one_path(data.validation, "data.validation")
     train_rows, valid_rows = libfm.read_libfm(train_path), libfm.read_libfm(valid_path)

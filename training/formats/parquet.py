@@ -21,8 +21,9 @@ from training.fields import FieldDecl
 from training.formats.base import Format
 from training.parquet.files import looks_like_parquet
 
-if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
+if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle; torch: training
     from model.bundle import Bundle
+    from training.stream.team import Team
 
 CRITEO_FIELDS = [*(FieldDecl(name=f"I{i}", kind=FieldKind.NUMERIC) for i in range(1, 14)),
                  *(FieldDecl(name=f"C{i}", kind=FieldKind.CATEGORICAL) for i in range(1, 27))]
@@ -30,7 +31,7 @@ CRITEO_FIELDS = [*(FieldDecl(name=f"I{i}", kind=FieldKind.NUMERIC) for i in rang
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
-            seed: int = 0) -> Prepared:
+            seed: int = 0, team: Team | None = None) -> Prepared:
     from training import criteo
     from training.parquet.source import Column, ParquetSource
     from training.stream import fit, passes
@@ -39,17 +40,17 @@ def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
         raise ValueError("format = 'parquet' needs data.train and data.validation datasets")
     options = data.parquet
     columns = [Column.of(d) for d in options.fields or CRITEO_FIELDS]
-    train, validation = (ParquetSource(paths, columns, options.label, options.batch_rows)
+    train, validation = (ParquetSource(paths, columns, options.label, options.batch_rows, options.piece_rows)
                          for paths in (data.train, data.validation))
     if not options.fields:
         return criteo.prepare_sources(train, validation, data, cache_root, previous,
-                                      options.rows_per_shard, seed)
+                                      options.rows_per_shard, seed, team)
     counted = {d.name: d.kind for d in options.fields if d.kind != FieldKind.BUCKETIZED}
-    counts = passes.counts(train, counted, cache_root)
+    counts = passes.counts(train, counted, cache_root, team)
     space = fit.feature_space(options.fields, counts, data.min_count, options.missing,
                               options.hash_buckets)
     return passes.prepared(space, train, validation, data.task, cache_root, options.rows_per_shard,
-                           keep=KeepRates.of(data, seed))
+                           keep=KeepRates.of(data, seed), team=team)
 
 
 def read(paths: list[str], bundle: Bundle) -> Iterator[Dataset]:
@@ -78,4 +79,4 @@ def _reading_decl(name: str, kind: FieldKind) -> FieldDecl:
 
 
 FORMAT = Format("parquet", "a Parquet file, a directory of them (Hive-style day=... "
-                "directories too) or a glob", prepare, read, looks_like_parquet)
+                "directories too) or a glob", prepare, read, looks_like_parquet, on_every_rank=True)

@@ -12,7 +12,7 @@ from training.formats.base import Format, in_memory
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
-            seed: int = 0) -> Prepared:
+            seed: int = 0, team: object = None) -> Prepared:
     spec = synthetic.SyntheticSpec.model_validate(data.synthetic)
     space, train, validation = synthetic.datasets(spec)
     return in_memory(data, cache_root, space, Splits(train, validation, {}), seed)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # onnxruntime: imported by afm-eval when it loads the bundle
 
 
 def prepare(data: DataConfig, cache_root: Path, previous: FeatureSpace | None,
-            seed: int = 0) -> Prepared:
+            seed: int = 0, team: object = None) -> Prepared:
     from training import tabular  # pandas: imported when used
 
     space, splits = tabular.load(data)

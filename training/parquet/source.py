@@ -58,9 +58,12 @@ class Column:
 class ParquetSource:
     """Rows of a Parquet dataset (`training.parquet.files`) as normalised record batches."""
 
-    def __init__(self, paths: str | list[str], columns: list[Column], label: str, batch_rows: int) -> None:
+    def __init__(self, paths: str | list[str], columns: list[Column], label: str, batch_rows: int,
+                 piece_rows: int = 1 << 20, piece: tuple[DataFile, range] | None = None) -> None:
+        """`piece`: a file's row groups (`pieces`), else every file of `paths`."""
         self.paths, self.columns, self.label, self.batch_rows = paths, columns, label, batch_rows
-        self.files = resolve(paths)
+        self.piece_rows, self.piece = piece_rows, piece
+        self.files = resolve(paths) if piece is None else [piece[0]]
         self.rows = 0
 
     @property
@@ -71,7 +74,7 @@ class ParquetSource:
 
     def key(self) -> dict[str, Any]:
         return {"reader": "parquet", "files": [f.key() for f in self.files], "label": self.label,
-                "columns": [asdict(c) for c in self.columns]}
+                "columns": [asdict(c) for c in self.columns], "piece_rows": self.piece_rows}
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         self.rows = 0
@@ -80,17 +83,38 @@ class ParquetSource:
                 if batch.num_rows:  # an empty row group reads as an empty batch
                     self.rows += batch.num_rows
                     yield batch
-        if not self.rows:
-            raise UsageError(f"{self.described}: no rows in {len(self.files)} Parquet file(s)")
+        if self.piece is None and not self.rows:
+            raise self._no_rows()
 
-    def fingerprint(self) -> DataFingerprint:
+    def pieces(self) -> list[ParquetSource]:
+        """Consecutive row groups of a file, at least `piece_rows` rows a piece where the file
+        has them (read off the files' footers)."""
+        pieces = []
+        for file in self.files:
+            first, rows = 0, 0
+            sizes = _row_groups(file)
+            for group, size in enumerate(sizes):
+                rows += size
+                if rows >= self.piece_rows or group == len(sizes) - 1:
+                    if rows:
+                        pieces.append(ParquetSource(self.paths, self.columns, self.label, self.batch_rows,
+                                                    self.piece_rows, (file, range(first, group + 1))))
+                    first, rows = group + 1, 0
+        if not pieces:
+            raise self._no_rows()
+        return pieces
+
+    def fingerprint(self, rows: int) -> DataFingerprint:
         """The digest of every file's bytes, in order (one more read of the files)."""
         digest = hashlib.sha256()
         for file in self.files:
             with _reading(file), file.filesystem.open_input_stream(file.path) as stream:
                 while chunk := stream.read(1 << 20):
                     digest.update(chunk)
-        return DataFingerprint(path=self.described, sha256=digest.hexdigest(), rows=self.rows)
+        return DataFingerprint(path=self.described, sha256=digest.hexdigest(), rows=rows)
+
+    def _no_rows(self) -> UsageError:
+        return UsageError(f"{self.described}: no rows in {len(self.files)} Parquet file(s)")
 
     @property
     def described(self) -> str:
@@ -110,7 +134,8 @@ class ParquetSource:
             names = [LABEL, *(c.field for c in self.columns)]
             # Row group by row group, synchronously: pyarrow.dataset's scanner reads ahead of a
             # slower consumer, up to a whole file's row groups (docs/EXPERIMENTS.md, reading Parquet).
-            for group in range(parquet.num_row_groups):
+            groups = range(parquet.num_row_groups) if self.piece is None else self.piece[1]
+            for group in groups:
                 for batch in parquet.iter_batches(self.batch_rows, row_groups=[group], columns=read):
                     yield pa.RecordBatch.from_arrays([label(batch), *(get(batch) for get in getters)],
                                                      names=names)
@@ -138,6 +163,13 @@ class ParquetSource:
             raise UsageError(f"{file.name}: no column {source!r} ({what}); it has {names}")
         value = _partition_value(file, source, partitions[source], convert)
         return lambda batch: value.take(np.zeros(batch.num_rows, np.int32))
+
+
+def _row_groups(file: DataFile) -> list[int]:
+    """The rows of each of the file's row groups."""
+    with _reading(file), file.filesystem.open_input_file(file.path) as handle:
+        metadata = pq.ParquetFile(handle).metadata
+        return [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
 
 
 @contextmanager

@@ -3,7 +3,8 @@
     source  -> normalised record batches: a LABEL column and one column per field
     counts  -> pass 1: values of categorical and multi-valued fields, numeric moments
     (a format builds its feature space from the counts)
-    passes  -> pass 1 and pass 2 cached under the data cache, keyed by the source and settings
+    passes  -> pass 1 and pass 2 cached under the data cache, keyed by the source and settings,
+               piece by piece (`Source.pieces`), shared among ranks and workers (`team`)
     encode  -> pass 2: blocks -> (indices, weights, labels), as FeatureSpace.encode would
 
 A source turns its raw data (Criteo-format text, Parquet files) into normalised batches,
@@ -15,7 +16,7 @@ distinct values, never by the number of rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -43,6 +44,12 @@ class Source(Protocol):
         """One pass over every row, in a stable order."""
         ...
 
-    def fingerprint(self) -> DataFingerprint:
-        """What the rows were, after a full pass: where, their digest and how many."""
+    def pieces(self) -> Sequence[Source]:
+        """The rows cut into consecutive pieces (byte ranges of a text file, files of a
+        dataset), each a source of its own; how they are cut depends on the data and the
+        reading settings alone, never on who reads them. One piece if it cannot be cut."""
+        ...
+
+    def fingerprint(self, rows: int) -> DataFingerprint:
+        """Where the `rows` rows are, and the digest of the raw data (read once more)."""
         ...

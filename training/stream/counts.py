@@ -38,17 +38,23 @@ class Moments:
     maximum: float = -math.inf
 
     def add(self, values: np.ndarray) -> None:
-        if not len(values):
+        if len(values):
+            mean = float(values.mean())
+            self.combine(Moments(len(values), mean, float(((values - mean) ** 2).sum()),
+                                 float(values.min()), float(values.max())))
+
+    def combine(self, other: Moments) -> None:
+        """Fold in the moments of more values (Chan's formula: the order of folding decides
+        the last bits, so the same blocks folded in the same order give the same floats)."""
+        if not other.count:
             return
-        n, mean = len(values), float(values.mean())
-        m2 = float(((values - mean) ** 2).sum())
-        total = self.count + n
-        delta = mean - self.mean
-        self.m2 += m2 + delta * delta * self.count * n / total
-        self.mean += delta * n / total
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.mean += delta * other.count / total
         self.count = total
-        self.minimum = min(self.minimum, float(values.min()))
-        self.maximum = max(self.maximum, float(values.max()))
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
 
     @property
     def std(self) -> float:
@@ -65,9 +71,13 @@ class ValueCounts:
 
     def add(self, column: pa.Array) -> None:
         counted = pc.value_counts(column.drop_null())
-        self.pending.append(pa.table({"values": counted.field("values"),
-                                      "counts": counted.field("counts").cast(pa.int64())}))
-        self.pending_rows += len(counted)
+        self.extend(pa.table({"values": counted.field("values"),
+                              "counts": counted.field("counts").cast(pa.int64())}))
+
+    def extend(self, counted: pa.Table) -> None:
+        """Add a (values, counts) table, e.g. another piece's."""
+        self.pending.append(counted)
+        self.pending_rows += counted.num_rows
         if self.pending_rows >= max(MERGE_MIN, self.merged.num_rows // 2):
             self.merge()
 
@@ -95,7 +105,10 @@ class Counts:
 
     def save(self, directory: Path) -> None:
         for name, table in self.values.items():
-            feather.write_feather(table, directory / f"{name}.feather", compression="uncompressed")
+            _save_table(table, directory, name)
+        self.save_stats(directory)
+
+    def save_stats(self, directory: Path) -> None:
         stats = {"rows": self.rows, "values": list(self.values), "longest": self.longest,
                  "numbers": {k: asdict(v) for k, v in self.numbers.items()}}
         (directory / STATS_FILE).write_text(json.dumps(stats, indent=1))
@@ -107,6 +120,40 @@ class Counts:
                   for name in stats["values"]}
         numbers = {k: Moments(**v) for k, v in stats["numbers"].items()}
         return cls(values, numbers, stats["longest"], stats["rows"])
+
+
+def _save_table(table: pa.Table, directory: Path, name: str) -> None:
+    feather.write_feather(table, directory / f"{name}.feather", compression="uncompressed")
+
+
+def merge_values(parts: list[Path], name: str, out: Path) -> None:
+    """Field `name`'s value counts summed over pass 1's pieces (`parts`: their saved Counts),
+    written into `out`; the pieces' tables are memory-mapped until they are merged."""
+    values = ValueCounts()
+    for part in parts:
+        values.extend(feather.read_table(part / f"{name}.feather", memory_map=True))
+    _save_table(values.merge(), out, name)
+
+
+def merge_stats(parts: list[Path], out: Path) -> None:
+    """Rows, multi-valued widths and numeric moments of the pieces, folded in piece order
+    (the same pieces give the same floats whoever counted them), written into `out`."""
+    merged: Counts | None = None
+    for part in parts:
+        stats = json.loads((part / STATS_FILE).read_text())
+        piece = Counts(dict.fromkeys(stats["values"], _table([], [])),
+                       {k: Moments(**v) for k, v in stats["numbers"].items()}, stats["longest"],
+                       stats["rows"])
+        if merged is None:
+            merged = piece
+            continue
+        merged.rows += piece.rows
+        for name, moments in piece.numbers.items():
+            merged.numbers[name].combine(moments)
+        for name, longest in piece.longest.items():
+            merged.longest[name] = max(merged.longest.get(name, 0), longest)
+    if merged is not None:
+        merged.save_stats(out)
 
 
 def count(batches: Iterable[pa.RecordBatch], kinds: Mapping[str, FieldKind]) -> Counts:
