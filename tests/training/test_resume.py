@@ -63,6 +63,67 @@ def test_a_killed_run_resumes_and_matches_an_unbroken_one(tmp_path: Path, tables
     assert Manifest.read(tmp_path / "killed").training["best_epoch"] == unbroken.training["best_epoch"]
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+            "--no-python", sys.executable, "-m", "training.cli"]
+
+
+def _torchrun(out: Path, cache: Path, *extra: str) -> subprocess.Popen[bytes]:
+    command = [*TORCHRUN, "--config", str(REPO / "configs" / "synthetic-afm.toml"), "--out", str(out)]
+    for override in _overrides(cache, *extra):
+        command += ["--set", override]
+    return subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _kill_group(launcher: int) -> None:
+    """SIGKILL torchrun and its ranks at once, as a machine that goes away would (each rank
+    runs in a session of its own, so they are found as the launcher's children)."""
+    doomed = [launcher]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == launcher:  # the parent's pid
+            doomed.append(int(stat.parent.name))
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.slow
+def test_a_killed_torchrun_group_with_sparse_tables_resumes(tmp_path: Path) -> None:
+    tables = "train.sparse_tables=true"
+    unbroken = _torchrun(tmp_path / "unbroken", tmp_path / "cache", tables)
+    _, err = unbroken.communicate(timeout=300)
+    assert unbroken.returncode == 0, err.decode()[-3000:]
+    killed = _torchrun(tmp_path / "killed", tmp_path / "cache", tables)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(checkpoints.glob("step-*.pt"))) < 2:
+            assert killed.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        _kill_group(killed.pid)
+        killed.communicate()
+    state = checkpoint.load(sorted(checkpoints.glob("step-*.pt"))[-1])
+    assert state["optimizer"].keys() == {"tables", "dense"}  # the lazy Adam's moments saved
+    assert not (tmp_path / "killed" / "manifest.json").exists()
+
+    resumed = _torchrun(tmp_path / "killed", tmp_path / "cache", tables)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()[-3000:]
+    after, before = Manifest.read(tmp_path / "killed"), Manifest.read(tmp_path / "unbroken")
+    assert (after.training["world_size"], after.training["sparse_tables"]) == (2, True)
+    assert not checkpoints.exists()
+    assert after.metrics["rmse"] == pytest.approx(before.metrics["rmse"], rel=1e-4)
+    assert after.training["best_epoch"] == before.training["best_epoch"]
+
+
 def test_a_corrupt_checkpoint_is_refused_and_the_previous_one_used(tmp_path: Path) -> None:
     directory = tmp_path / "checkpoints"
     good = {"model": {}, "optimizer": {}, "epoch": 2, "step": 5, "config": {}}
