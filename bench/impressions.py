@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=5, help="duration of one load")
     parser.add_argument("--repeats", type=int, default=5, help="rounds; figures are medians")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--sample", type=float, default=1.0,
+                        help="AFM_IMPRESSION_SAMPLE of the logging server (share of requests logged)")
     return parser.parse_args(argv)
 
 
@@ -72,7 +74,8 @@ def scraped(server: ServerProcess, metric: str) -> float:
 
 def compare(args: argparse.Namespace, model_dir: Path, directory: Path) -> str:
     on = Config(ON, 1, None, env=(("AFM_IMPRESSION_LOG_DIR", str(directory)),
-                                  ("AFM_IMPRESSION_ROLL_SECONDS", str(ROLL_S))))
+                                  ("AFM_IMPRESSION_ROLL_SECONDS", str(ROLL_S)),
+                                  ("AFM_IMPRESSION_SAMPLE", str(args.sample))))
     every = scenarios(model_dir)
     loads = [Load(label, every[name], c) for label in (OFF, ON) for name, cs in LOADS for c in cs]
     load_before = os.getloadavg()
