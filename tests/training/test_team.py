@@ -53,6 +53,7 @@ def files(cache: Path) -> dict[str, bytes]:
             if p.is_file() and (p.suffix == ".npy" or p.parent.joinpath("index.json").is_file())}
 
 
+@pytest.mark.slow  # starts worker processes (and torchrun)
 def test_one_process_two_workers_and_two_ranks_write_the_same_cache(log: dict[str, Path],
                                                                     tmp_path: Path) -> None:
     alone = prepare(log, tmp_path / "alone")
@@ -102,6 +103,7 @@ def test_workers_do_not_change_what_a_checkpoint_resumes() -> None:
     assert one.identity() == two.identity()
 
 
+@pytest.mark.slow  # starts worker processes (and torchrun)
 def test_parquet_row_groups_are_pieces_and_give_the_text_logs_rows(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     paths = criteo_logs(tmp_path / "logs")
