@@ -269,19 +269,19 @@ def shadow_trial(work: Path, url: str, day: Path, options: Options) -> dict[str,
             "clicks": events.num_rows, **(joined["shadow"] or {"rows": 0})}
 
 
-def admin(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+def admin(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """An admin route's answer (raises on an error status)."""
     response = httpx.request(method, url + path, json=body, timeout=120,
                              headers={"Authorization": f"Bearer {TOKEN}"})
     response.raise_for_status()
+    return response.json()
 
 
 def reload(url: str, model: str) -> str:
     """POST /admin/reload; the version now served."""
-    response = httpx.post(url + "/admin/reload", json={"model_dir": model}, timeout=120,
-                          headers={"Authorization": f"Bearer {TOKEN}"})
-    response.raise_for_status()
-    log.info("reloaded: %s", response.json()["model"])
-    return str(response.json()["model"]["version"])
+    served = admin(url, "POST", "/admin/reload", {"model_dir": model})["model"]
+    log.info("reloaded: %s", served)
+    return str(served["version"])
 
 
 def versions_logged(directory: Path, served: Served) -> dict[str, int]:

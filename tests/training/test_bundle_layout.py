@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from model.bundle import Bundle, BundleError
+from model.features import FeatureSpace
 from model.impression_columns import FeatureColumns
 from model.manifest import ONNX_DATA_FILE, Manifest
 from model.vocabulary import VOCABULARY_FILE, MappedVocabulary
@@ -80,12 +81,19 @@ def test_format_2_and_format_3_score_and_name_the_same(synthetic_afm: Path, tmp_
     assert old.manifest.digest == old.manifest.onnx_sha256
 
 
-def test_large_vocabularies_are_mapped_and_answer_as_lists_do(
-    synthetic_afm: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def spaces(synthetic_afm: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FeatureSpace, FeatureSpace]:
+    """The bundle's feature space with its vocabularies as lists, and as mapped files (every
+    vocabulary of 2 values or more mapped)."""
     listed = Bundle.load(synthetic_afm).features
     monkeypatch.setattr("model.vocabulary.MAPPED_FROM", 2)
-    mapped = Bundle.load(synthetic_afm).features
+    return listed, Bundle.load(synthetic_afm).features
+
+
+def test_large_vocabularies_are_mapped_and_answer_as_lists_do(
+    spaces: tuple[FeatureSpace, FeatureSpace],
+) -> None:
+    listed, mapped = spaces
     assert mapped.mapped and not listed.mapped
     assert all(isinstance(f.vocabulary, MappedVocabulary) for f in mapped.fields)
     encoded, expected = mapped.encode(INSTANCES), listed.encode(INSTANCES)
@@ -144,11 +152,9 @@ def test_a_float16_table_halves_the_table_and_scores_as_float32(tmp_path: Path) 
 
 
 def test_the_impression_columns_read_a_mapped_vocabulary_as_a_list(
-    synthetic_afm: Path, monkeypatch: pytest.MonkeyPatch,
+    spaces: tuple[FeatureSpace, FeatureSpace],
 ) -> None:
-    listed = Bundle.load(synthetic_afm).features
-    monkeypatch.setattr("model.vocabulary.MAPPED_FROM", 2)
-    mapped = Bundle.load(synthetic_afm).features
+    listed, mapped = spaces
     encoded = listed.encode(INSTANCES)
     got = FeatureColumns(mapped).of_tensors(encoded.indices, encoded.weights)
     expected = FeatureColumns(listed).of_tensors(encoded.indices, encoded.weights)
